@@ -1,0 +1,1 @@
+"""Registrar: the model registry control plane (domain, handlers, unit of work, adapters)."""

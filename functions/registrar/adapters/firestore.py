@@ -1,0 +1,159 @@
+"""Firestore implementation of the document store and unit of work (google-cloud-firestore)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from registrar.errors import Contention, TransientError
+from registrar.store import AbstractUnitOfWork, Doc, DocumentStore
+
+log = logging.getLogger(__name__)
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    from google.api_core import exceptions as gexc
+
+    return (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.TooManyRequests,
+        gexc.ResourceExhausted,
+        gexc.GatewayTimeout,
+        gexc.BadGateway,
+    )
+
+
+class FirestoreUnitOfWork(AbstractUnitOfWork):
+    """One Firestore transaction per `with uow:` block.
+
+    The transaction is driven directly (begin / commit / rollback) instead of through `@transactional`, so that
+    handlers keep the `with uow:` shape; a lost race surfaces as `Contention`, which the message bus retries.
+    """
+
+    def __init__(self, client) -> None:
+        super().__init__()
+        self._client = client
+        self._tx = None
+
+    def _begin(self) -> None:
+        self._tx = self._client.transaction(max_attempts=1)
+        try:
+            self._tx._begin()
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore unavailable: {exc}") from exc
+
+    def _read(self, path: str) -> Doc | None:
+        try:
+            snap = self._client.document(path).get(transaction=self._tx)
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore read failed: {exc}") from exc
+        return snap.to_dict() if snap.exists else None
+
+    def _read_collection(self, collection: str) -> dict[str, Doc]:
+        try:
+            return {s.id: s.to_dict() for s in self._client.collection(collection).stream(transaction=self._tx)}
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore query failed: {exc}") from exc
+
+    def _commit(self, writes: Mapping[str, Doc | None]) -> None:
+        from google.api_core import exceptions as gexc
+
+        for path, data in writes.items():
+            ref = self._client.document(path)
+            if data is None:
+                self._tx.delete(ref)
+            else:
+                self._tx.set(ref, data)
+        try:
+            self._tx._commit()
+        except (gexc.Aborted, gexc.Conflict) as exc:
+            self._rollback()
+            raise Contention(f"transaction aborted: {exc}") from exc
+        except _transient_errors() as exc:
+            self._rollback()
+            raise TransientError(f"Firestore commit failed: {exc}") from exc
+        finally:
+            self._tx = None if self._tx is None or not self._tx.in_progress else self._tx
+
+    def _rollback(self) -> None:
+        tx, self._tx = self._tx, None
+        if tx is not None and tx.in_progress:
+            try:
+                tx._rollback()
+            except Exception:  # a failed rollback only delays the lock's expiry; never mask the real error
+                log.warning("Firestore rollback failed", exc_info=True)
+
+
+class FirestoreStore(DocumentStore):
+    def __init__(self, client) -> None:
+        self.client = client
+
+    @classmethod
+    def from_env(cls) -> FirestoreStore:
+        from google.cloud import firestore
+
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+        database = os.environ.get("REGISTRAR_FIRESTORE_DATABASE", "(default)")
+        return cls(firestore.Client(project=project, database=database))
+
+    def unit_of_work(self) -> FirestoreUnitOfWork:
+        return FirestoreUnitOfWork(self.client)
+
+    def get(self, path: str) -> Doc | None:
+        try:
+            snap = self.client.document(path).get()
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore read failed: {exc}") from exc
+        return snap.to_dict() if snap.exists else None
+
+    def list(
+        self,
+        collection: str,
+        *,
+        equals: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[str, Doc]]:
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self.client.collection(collection)
+        for field, value in (equals or {}).items():
+            query = query.where(filter=FieldFilter(field, "==", value))
+        if order_by:
+            query = query.order_by(order_by, direction=firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING)
+        if limit:
+            query = query.limit(limit)
+        try:
+            for snap in query.stream():
+                yield snap.id, snap.to_dict()
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore query failed: {exc}") from exc
+
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> None:
+        try:
+            self.client.document(path).set(dict(data), merge=merge)
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore write failed: {exc}") from exc
+
+    def create(self, path: str, data: Mapping[str, Any]) -> bool:
+        from google.api_core import exceptions as gexc
+
+        try:
+            self.client.document(path).create(dict(data))
+            return True
+        except gexc.AlreadyExists:
+            return False
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore write failed: {exc}") from exc
+
+    def delete(self, path: str) -> None:
+        try:
+            self.client.document(path).delete()
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore delete failed: {exc}") from exc

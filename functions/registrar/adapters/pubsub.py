@@ -1,0 +1,34 @@
+"""Publishing to Pub/Sub with google-cloud-pubsub (the emulator too, via PUBSUB_EMULATOR_HOST)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from registrar.errors import TransientError
+from registrar.ports import EventPublisher
+
+
+class PubSubPublisher(EventPublisher):
+    def __init__(self, project: str, *, timeout: float = 30.0) -> None:
+        self.project = project
+        self.timeout = timeout
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from google.cloud import pubsub_v1
+
+            self._client = pubsub_v1.PublisherClient()
+        return self._client
+
+    def publish(self, topic: str, event_id: str, payload: Mapping) -> None:
+        from google.api_core import exceptions as gexc
+
+        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        try:
+            future = self.client.publish(self.client.topic_path(self.project, topic), data, event_id=event_id)
+            future.result(timeout=self.timeout)
+        except (gexc.GoogleAPICallError, TimeoutError, OSError) as exc:
+            raise TransientError(f"publish to {topic} failed: {exc}") from exc

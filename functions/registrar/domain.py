@@ -1,0 +1,288 @@
+"""The registry's domain: models, versions, aliases, training runs — pure logic, no I/O.
+
+Every fact carries the time it happened. State keeps, per version and per alias, the time of the fact that set
+it, so a late or repeated fact can be recognised and never overwrites newer state (ARCHITECTURE.md §3.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from registrar.commands import TERMINAL_RUN_STATES
+
+LIVE = "live"
+DELETED = "deleted"
+DEFAULT_ALIAS = "default"
+RUN_ID_LABELS = ("training_run_id", "registrar-run-id", "registrar_run_id")
+MODEL_TYPE_LABEL = "model_type"
+BLESSED_LABEL = "blessed"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
+
+# Metrics where a higher value is better; everything else (rmse, mae, loss) is lower-is-better.
+HIGHER_IS_BETTER_PREFIXES = ("recall", "precision", "ndcg", "auc", "accuracy", "map")
+
+
+def stable_id(*parts: str, length: int = 32) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+
+
+def is_valid_alias(alias: str) -> bool:
+    return alias == DEFAULT_ALIAS or bool(_ALIAS_RE.match(alias))
+
+
+@dataclasses.dataclass
+class Version:
+    version_id: str
+    state: str
+    uploaded_at: datetime | None = None
+    deleted_at: datetime | None = None
+    display_name: str = ""
+    artifact_uri: str = ""
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    labels_at: datetime | None = None
+    training_run_id: str | None = None
+    model_type: str | None = None
+    blessed: bool | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    resource_name: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.state == LIVE
+
+    def sort_key(self) -> tuple:
+        try:
+            number = int(self.version_id)
+        except ValueError:
+            number = -1
+        return (self.uploaded_at or _EPOCH, number, self.version_id)
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Version:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in fields})
+
+
+@dataclasses.dataclass
+class AliasFact:
+    version_id: str | None  # None: the alias was removed
+    at: datetime
+
+
+@dataclasses.dataclass
+class Model:
+    model_id: str
+    display_name: str = ""
+    resource_name: str = ""
+    deleted_at: datetime | None = None  # the last DeleteModel fact
+    alias_facts: dict[str, AliasFact] = dataclasses.field(default_factory=dict)
+    first_registered_at: datetime | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "display_name": self.display_name,
+            "resource_name": self.resource_name,
+            "deleted_at": self.deleted_at,
+            "alias_facts": {a: {"version_id": f.version_id, "at": f.at} for a, f in self.alias_facts.items()},
+            "first_registered_at": self.first_registered_at,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Model:
+        return cls(
+            model_id=doc["model_id"],
+            display_name=doc.get("display_name", ""),
+            resource_name=doc.get("resource_name", ""),
+            deleted_at=doc.get("deleted_at"),
+            alias_facts={
+                a: AliasFact(version_id=f.get("version_id"), at=f["at"]) for a, f in (doc.get("alias_facts") or {}).items()
+            },
+            first_registered_at=doc.get("first_registered_at"),
+        )
+
+
+def effective_aliases(model: Model, versions: Mapping[str, Version]) -> dict[str, str]:
+    """alias → live version. `default` is on exactly one version whenever one is live: if the version it was on
+    is gone (or no fact named one), it falls back to the newest live version."""
+    result = {
+        alias: fact.version_id
+        for alias, fact in model.alias_facts.items()
+        if fact.version_id is not None and fact.version_id in versions and versions[fact.version_id].live
+    }
+    live = [v for v in versions.values() if v.live]
+    if live and DEFAULT_ALIAS not in result:
+        result[DEFAULT_ALIAS] = max(live, key=Version.sort_key).version_id
+    return result
+
+
+def best_metric(metrics: Mapping[str, float]) -> tuple[str, float] | None:
+    """The metric a model is ranked by: recall@100 for retrieval, rmse for ranking, else the first known."""
+    for name in ("recall_at_100", "factorized_top_k/top_100_categorical_accuracy", "rmse", "root_mean_squared_error"):
+        if name in metrics:
+            return name, float(metrics[name])
+    return None
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric.lower().startswith(HIGHER_IS_BETTER_PREFIXES) or "top_" in metric
+
+
+def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:
+    """The queryable summary stored on the model document. This is the ONE definition of whether a model counts:
+    `is_live` iff it has at least one live version (ARCHITECTURE.md §3.6)."""
+    live = sorted((v for v in versions.values() if v.live), key=Version.sort_key)
+    latest = live[-1] if live else None
+    aliases = effective_aliases(model, versions)
+    metric = best_metric(latest.metrics) if latest else None
+    return {
+        "is_live": bool(live),
+        "live_version_count": len(live),
+        "status": "registered" if live else "deleted",
+        "latest_version_id": latest.version_id if latest else None,
+        "latest_registered_at": latest.uploaded_at if latest else None,
+        "blessed": bool(latest and latest.blessed),
+        "evaluation": _evaluation(latest),
+        "deployed": False,
+        "model_type": (latest.model_type if latest else None) or _first_model_type(versions.values()),
+        "aliases": aliases,
+        "name_lower": model.display_name.lower(),
+        "best_metric": {"name": metric[0], "value": metric[1]} if metric else None,
+        "training_run_ids": sorted({v.training_run_id for v in versions.values() if v.training_run_id}),
+    }
+
+
+def _evaluation(latest: Version | None) -> str | None:
+    if latest is None:
+        return None
+    if latest.blessed is None:
+        return "pending"
+    return "blessed" if latest.blessed else "not_blessed"
+
+
+KPI_KEYS = ("total", "blessed", "deployed", "idle", "latest_registered_at")
+
+
+def kpis(model_docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The registry's KPIs, from model documents. Only live models count (the one definition in `summarize`)."""
+    live = [m for m in model_docs if m.get("is_live")]
+    latest = max((m["latest_registered_at"] for m in live if m.get("latest_registered_at")), default=None)
+    return {
+        "total": len(live),
+        "blessed": sum(1 for m in live if m.get("blessed")),
+        "deployed": sum(1 for m in live if m.get("deployed")),
+        "idle": sum(1 for m in live if m.get("blessed") and not m.get("deployed")),
+        "latest_registered_at": latest,
+    }
+
+
+def _first_model_type(versions: Iterable[Version]) -> str | None:
+    for v in sorted(versions, key=Version.sort_key, reverse=True):
+        if v.model_type:
+            return v.model_type
+    return None
+
+
+def run_id_from_labels(labels: Mapping[str, str]) -> str | None:
+    for key in RUN_ID_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return None
+
+
+def blessed_from_labels(labels: Mapping[str, str]) -> bool | None:
+    value = labels.get(BLESSED_LABEL)
+    if value is None:
+        return None
+    return value.lower() in ("true", "1", "yes")
+
+
+def metrics_from_labels(labels: Mapping[str, str]) -> dict[str, float]:
+    """Labels can carry metrics as `metric_<name>` with `-`/`_` for the decimal point (Vertex label syntax)."""
+    metrics: dict[str, float] = {}
+    for key, value in labels.items():
+        if key.startswith("metric_"):
+            try:
+                metrics[key[len("metric_"):]] = float(value.replace("_", ".").replace("-", "."))
+            except ValueError:
+                continue
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training runs
+
+
+TERMINAL = TERMINAL_RUN_STATES
+
+
+@dataclasses.dataclass
+class RunChange:
+    doc: dict[str, Any]
+    changed: bool
+    finished_now: bool  # the run reached a terminal state with this fact
+    succeeded_now: bool
+
+
+def apply_run_fact(existing: Mapping[str, Any] | None, cmd) -> RunChange:
+    """Merge a pipeline-run fact into the training run document.
+
+    A terminal state is final: the first terminal fact (by time) wins; RUNNING after a terminal state is stale.
+    Details (metrics, artifacts, blessing) fill in from whichever route carries them, whatever the order.
+    """
+    doc: dict[str, Any] = dict(existing or {})
+    before = dict(doc)
+    doc.setdefault("training_run_id", cmd.training_run_id)
+    doc.setdefault("created_at", cmd.occurred_at)
+    doc.setdefault("status", None)
+    doc.setdefault("metrics", {})
+    doc.setdefault("artifacts", {})
+    status = doc.get("status")
+    status_at = doc.get("status_at")
+    finished_now = False
+    succeeded_now = False
+
+    if cmd.state in TERMINAL:
+        if status not in TERMINAL or (status_at is not None and cmd.occurred_at < status_at and status != cmd.state):
+            doc["status"] = cmd.state
+            doc["status_at"] = cmd.occurred_at
+            doc["finished_at"] = cmd.occurred_at
+            finished_now = status not in TERMINAL
+            succeeded_now = finished_now and cmd.state == "SUCCEEDED"
+    elif status is None or (status == "RUNNING" and status_at is not None and cmd.occurred_at > status_at):
+        doc["status"] = "RUNNING"
+        doc["status_at"] = cmd.occurred_at
+
+    if cmd.state == "RUNNING" or doc.get("started_at") is None:
+        if cmd.state == "RUNNING" and (doc.get("started_at") is None or cmd.occurred_at < doc["started_at"]):
+            doc["started_at"] = cmd.occurred_at
+    for field in ("pipeline_job_name", "model_name", "model_type", "retrieval_algorithm"):
+        value = getattr(cmd, field)
+        if value and not doc.get(field):
+            doc[field] = value
+    if cmd.state == doc["status"]:
+        if cmd.stage:
+            doc["stage"] = cmd.stage
+        if cmd.error_message:
+            doc["error_message"] = cmd.error_message
+        if cmd.blessed is not None:
+            doc["blessed"] = cmd.blessed
+        if cmd.metrics:
+            doc["metrics"] = {**doc["metrics"], **dict(cmd.metrics)}
+        if cmd.artifacts:
+            doc["artifacts"] = {**doc["artifacts"], **dict(cmd.artifacts)}
+    doc.setdefault("blessed", None)
+    routes = set(doc.get("routes", []))
+    routes.add(cmd.route)
+    doc["routes"] = sorted(routes)
+    changed = doc != before
+    return RunChange(doc=doc, changed=changed, finished_now=finished_now, succeeded_now=succeeded_now)

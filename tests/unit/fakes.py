@@ -1,0 +1,71 @@
+"""Small fakes that subclass the real abstractions (ports), for unit tests of our own logic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+
+from registrar.errors import TransientError
+from registrar.ports import EventPublisher, ModelRegistry, ModelVersionInfo
+
+PROJECT = "demo-registrar"
+LOCATION = "us-central1"
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+class RecordingPublisher(EventPublisher):
+    def __init__(self, fail_times: int = 0) -> None:
+        self.published: list[tuple[str, str, dict]] = []
+        self.fail_times = fail_times
+
+    def publish(self, topic: str, event_id: str, payload: Mapping) -> None:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise TransientError("broker down")
+        self.published.append((topic, event_id, dict(payload)))
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [e for _, e, _ in self.published]
+
+
+class FakeModelRegistry(ModelRegistry):
+    """Versions by (model_id, version_id); operations map an upload operation name to its version."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], ModelVersionInfo] = {}
+        self.operations: dict[str, tuple[str, str]] = {}
+        self.calls = 0
+
+    def add(self, model_id: str, version_id: str, *, created: datetime, display_name: str = "recs",
+            labels: Mapping[str, str] | None = None, aliases: tuple[str, ...] = (), operation: str | None = None,
+            artifact_uri: str = "") -> ModelVersionInfo:
+        info = ModelVersionInfo(PROJECT, LOCATION, model_id, version_id, display_name, created, created,
+                                aliases, dict(labels or {}), artifact_uri or f"gs://artifacts/{model_id}/pushed_model/{version_id}/")
+        self.versions[(model_id, version_id)] = info
+        if operation:
+            self.operations[operation] = (model_id, version_id)
+        return info
+
+    def get_version(self, model_id: str, version_id: str) -> ModelVersionInfo | None:
+        self.calls += 1
+        return self.versions.get((model_id, version_id))
+
+    def list_versions(self, model_id: str) -> list[ModelVersionInfo]:
+        self.calls += 1
+        return [v for (m, _), v in self.versions.items() if m == model_id]
+
+    def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
+        self.calls += 1
+        key = self.operations.get(operation_name)
+        return self.versions.get(key) if key else None
+
+    def iter_models(self) -> Iterator[tuple[str, str]]:
+        seen = {}
+        for (m, _), v in self.versions.items():
+            seen.setdefault(m, v.display_name)
+        return iter(seen.items())
