@@ -103,6 +103,7 @@ def upload_model_entries(
     parent_model: bool,
     namespace: str = "v1",
     version_aliases: list[str] | None = None,
+    container_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two entries of one UploadModel long-running operation: `first` (no version id) and `last` (with it)."""
     parent = f"projects/{project}/locations/{location}"
@@ -115,7 +116,7 @@ def upload_model_entries(
             "displayName": display_name,
             "artifactUri": artifact_uri,
             "labels": dict(labels or {}),
-            "containerSpec": {"imageUri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"},
+            "containerSpec": {"imageUri": container_image},
             "versionAliases": list(version_aliases or []),
         },
     }
