@@ -25,10 +25,10 @@ def services():
 @functions_framework.cloud_event
 def on_pipeline_event(cloud_event: CloudEvent) -> None:
     """pipeline-events: our PipelineRunEvent or a PipelineJob LogEntry from the log sink."""
-    from registrar.consume import consume_message, pipeline_event_command
+    from registrar.consume import after_pipeline_event, consume_message, pipeline_event_command
 
     consume_message(services(), cloud_event.data, topic="pipeline-events", entry_point="on_pipeline_event",
-                    to_command=pipeline_event_command)
+                    to_command=pipeline_event_command, after=after_pipeline_event)
 
 
 @functions_framework.cloud_event
@@ -38,6 +38,15 @@ def on_model_audit_event(cloud_event: CloudEvent) -> None:
 
     consume_message(services(), cloud_event.data, topic="model-audit-events", entry_point="on_model_audit_event",
                     to_command=model_audit_command)
+
+
+@functions_framework.cloud_event
+def on_deploy_request(cloud_event: CloudEvent) -> None:
+    """deploy-requests: commands from the API / CLI (`register`: retry a run's Vertex AI registration)."""
+    from registrar.consume import after_deploy_request, consume_message, deploy_request_command
+
+    consume_message(services(), cloud_event.data, topic="deploy-requests", entry_point="on_deploy_request",
+                    to_command=deploy_request_command, after=after_deploy_request)
 
 
 @functions_framework.http

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from registrar.clock import utcnow
 from registrar.handlers import Context, RegistrationSeam
 from registrar.messagebus import MessageBus
-from registrar.ports import EventPublisher, ModelRegistry
+from registrar.ports import ArtifactStore, EventPublisher, ModelRegistry
 from registrar.store import DocumentStore
 
 
@@ -20,6 +20,7 @@ class Services:
     bus: MessageBus
     registry: ModelRegistry
     now: Callable[[], datetime]
+    artifacts: ArtifactStore
 
 
 def bootstrap(
@@ -29,6 +30,7 @@ def bootstrap(
     registry: ModelRegistry | None = None,
     now: Callable[[], datetime] = utcnow,
     registration: RegistrationSeam | None = None,
+    artifacts: ArtifactStore | None = None,
     **bus_options,
 ) -> Services:
     if store is None:
@@ -41,6 +43,10 @@ def bootstrap(
         publisher = PubSubPublisher(_project())
     if registry is None:
         registry = _registry_from_env()
+    if artifacts is None:
+        from registrar.adapters.artifacts import StorageArtifactStore
+
+        artifacts = StorageArtifactStore(os.environ.get("GOOGLE_CLOUD_PROJECT"))
     context = Context(now=now, registration=registration or RegistrationSeam())
     bus = MessageBus(
         store,
@@ -50,7 +56,7 @@ def bootstrap(
         ledger_ttl=timedelta(days=int(os.environ.get("REGISTRAR_LEDGER_TTL_DAYS", "30"))),
         **bus_options,
     )
-    return Services(store=store, bus=bus, registry=registry, now=now)
+    return Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts)
 
 
 def _project() -> str:

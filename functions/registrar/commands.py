@@ -138,3 +138,37 @@ class Quarantine:
     attributes: Mapping[str, str]
     message_id: str
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordRegistration(Command):
+    """The outcome of registering a training run's pushed model in Vertex AI (status registered | failed |
+    pending, the latter with the last transient error)."""
+
+    training_run_id: str
+    status: str
+    occurred_at: datetime
+    attempt_id: str
+    model_id: str | None = None
+    version_id: str | None = None
+    resource_name: str | None = None
+    artifact_uri: str | None = None
+    reason: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"registration:{self.training_run_id}:{self.status}:{self.attempt_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRegistration(Command):
+    """Someone asked (API / CLI `register`) to retry the registration of a succeeded run."""
+
+    training_run_id: str
+    request_id: str
+    occurred_at: datetime
+    requested_by: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"register-request:{self.request_id}"

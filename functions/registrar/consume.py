@@ -28,10 +28,16 @@ def consume_message(
     topic: str,
     entry_point: str,
     to_command: Callable[[dict[str, Any], Services], Command],
+    after: Callable[[Services, Command, Outcome], None] | None = None,
 ) -> Outcome | None:
     raw, attributes, message_id = b"", {}, ""
     try:
-        raw, attributes, message_id = decode.pubsub_message(envelope)
+        try:
+            raw, attributes, message_id = decode.pubsub_message(envelope)
+        except PermanentError:
+            # Keep what was sent (and its id), so each refused message is stored, and stored once.
+            raw, attributes, message_id = decode.undecoded_message(envelope)
+            raise
         command = to_command(decode.json_payload(raw), services)
     except decode.Ignored as ignored:
         log("INFO", f"{entry_point}: ignored message {message_id}: {ignored.reason}", message_id=message_id)
@@ -41,6 +47,11 @@ def consume_message(
         quarantine(services, Quarantine(topic, entry_point, error.reason, error.kind, raw, attributes, message_id))
         return None
     outcome = services.bus.handle(command, message_id=message_id)
+    if after is not None:
+        try:
+            after(services, command, outcome)
+        except PermanentError as error:
+            quarantine(services, Quarantine(topic, entry_point, error.reason, error.kind, raw, attributes, message_id))
     log("INFO", f"{entry_point}: {type(command).__name__} {outcome.status}", message_id=message_id,
         changes=[c.kind for c in outcome.changes], key=command.idempotency_key)
     return outcome
@@ -76,3 +87,24 @@ def pipeline_event_command(payload: dict[str, Any], services: Services) -> Comma
 
 def model_audit_command(payload: dict[str, Any], services: Services) -> Command:
     return decode.audit_command(payload, services.registry)
+
+
+def deploy_request_command(payload: dict[str, Any], services: Services) -> Command:
+    return decode.deploy_request_command(payload)
+
+
+def after_pipeline_event(services: Services, command: Command, outcome: Outcome) -> None:
+    from registrar.registration import after_pipeline_event as register_if_pending
+
+    register_if_pending(services, command, outcome)
+
+
+def after_deploy_request(services: Services, command: Command, outcome: Outcome) -> None:
+    from registrar.commands import RequestRegistration
+    from registrar.handlers import run_path
+    from registrar.registration import register_run
+
+    if isinstance(command, RequestRegistration):
+        run = services.store.get(run_path(command.training_run_id)) or {}
+        if (run.get("registration") or {}).get("status") == "pending":
+            register_run(services, command.training_run_id, attempt_id=command.request_id)

@@ -23,6 +23,7 @@ from registrar.commands import (
     MergeAliases,
     RecordPipelineRun,
     RegisterUploadedVersion,
+    RequestRegistration,
     UpdateLabels,
 )
 from registrar.domain import is_valid_alias
@@ -32,6 +33,7 @@ from registrar.ports import ModelRegistry
 PIPELINE_EVENT_SCHEMA = "events/pipeline-run-event.v1.json"
 PIPELINE_LOG_SCHEMA = "events/pipeline-job-log-entry.v1.json"
 AUDIT_SCHEMA = "events/model-audit-log-entry.v1.json"
+DEPLOY_REQUEST_SCHEMA = "events/deploy-request.v1.json"
 
 AUDIT_METHOD_RE = re.compile(r"^google\.cloud\.aiplatform\.(v1|v1beta1|ui)\.ModelService\.([A-Za-z]+)$")
 SUPPORTED_METHODS = ("UploadModel", "DeleteModel", "DeleteModelVersion", "MergeVersionAliases", "UpdateModel")
@@ -85,6 +87,18 @@ def pubsub_message(envelope: Mapping[str, Any] | None) -> tuple[bytes, dict[str,
         raise PermanentError(f"message.data is not base64: {exc}", kind="unparseable") from exc
     attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
     return data, attributes, str(message.get("messageId") or message.get("message_id") or "")
+
+
+def undecoded_message(envelope: Any) -> tuple[bytes, dict[str, str], str]:
+    """What can be kept of a message `pubsub_message` refused (its data as sent, attributes, id); never raises."""
+    message = envelope.get("message") if isinstance(envelope, Mapping) else None
+    if not isinstance(message, Mapping):
+        return (repr(envelope).encode() if envelope else b""), {}, ""
+    encoded = message.get("data")
+    raw = encoded.encode("utf-8", errors="replace") if isinstance(encoded, str) else repr(encoded).encode()
+    attributes = message.get("attributes")
+    attributes = {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, Mapping) else {}
+    return raw, attributes, str(message.get("messageId") or message.get("message_id") or "")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,4 +259,22 @@ def _upload_command(entry, request, response, common, registry: ModelRegistry | 
         labels={str(k): str(v) for k, v in (model.get("labels") or {}).items()},
         artifact_uri=model.get("artifactUri", ""),
         **common,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# deploy-requests
+
+
+def deploy_request_command(payload: Mapping[str, Any]) -> Command:
+    schemas.validate(payload, DEPLOY_REQUEST_SCHEMA)
+    try:
+        requested_at = parse_rfc3339(payload["requested_at"], field="requested_at")
+    except ValueError as exc:
+        raise PermanentError(str(exc), kind="schema") from exc
+    return RequestRegistration(
+        training_run_id=payload["training_run_id"],
+        request_id=payload["request_id"],
+        occurred_at=requested_at,
+        requested_by=payload.get("requested_by", ""),
     )

@@ -51,6 +51,7 @@ class Version:
     blessed: bool | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     resource_name: str = ""
+    upload_operation: str = ""  # the UploadModel operation that created it (one upload, however it is reported)
 
     @property
     def live(self) -> bool:

@@ -20,7 +20,9 @@ from registrar.commands import (
     DeleteVersion,
     MergeAliases,
     RecordPipelineRun,
+    RecordRegistration,
     RegisterUploadedVersion,
+    RequestRegistration,
     UpdateLabels,
 )
 from registrar.domain import DELETED, LIVE, AliasFact, Model, Version
@@ -147,8 +149,14 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
     existing = agg.versions.get(version_id)
     labels = dict(info.labels if info else cmd.labels)
 
-    if existing is not None and existing.live:
+    if existing is not None and existing.live and (
+        existing.uploaded_at is None
+        or existing.uploaded_at >= created_at
+        or (cmd.operation_id and existing.upload_operation == cmd.operation_id)
+    ):
         return []
+    # A live version from another, older upload is an earlier incarnation (the model was deleted and re-created with
+    # the same id; that DeleteModel is still in flight): the newer upload is the fact that counts.
     if existing is not None and existing.deleted_at is not None and existing.deleted_at >= created_at:
         return [Change("ignored.late_upload", cmd.occurred_at, cmd.model_id, version_id,
                        details={"reason": "the version was deleted after this upload", "deleted_at": existing.deleted_at})]
@@ -178,6 +186,7 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         blessed=domain.blessed_from_labels(labels),
         metrics=domain.metrics_from_labels(labels),
         resource_name=info.resource_name if info else f"{agg.model.resource_name}@{version_id}".lstrip("@"),
+        upload_operation=cmd.operation_id,
     )
     _enrich_from_run(uow, version)
     agg.versions[version_id] = version
@@ -217,9 +226,10 @@ def _link_run(uow: AbstractUnitOfWork, run_id: str, model_id: str, version_id: s
     run = uow.get(run_path(run_id))
     if run is None:
         return  # the run may be recorded later; the version already names it, and the run picks it up then
-    versions = {tuple(x) for x in (run.get("model_versions") or [])}
-    if (model_id, version_id) not in versions:
-        run["model_versions"] = sorted([*map(list, versions), [model_id, version_id]])
+    # A list of maps: Firestore cannot store an array inside an array.
+    linked = {(x["model_id"], x["version_id"]) for x in (run.get("model_versions") or [])}
+    if (model_id, version_id) not in linked:
+        run["model_versions"] = [{"model_id": m, "version_id": v} for m, v in sorted(linked | {(model_id, version_id)})]
         uow.set(run_path(run_id), run)
 
 
@@ -228,6 +238,11 @@ def delete_version(cmd: DeleteVersion, uow: AbstractUnitOfWork, ctx: Context) ->
     aliases_before = _alias_snapshot(agg)
     version = agg.versions.get(cmd.version_id)
     if version is not None and version.state == DELETED:
+        if version.deleted_at is None or version.deleted_at < cmd.occurred_at:
+            # Already deleted by an older fact (e.g. its model's delete); remember the newest delete, or a later
+            # upload of a re-created version that this delete removed would come back to life.
+            version.deleted_at = cmd.occurred_at
+            agg.save(uow, ctx.now(), [cmd.version_id])
         return []
     if version is not None and version.uploaded_at is not None and version.uploaded_at > cmd.occurred_at:
         return [Change("ignored.stale_delete", cmd.occurred_at, cmd.model_id, cmd.version_id,
@@ -348,6 +363,49 @@ def record_pipeline_run(cmd: RecordPipelineRun, uow: AbstractUnitOfWork, ctx: Co
     return changes
 
 
+def record_registration(cmd: RecordRegistration, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    run = uow.get(run_path(cmd.training_run_id))
+    if run is None:
+        return [Change("ignored.registration_for_unknown_run", cmd.occurred_at, training_run_id=cmd.training_run_id)]
+    current = run.get("registration") or {}
+    if current.get("status") == "registered":
+        return []  # registered is final: a late failure report of an earlier attempt changes nothing
+    registration = {
+        "status": cmd.status,
+        "updated_at": cmd.occurred_at,
+        "requested_at": current.get("requested_at") or cmd.occurred_at,
+        "attempts": int(current.get("attempts", 0)) + 1,
+        "model_id": cmd.model_id,
+        "version_id": cmd.version_id,
+        "resource_name": cmd.resource_name,
+        "artifact_uri": cmd.artifact_uri,
+        "reason": cmd.reason,
+    }
+    run["registration"] = registration
+    uow.set(run_path(cmd.training_run_id), run)
+    kind = {"registered": "run.registered", "failed": "run.registration_failed"}.get(cmd.status, "run.registration_retrying")
+    return [Change(kind, cmd.occurred_at, cmd.model_id, cmd.version_id, training_run_id=cmd.training_run_id,
+                   details={"reason": cmd.reason, "artifact_uri": cmd.artifact_uri})]
+
+
+def request_registration(cmd: RequestRegistration, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    run = uow.get(run_path(cmd.training_run_id))
+    if run is None or run.get("status") != "SUCCEEDED":
+        status = run.get("status") if run else "unknown"
+        return [Change("ignored.registration_request", cmd.occurred_at, training_run_id=cmd.training_run_id,
+                       details={"reason": f"run status is {status}, only SUCCEEDED runs are registered",
+                                "request_id": cmd.request_id})]
+    registration = dict(run.get("registration") or {})
+    if registration.get("status") == "registered":
+        return []
+    registration.update(status="pending", requested_at=cmd.occurred_at, requested_by=cmd.requested_by,
+                        request_id=cmd.request_id)
+    run["registration"] = registration
+    uow.set(run_path(cmd.training_run_id), run)
+    return [Change("run.registration_requested", cmd.occurred_at, training_run_id=cmd.training_run_id,
+                   details={"request_id": cmd.request_id, "requested_by": cmd.requested_by})]
+
+
 HANDLERS: dict[type[Command], Callable[[Any, AbstractUnitOfWork, Context], list[Change]]] = {
     RecordPipelineRun: record_pipeline_run,
     RegisterUploadedVersion: register_uploaded_version,
@@ -355,4 +413,6 @@ HANDLERS: dict[type[Command], Callable[[Any, AbstractUnitOfWork, Context], list[
     DeleteModel: delete_model,
     MergeAliases: merge_aliases,
     UpdateLabels: update_labels,
+    RecordRegistration: record_registration,
+    RequestRegistration: request_registration,
 }

@@ -60,12 +60,14 @@ class MessageBus:
         handler = HANDLERS[type(cmd)]
         key = cmd.idempotency_key
         ledger_path = f"idempotency/{stable_id(key)}"
+        duplicate = False
         for attempt in range(1, self.max_attempts + 1):
             uow = self.store.unit_of_work()
             try:
                 with uow:
                     if uow.get(ledger_path) is not None:
-                        return Outcome("duplicate")
+                        duplicate = True
+                        break
                     changes = handler(cmd, uow, self.context)
                     now = self.context.now()
                     event_ids = self._record(uow, key, changes, now)
@@ -83,6 +85,10 @@ class MessageBus:
                 if attempt == self.max_attempts:
                     raise
                 self.sleep(min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
+        if duplicate:
+            # Most likely a redelivery after a crash between commit and relay: its events may still be pending.
+            self.relay()
+            return Outcome("duplicate")
         if self._crash_after_commit:
             self._crash_after_commit()
         self.relay(event_ids)

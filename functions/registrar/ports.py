@@ -66,3 +66,39 @@ class EventPublisher(abc.ABC):
     @abc.abstractmethod
     def publish(self, topic: str, event_id: str, payload: Mapping) -> None:
         """Publish one event; raises TransientError when the broker cannot take it now."""
+
+
+class ModelRegistryWriter(abc.ABC):
+    """Write side of Vertex AI Model Registry that registration needs. Raises TransientError for retry-worthy
+    failures; `find_version_by_label` returns None when nothing matches (or the model does not exist)."""
+
+    @abc.abstractmethod
+    def find_version_by_label(self, model_id: str, key: str, value: str) -> ModelVersionInfo | None: ...
+
+    @abc.abstractmethod
+    def upload_version(
+        self,
+        display_name: str,
+        artifact_uri: str,
+        labels: Mapping[str, str],
+        serving_image: str,
+        parent_model_id: str | None = None,
+        model_id: str | None = None,
+        version_aliases=(),
+        description: str = "",
+    ) -> ModelVersionInfo:
+        """Upload one version and wait for it; exactly one of model_id (first version) / parent_model_id."""
+
+
+class ArtifactStore(abc.ABC):
+    """Read access to pipeline artifacts: `gs://` in the cloud, plain paths (or file://) locally."""
+
+    @abc.abstractmethod
+    def exists(self, uri: str) -> bool: ...
+
+    @abc.abstractmethod
+    def list_dirs(self, uri: str) -> list[str]:
+        """Names of the immediate sub-directories of `uri` (no trailing slash)."""
+
+    @abc.abstractmethod
+    def read_text(self, uri: str) -> str: ...

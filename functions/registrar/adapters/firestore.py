@@ -47,15 +47,23 @@ class FirestoreUnitOfWork(AbstractUnitOfWork):
             raise TransientError(f"Firestore unavailable: {exc}") from exc
 
     def _read(self, path: str) -> Doc | None:
+        from google.api_core import exceptions as gexc
+
         try:
             snap = self._client.document(path).get(transaction=self._tx)
+        except gexc.Aborted as exc:  # a concurrent transaction wounded this one: a lost race, like at commit
+            raise Contention(f"transaction aborted: {exc}") from exc
         except _transient_errors() as exc:
             raise TransientError(f"Firestore read failed: {exc}") from exc
         return snap.to_dict() if snap.exists else None
 
     def _read_collection(self, collection: str) -> dict[str, Doc]:
+        from google.api_core import exceptions as gexc
+
         try:
             return {s.id: s.to_dict() for s in self._client.collection(collection).stream(transaction=self._tx)}
+        except gexc.Aborted as exc:
+            raise Contention(f"transaction aborted: {exc}") from exc
         except _transient_errors() as exc:
             raise TransientError(f"Firestore query failed: {exc}") from exc
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from registrar.errors import TransientError
-from registrar.ports import ModelRegistry, ModelVersionInfo
+from registrar.ports import ModelRegistry, ModelRegistryWriter, ModelVersionInfo
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ def version_info_from_model(model: Any, *, project: str = "", location: str = ""
     )
 
 
-class VertexModelRegistry(ModelRegistry):
+class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
     """The `ModelRegistry` port, plus the write side registration needs (upload, delete, aliases)."""
 
     def __init__(self, project: str, location: str, api_endpoint: str | None = None, *,

@@ -1,0 +1,242 @@
+"""Registration of a succeeded run in Vertex AI: versioned artifact, sanitised labels, exactly one version."""
+
+import base64
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
+from hypothesis import given
+from hypothesis import strategies as st
+
+from registrar import queries
+from registrar.adapters.artifacts import StorageArtifactStore
+from registrar.bootstrap import bootstrap
+from registrar.consume import after_deploy_request, after_pipeline_event, consume_message, deploy_request_command, pipeline_event_command
+from registrar.errors import PermanentError, TransientError
+from registrar.inmemory import InMemoryStore
+from registrar.ports import ModelRegistryWriter, ModelVersionInfo
+from registrar.registration import (
+    MODEL_NOT_FOUND_MESSAGE,
+    model_id_for,
+    resolve_saved_model_dir,
+    sanitize_label_key,
+    sanitize_label_value,
+    verify_version_exists,
+)
+
+LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class FakeVertexWriter(FakeModelRegistry, ModelRegistryWriter):
+    """Numbers versions like Vertex; can fail the next uploads transiently."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploads: list[dict] = []
+        self.fail_uploads = 0
+        self.clock = at(60)
+
+    def find_version_by_label(self, model_id, key, value):
+        found = [v for (m, _), v in self.versions.items() if m == model_id and v.labels.get(key) == value]
+        return max(found, key=lambda v: int(v.version_id), default=None)
+
+    def upload_version(self, display_name, artifact_uri, labels, serving_image, parent_model_id=None, model_id=None,
+                       version_aliases=(), description=""):
+        if self.fail_uploads:
+            self.fail_uploads -= 1
+            raise TransientError("Vertex AI 503")
+        target = parent_model_id or model_id
+        existing = [int(v) for (m, v) in self.versions if m == target]
+        if model_id and existing:
+            raise AssertionError("first-version upload for a model that exists")
+        self.clock += timedelta(seconds=1)
+        version_id = str(max(existing, default=0) + 1)
+        self.uploads.append({"model": target, "artifact_uri": artifact_uri, "labels": dict(labels),
+                             "image": serving_image, "display_name": display_name})
+        return self.add(target, version_id, created=self.clock, display_name=display_name, labels=labels,
+                        aliases=("default",), artifact_uri=artifact_uri)
+
+
+def envelope(payload):
+    return {"message": {"data": base64.b64encode(json.dumps(payload).encode()).decode(), "messageId": "m"}}
+
+
+@pytest.fixture
+def pushed(tmp_path):
+    version_dir = tmp_path / "run-1" / "pushed_model" / "1762074000"
+    version_dir.mkdir(parents=True)
+    (version_dir / "saved_model.pb").write_bytes(b"\x08\x01")
+    older = tmp_path / "run-1" / "pushed_model" / "1762000000"
+    older.mkdir()
+    (older / "saved_model.pb").write_bytes(b"\x08\x01")
+    return tmp_path / "run-1" / "pushed_model"
+
+
+def succeeded_event(pushed_uri, run_id="run-1", model_name="recs_retrieval"):
+    return {
+        "schema": "registrar.pipeline-run-event.v1",
+        "event_id": "0" * 32,
+        "training_run_id": run_id,
+        "model_name": model_name,
+        "model_type": "retrieval",
+        "pipeline_job_name": f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/{run_id}",
+        "state": "SUCCEEDED",
+        "occurred_at": at(30).isoformat(),
+        "artifacts": {"pushed_model_uri": str(pushed_uri)},
+        "metrics": {"recall_at_100": 0.8012, "loss": 1.25},
+        "blessed": True,
+        "retrieval_algorithm": "scann",
+    }
+
+
+def make_services(writer=None, **options):
+    store = InMemoryStore()
+    writer = writer or FakeVertexWriter()
+    services = bootstrap(store=store, publisher=RecordingPublisher(), registry=writer, now=lambda: at(100),
+                         artifacts=StorageArtifactStore(), **options)
+    return services, writer
+
+
+def deliver_pipeline(services, payload):
+    return consume_message(services, envelope(payload), topic="pipeline-events", entry_point="on_pipeline_event",
+                           to_command=pipeline_event_command, after=after_pipeline_event)
+
+
+def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
+    services, writer = make_services()
+    for _ in range(3):
+        deliver_pipeline(services, succeeded_event(pushed))
+    assert len(writer.uploads) == 1
+    upload = writer.uploads[0]
+    assert upload["artifact_uri"] == f"{pushed}/1762074000/"  # the newest version directory, never the parent
+    assert upload["display_name"] == "recs_retrieval"
+    assert upload["model"] == model_id_for("recs_retrieval")
+    assert upload["labels"]["training_run_id"] == "run-1"
+    assert upload["labels"]["blessed"] == "true"
+    assert upload["labels"]["metric_recall_at_100"] == "0_8012"
+    assert all(KEY_RE.match(k) and LABEL_RE.match(v) for k, v in upload["labels"].items())
+    run = queries.training_run(services.store, "run-1")
+    assert run["registration"]["status"] == "registered"
+    assert run["registration"]["version_id"] == "1"
+    model = queries.get_model(services.store, upload["model"])
+    assert [v["version_id"] for v in model["versions"]] == ["1"]
+    assert model["versions"][0]["metrics"]["recall_at_100"] == pytest.approx(0.8012)
+    assert queries.kpis(services.store)["total"] == 1
+
+
+def test_crash_between_upload_and_commit_does_not_upload_twice(pushed):
+    services, writer = make_services()
+    original = services.bus.handle
+    crashed = {"done": False}
+
+    def crash_once(cmd, **kw):
+        if type(cmd).__name__ == "RegisterUploadedVersion" and not crashed["done"]:
+            crashed["done"] = True
+            raise TransientError("instance died after the upload")
+        return original(cmd, **kw)
+
+    services.bus.handle = crash_once
+    with pytest.raises(TransientError):
+        deliver_pipeline(services, succeeded_event(pushed))
+    assert len(writer.uploads) == 1
+    deliver_pipeline(services, succeeded_event(pushed))  # Pub/Sub redelivers
+    assert len(writer.uploads) == 1
+    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+
+
+def test_transient_failure_is_recorded_then_retried_on_redelivery(pushed):
+    writer = FakeVertexWriter()
+    writer.fail_uploads = 1
+    services, _ = make_services(writer)
+    with pytest.raises(TransientError):
+        deliver_pipeline(services, succeeded_event(pushed))
+    run = queries.training_run(services.store, "run-1")
+    assert run["status"] == "SUCCEEDED"
+    assert run["registration"]["status"] == "pending" and "503" in run["registration"]["reason"]
+    deliver_pipeline(services, succeeded_event(pushed))
+    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert len(writer.uploads) == 1
+
+
+def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pushed):
+    services, writer = make_services()
+    empty = tmp_path / "empty" / "pushed_model"
+    empty.mkdir(parents=True)
+    deliver_pipeline(services, succeeded_event(empty))
+    run = queries.training_run(services.store, "run-1")
+    assert run["status"] == "SUCCEEDED"  # a registration failure does not fail the run
+    assert run["registration"]["status"] == "failed"
+    assert "no saved_model.pb" in run["registration"]["reason"]
+    assert writer.uploads == []
+
+    # The artifacts are repaired; an operator asks again (registrar register run-1 → deploy-requests).
+    run["artifacts"]["pushed_model_uri"] = str(pushed)
+    services.store.set("training_runs/run-1", run)
+    request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000001", "action": "register",
+               "training_run_id": "run-1", "requested_at": at(200).isoformat(), "requested_by": "ops@example.com"}
+    for _ in range(2):
+        consume_message(services, envelope(request), topic="deploy-requests", entry_point="on_deploy_request",
+                        to_command=deploy_request_command, after=after_deploy_request)
+    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert len(writer.uploads) == 1
+
+
+def test_second_run_of_same_model_becomes_version_two(pushed):
+    services, writer = make_services()
+    deliver_pipeline(services, succeeded_event(pushed, run_id="run-1"))
+    deliver_pipeline(services, succeeded_event(pushed, run_id="run-2"))
+    assert [u["model"] for u in writer.uploads] == [model_id_for("recs_retrieval")] * 2
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert sorted(v["version_id"] for v in model["versions"]) == ["1", "2"]
+    assert {v["training_run_id"] for v in model["versions"]} == {"run-1", "run-2"}
+
+
+def test_parent_directory_with_saved_model_is_refused(tmp_path):
+    parent = tmp_path / "pushed_model"
+    parent.mkdir()
+    (parent / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(PermanentError, match="not a versioned"):
+        resolve_saved_model_dir(StorageArtifactStore(), str(parent))
+
+
+def test_precondition_refuses_deleted_version_and_never_uploads(pushed):
+    services, writer = make_services()
+    deliver_pipeline(services, succeeded_event(pushed))
+    model_id = model_id_for("recs_retrieval")
+    del writer.versions[(model_id, "1")]  # deleted in Vertex, the audit event never arrived
+    with pytest.raises(PermanentError) as refused:
+        verify_version_exists(services, model_id, "1")
+    assert refused.value.reason == MODEL_NOT_FOUND_MESSAGE
+    assert len(writer.uploads) == 1
+    assert queries.kpis(services.store)["total"] == 0
+    history = queries.history(services.store, f"models/{model_id}", 50)
+    assert any(e["kind"] == "model.version_deleted" and e["details"]["principal"] == "registrar-deploy-precondition"
+               for e in history)
+
+
+def test_precondition_passes_for_existing_version(pushed):
+    services, writer = make_services()
+    deliver_pipeline(services, succeeded_event(pushed))
+    info = verify_version_exists(services, model_id_for("recs_retrieval"), "1")
+    assert isinstance(info, ModelVersionInfo) and info.version_id == "1"
+
+
+@given(st.text(max_size=200))
+def test_sanitised_label_values_follow_vertex_rules(value):
+    assert LABEL_RE.match(sanitize_label_value(value))
+
+
+@given(st.text(max_size=200))
+def test_sanitised_label_keys_follow_vertex_rules(key):
+    assert KEY_RE.match(sanitize_label_key(key))
+
+
+@given(st.text(min_size=1, max_size=150), st.text(min_size=1, max_size=150))
+def test_model_ids_are_valid_and_distinct(a, b):
+    for name in (a, b):
+        assert re.match(r"^[a-z][a-z0-9-]{0,62}$", model_id_for(name)), model_id_for(name)
+    if a != b:
+        assert model_id_for(a) != model_id_for(b)
