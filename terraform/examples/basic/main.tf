@@ -1,0 +1,15 @@
+# A root to copy: deploys Registrar from this repository into one project.
+# Keep it inside the repository (the module reads functions/ and schemas/ from the checkout), or point
+# `source`, `source_root` and `topology_file` at your own checkout.
+
+module "registrar" {
+  source = "../.."
+
+  project_id         = var.project_id
+  region             = var.region
+  firestore_location = var.firestore_location
+  api_invokers       = var.api_invokers
+  reconcile_schedule = var.reconcile_schedule
+
+  firestore_delete_protection = var.firestore_delete_protection
+}

@@ -1,0 +1,646 @@
+/**
+ * Registrar on Google Cloud.
+ *
+ * Topics, dead-letter topics, subscriptions and functions are derived from schemas/topology.json, the
+ * same file the local stack reads: adding a topic or a consumer there adds it here. The consistency test
+ * (tests/terraform) proves the derivation and the code agree.
+ */
+
+locals {
+  source_root = abspath(coalesce(var.source_root, "${path.module}/.."))
+  topology    = jsondecode(file(coalesce(var.topology_file, "${path.module}/../schemas/topology.json")))
+
+  # Every topic, keyed by name.
+  topics = { for t in local.topology.topics : t.name => t }
+  # Input topics: those with a dead-letter topic (every topic except the outbound registry-events).
+  input_topics = { for t in local.topology.topics : t.name => t if t.dead_letter_topic != null }
+  # Event functions: one per topic consumer, keyed by entry point.
+  consumers = { for t in local.topology.topics : t.consumer.entry_point => merge(t.consumer, { topic = t.name }) if t.consumer != null }
+  # HTTP functions, keyed by entry point.
+  http_functions = { for f in local.topology.http_functions : f.entry_point => f }
+
+  events_topic = "registry-events"
+
+  apis = toset([
+    "aiplatform.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ])
+
+  artifacts_bucket = coalesce(var.artifacts_bucket_name, "${var.project_id}-registrar-artifacts")
+
+  function_environment = {
+    GOOGLE_CLOUD_PROJECT         = var.project_id
+    GOOGLE_CLOUD_REGION          = var.region
+    REGISTRAR_EVENTS_TOPIC       = local.events_topic
+    REGISTRAR_FIRESTORE_DATABASE = google_firestore_database.main.name
+    REGISTRAR_LEDGER_TTL_DAYS    = tostring(var.ledger_ttl_days)
+  }
+
+  # What each function may do beyond its defaults (Firestore user, publish to registry-events).
+  # A new entry point gets only the defaults until it is listed here (try(..., {}) below).
+  function_access = {
+    on_pipeline_event = {
+      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id }
+      publish       = []
+      read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
+      act_as        = {}
+    }
+    on_model_audit_event = {
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer" }
+      publish       = []
+      read_buckets  = {}
+      act_as        = {}
+    }
+    on_schedule_tick = {
+      project_roles = { vertex_user = "roles/aiplatform.user", scheduler_admin = "roles/cloudscheduler.admin" }
+      publish       = []
+      read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
+      act_as        = { pipeline = google_service_account.pipeline.name }
+    }
+    on_deploy_request = {
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer", run_admin = "roles/run.admin" }
+      publish       = []
+      read_buckets  = {}
+      act_as        = { serving = google_service_account.serving.name }
+    }
+    on_reconcile_tick = {
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer", run_viewer = "roles/run.viewer", scheduler_viewer = "roles/cloudscheduler.viewer" }
+      publish       = []
+      read_buckets  = {}
+      act_as        = {}
+    }
+    registry_api = {
+      project_roles = {}
+      publish       = ["deploy-requests"]
+      read_buckets  = {}
+      act_as        = {}
+    }
+  }
+
+  # Sink filters. The method list is exactly what the model audit handler understands.
+  model_audit_filter = <<-EOT
+    logName:"cloudaudit.googleapis.com%2Factivity"
+    AND protoPayload.serviceName="aiplatform.googleapis.com"
+    AND protoPayload.methodName=(
+      "google.cloud.aiplatform.v1.ModelService.UploadModel" OR
+      "google.cloud.aiplatform.v1.ModelService.DeleteModel" OR
+      "google.cloud.aiplatform.v1.ModelService.DeleteModelVersion" OR
+      "google.cloud.aiplatform.v1.ModelService.MergeVersionAliases" OR
+      "google.cloud.aiplatform.v1.ModelService.UpdateModel" OR
+      "google.cloud.aiplatform.v1beta1.ModelService.UploadModel" OR
+      "google.cloud.aiplatform.v1beta1.ModelService.DeleteModel" OR
+      "google.cloud.aiplatform.v1beta1.ModelService.DeleteModelVersion" OR
+      "google.cloud.aiplatform.v1beta1.ModelService.MergeVersionAliases" OR
+      "google.cloud.aiplatform.v1beta1.ModelService.UpdateModel" OR
+      "google.cloud.aiplatform.ui.ModelService.UploadModel" OR
+      "google.cloud.aiplatform.ui.ModelService.DeleteModel" OR
+      "google.cloud.aiplatform.ui.ModelService.DeleteModelVersion" OR
+      "google.cloud.aiplatform.ui.ModelService.MergeVersionAliases" OR
+      "google.cloud.aiplatform.ui.ModelService.UpdateModel"
+    )
+  EOT
+
+  pipeline_job_filter = <<-EOT
+    resource.type="aiplatform.googleapis.com/PipelineJob"
+    AND jsonPayload."@type"="type.googleapis.com/google.cloud.aiplatform.logging.PipelineJobLogEntry"
+    AND jsonPayload.state:*
+  EOT
+
+  log_sinks = {
+    model_audit   = { name = "registrar-model-audit", topic = "model-audit-events", filter = local.model_audit_filter }
+    pipeline_jobs = { name = "registrar-pipeline-jobs", topic = "pipeline-events", filter = local.pipeline_job_filter }
+  }
+
+  # Composite indexes the registry API's queries need.
+  firestore_indexes = {
+    models_live_recent = {
+      collection = "models"
+      fields     = [["is_live", "ASCENDING"], ["latest_registered_at", "DESCENDING"]]
+    }
+    models_live_type_recent = {
+      collection = "models"
+      fields     = [["is_live", "ASCENDING"], ["model_type", "ASCENDING"], ["latest_registered_at", "DESCENDING"]]
+    }
+    training_runs_model_recent = {
+      collection = "training_runs"
+      fields     = [["model_name", "ASCENDING"], ["occurred_at", "DESCENDING"]]
+    }
+  }
+
+  # Firestore TTL policies: collection => timestamp field.
+  ttl_fields = {
+    idempotency = "expire_at"
+    outbox      = "expire_at"
+  }
+
+  # Function source: functions/** and schemas/** (placed at schemas/ inside the archive), text files only.
+  source_pattern = "\\.(py|txt|json|yaml|yml|toml|cfg)$"
+  function_files = {
+    for f in fileset("${local.source_root}/functions", "**") : f => "${local.source_root}/functions/${f}"
+    if can(regex(local.source_pattern, f)) && !strcontains(f, "__pycache__") && !startswith(f, "tests/")
+  }
+  schema_files = {
+    for f in fileset("${local.source_root}/schemas", "**") : "schemas/${f}" => "${local.source_root}/schemas/${f}"
+    if can(regex(local.source_pattern, f)) && !strcontains(f, "__pycache__")
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# APIs
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_project_service" "main" {
+  for_each = var.enable_apis ? local.apis : toset([])
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# Makes sure the Pub/Sub service agent exists before it is granted anything.
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.main]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Firestore
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_firestore_database" "main" {
+  project                           = var.project_id
+  name                              = var.firestore_database
+  location_id                       = var.firestore_location
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "PESSIMISTIC"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.firestore_delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = "DELETE"
+
+  depends_on = [google_project_service.main]
+}
+
+resource "google_firestore_index" "main" {
+  for_each = local.firestore_indexes
+
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = each.value.collection
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value[0]
+      order      = fields.value[1]
+    }
+  }
+}
+
+# TTL on the expiry field. The field's single-field indexes are switched off (empty index_config):
+# nothing queries it, and a monotonically increasing indexed timestamp creates write hotspots.
+resource "google_firestore_field" "ttl" {
+  for_each = local.ttl_fields
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = each.key
+  field      = each.value
+
+  ttl_config {}
+  index_config {}
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Pub/Sub: topics, dead-letter topics and their subscriptions, all from the topology
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_pubsub_topic" "topic" {
+  for_each = local.topics
+
+  #checkov:skip=CKV_GCP_83:Google-managed encryption by default; a customer-managed key is applied when var.kms_key_name is set.
+  project                    = var.project_id
+  name                       = each.value.name
+  labels                     = var.labels
+  kms_key_name               = var.kms_key_name
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.main]
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  for_each = local.input_topics
+
+  #checkov:skip=CKV_GCP_83:Google-managed encryption by default; a customer-managed key is applied when var.kms_key_name is set.
+  project                    = var.project_id
+  name                       = each.value.dead_letter_topic
+  labels                     = var.labels
+  kms_key_name               = var.kms_key_name
+  message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.main]
+}
+
+# The subscription on each dead-letter topic keeps failed messages for inspection and replay. It is the
+# end of the line: it is pulled by operators, not pushed anywhere, so it has no dead-letter policy itself.
+resource "google_pubsub_subscription" "dead_letter" {
+  for_each = local.input_topics
+
+  project                    = var.project_id
+  name                       = each.value.dead_letter_subscription
+  topic                      = google_pubsub_topic.dead_letter[each.key].id
+  labels                     = var.labels
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = true
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+# Dead-lettering republishes as the Pub/Sub service agent.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = local.input_topics
+
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter[each.key].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Log sinks into the event topics
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_logging_project_sink" "main" {
+  for_each = local.log_sinks
+
+  project                = var.project_id
+  name                   = each.value.name
+  destination            = "pubsub.googleapis.com/${google_pubsub_topic.topic[each.value.topic].id}"
+  filter                 = each.value.filter
+  unique_writer_identity = true
+}
+
+# Each sink's writer identity may publish on exactly its own topic.
+resource "google_pubsub_topic_iam_member" "sink_writer" {
+  for_each = local.log_sinks
+
+  project = var.project_id
+  topic   = google_pubsub_topic.topic[each.value.topic].name
+  role    = "roles/pubsub.publisher"
+  member  = google_logging_project_sink.main[each.key].writer_identity
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Buckets, image repository, service accounts shared by the platform
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:Usage logs are written when var.access_logs_bucket is set; Cloud Audit Logs cover access otherwise.
+  project                     = var.project_id
+  name                        = "${var.project_id}-registrar-source"
+  location                    = var.region
+  labels                      = var.labels
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 5
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
+  dynamic "logging" {
+    for_each = var.access_logs_bucket == null ? [] : [var.access_logs_bucket]
+    content {
+      log_bucket = logging.value
+    }
+  }
+}
+
+resource "google_storage_bucket" "artifacts" {
+  #checkov:skip=CKV_GCP_62:Usage logs are written when var.access_logs_bucket is set; Cloud Audit Logs cover access otherwise.
+  project                     = var.project_id
+  name                        = local.artifacts_bucket
+  location                    = var.region
+  labels                      = var.labels
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = true
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
+  dynamic "logging" {
+    for_each = var.access_logs_bucket == null ? [] : [var.access_logs_bucket]
+    content {
+      log_bucket = logging.value
+    }
+  }
+}
+
+resource "google_artifact_registry_repository" "serving" {
+  #checkov:skip=CKV_GCP_84:Google-managed encryption by default; a customer-managed key is applied when var.kms_key_name is set.
+  project       = var.project_id
+  location      = var.region
+  repository_id = var.artifact_registry_repository
+  description   = "Serving images of models registered by Registrar."
+  format        = "DOCKER"
+  labels        = var.labels
+  kms_key_name  = var.kms_key_name
+
+  depends_on = [google_project_service.main]
+}
+
+# Builds the functions' containers (Cloud Functions 2nd gen builds with Cloud Build): writes build logs,
+# pushes the built images, reads the zipped source. Not roles/cloudbuild.builds.builder, which is wider.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "registrar-build"
+  display_name = "Registrar function builds"
+  description  = "Cloud Build identity for building Registrar's functions."
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = {
+    logs     = "roles/logging.logWriter"
+    registry = "roles/artifactregistry.writer"
+  }
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Runtime identity of the Cloud Run services that serve models: reads model artifacts, nothing else.
+resource "google_service_account" "serving" {
+  project      = var.project_id
+  account_id   = "registrar-serving"
+  display_name = "Registrar model serving"
+  description  = "Runtime identity of the Cloud Run services serving registered models (read model artifacts only)."
+}
+
+resource "google_storage_bucket_iam_member" "serving_artifacts_reader" {
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.serving.email}"
+}
+
+# Identity the training pipeline runs as: writes artifacts, runs Vertex AI jobs, reports to pipeline-events.
+resource "google_service_account" "pipeline" {
+  project      = var.project_id
+  account_id   = "registrar-pipeline"
+  display_name = "Registrar training pipeline"
+  description  = "Runtime identity of the TFX training pipeline on Vertex AI Pipelines."
+}
+
+resource "google_project_iam_member" "pipeline" {
+  for_each = {
+    vertex_user = "roles/aiplatform.user"
+  }
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+resource "google_storage_bucket_iam_member" "pipeline_artifacts_writer" {
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+resource "google_pubsub_topic_iam_member" "pipeline_publisher" {
+  project = var.project_id
+  topic   = google_pubsub_topic.topic["pipeline-events"].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.pipeline.email}"
+}
+
+# Registering a model version needs these Vertex AI permissions, not the whole of roles/aiplatform.user.
+resource "google_project_iam_custom_role" "model_registrar" {
+  project     = var.project_id
+  role_id     = "registrarModelRegistrar"
+  title       = "Registrar model registrar"
+  description = "Register model versions in Vertex AI Model Registry and read them back."
+  permissions = [
+    "aiplatform.models.get",
+    "aiplatform.models.list",
+    "aiplatform.models.update",
+    "aiplatform.models.upload",
+    "aiplatform.pipelineJobs.get",
+  ]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Functions
+# ---------------------------------------------------------------------------------------------------------
+
+data "archive_file" "functions" {
+  type        = "zip"
+  output_path = "${path.root}/.terraform/registrar-functions.zip"
+
+  dynamic "source" {
+    for_each = merge(local.function_files, local.schema_files)
+    content {
+      filename = source.key
+      content  = file(source.value)
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "functions" {
+  name   = "functions/${data.archive_file.functions.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.functions.output_path
+}
+
+# One event function per topology consumer, each with its own service account and push subscription.
+module "event_function" {
+  source   = "./modules/event_function"
+  for_each = local.consumers
+
+  project_id            = var.project_id
+  region                = var.region
+  name                  = replace(each.value.entry_point, "_", "-")
+  entry_point           = each.value.entry_point
+  description           = "Consumes ${each.value.topic}."
+  runtime               = var.function_runtime
+  source_bucket         = google_storage_bucket.source.name
+  source_object         = google_storage_bucket_object.functions.name
+  build_service_account = google_service_account.build.id
+  environment_variables = local.function_environment
+  labels                = var.labels
+
+  topic_id              = google_pubsub_topic.topic[each.value.topic].id
+  subscription_name     = each.value.subscription
+  dead_letter_topic_id  = google_pubsub_topic.dead_letter[each.value.topic].id
+  max_delivery_attempts = each.value.max_delivery_attempts
+  pubsub_service_agent  = google_project_service_identity.pubsub.email
+
+  project_roles = merge(
+    { firestore = "roles/datastore.user" },
+    try(local.function_access[each.key].project_roles, {}),
+  )
+  publish_topics = {
+    for t in concat([local.events_topic], try(local.function_access[each.key].publish, [])) :
+    t => google_pubsub_topic.topic[t].id
+  }
+  read_buckets            = try(local.function_access[each.key].read_buckets, {})
+  act_as_service_accounts = try(local.function_access[each.key].act_as, {})
+
+  depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_source_reader]
+}
+
+# HTTP functions (registry_api): own service account each; callable only by var.api_invokers.
+resource "google_service_account" "http_function" {
+  for_each = local.http_functions
+
+  project      = var.project_id
+  account_id   = trimsuffix(substr("fn-${replace(each.key, "_", "-")}", 0, 30), "-")
+  display_name = "Registrar function ${each.key}"
+  description  = "Runtime identity of the ${each.key} function; holds only what that function needs."
+}
+
+resource "google_cloudfunctions2_function" "http" {
+  for_each = local.http_functions
+
+  #checkov:skip=CKV_GCP_124:registry_api serves operators, dashboards and the CLI from outside the project; every call is authenticated by IAM (run.invoker for var.api_invokers only, no allUsers).
+  project     = var.project_id
+  location    = var.region
+  name        = replace(each.key, "_", "-")
+  description = "Registrar HTTP function ${each.key}."
+  labels      = var.labels
+
+  build_config {
+    runtime         = var.function_runtime
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.functions.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.http_function[each.key].email
+    environment_variables          = local.function_environment
+    available_memory               = "512M"
+    timeout_seconds                = 60
+    max_instance_count             = 10
+    min_instance_count             = 0
+    all_traffic_on_latest_revision = true
+    # Reachable from outside the project (operators, dashboards, CLI), but every call needs an identity
+    # token of a member of var.api_invokers: there is no allUsers binding.
+    ingress_settings = "ALLOW_ALL"
+  }
+
+  depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_source_reader]
+}
+
+resource "google_project_iam_member" "http_function" {
+  for_each = merge([
+    for ep, f in local.http_functions : merge(
+      { "${ep} firestore" = { entry_point = ep, role = "roles/datastore.user" } },
+      { for label, role in try(local.function_access[ep].project_roles, {}) : "${ep} ${label}" => { entry_point = ep, role = role } },
+    )
+  ]...)
+
+  project = var.project_id
+  role    = each.value.role
+  member  = "serviceAccount:${google_service_account.http_function[each.value.entry_point].email}"
+}
+
+resource "google_pubsub_topic_iam_member" "http_function_publisher" {
+  for_each = merge([
+    for ep, f in local.http_functions : {
+      for t in concat([local.events_topic], try(local.function_access[ep].publish, [])) :
+      "${ep} ${t}" => { entry_point = ep, topic = t }
+    }
+  ]...)
+
+  project = var.project_id
+  topic   = google_pubsub_topic.topic[each.value.topic].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.http_function[each.value.entry_point].email}"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "http_invoker" {
+  for_each = merge([
+    for ep, f in local.http_functions : {
+      for member in var.api_invokers : "${ep} ${member}" => { entry_point = ep, member = member }
+    }
+  ]...)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.http[each.value.entry_point].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------------------------------------
+
+# The periodic reconcile tick. It is published whether or not reconcile-ticks has a consumer yet.
+module "reconcile_tick" {
+  source = "./modules/scheduled_trigger"
+
+  project_id  = var.project_id
+  region      = var.region
+  name        = "registrar-reconcile"
+  description = "Periodic reconcile tick: registry vs Vertex AI vs Cloud Run."
+  schedule    = var.reconcile_schedule
+  topic_id    = google_pubsub_topic.topic["reconcile-ticks"].id
+  payload     = { kind = "reconcile", source = "cloud-scheduler" }
+
+  depends_on = [google_project_service.main]
+}
