@@ -17,6 +17,8 @@ from registrar.commands import TERMINAL_RUN_STATES
 
 LIVE = "live"
 DELETED = "deleted"
+# Known only from a fact that arrived before its upload (a label update); never live, never counted.
+ANNOUNCED = "announced"
 DEFAULT_ALIAS = "default"
 RUN_ID_LABELS = ("training_run_id", "registrar-run-id", "registrar_run_id")
 MODEL_TYPE_LABEL = "model_type"
@@ -148,7 +150,8 @@ def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:
     return {
         "is_live": bool(live),
         "live_version_count": len(live),
-        "status": "registered" if live else "deleted",
+        "status": "registered" if live else (
+            "deleted" if model.deleted_at or any(v.state == DELETED for v in versions.values()) else "pending"),
         "latest_version_id": latest.version_id if latest else None,
         "latest_registered_at": latest.uploaded_at if latest else None,
         "blessed": bool(latest and latest.blessed),

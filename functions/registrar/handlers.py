@@ -25,7 +25,7 @@ from registrar.commands import (
     RequestRegistration,
     UpdateLabels,
 )
-from registrar.domain import DELETED, LIVE, AliasFact, Model, Version
+from registrar.domain import ANNOUNCED, DELETED, LIVE, AliasFact, Model, Version
 from registrar.store import AbstractUnitOfWork
 
 
@@ -167,6 +167,10 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         return [Change("ignored.late_upload", cmd.occurred_at, cmd.model_id, version_id,
                        details={"reason": "the model was deleted after this upload", "deleted_at": agg.model.deleted_at})]
 
+    labels_at = created_at
+    if existing is not None and existing.state == ANNOUNCED and existing.labels_at and existing.labels_at > created_at:
+        labels, labels_at = dict(existing.labels), existing.labels_at  # a label update that overtook its upload
+
     display_name = (info.display_name if info else None) or cmd.display_name or agg.model.display_name or cmd.model_id
     agg.model.display_name = display_name
     if info:
@@ -180,7 +184,7 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         display_name=display_name,
         artifact_uri=(info.artifact_uri if info else cmd.artifact_uri) or "",
         labels=labels,
-        labels_at=created_at,
+        labels_at=labels_at,
         training_run_id=domain.run_id_from_labels(labels),
         model_type=labels.get(domain.MODEL_TYPE_LABEL),
         blessed=domain.blessed_from_labels(labels),
@@ -314,8 +318,17 @@ def merge_aliases(cmd: MergeAliases, uow: AbstractUnitOfWork, ctx: Context) -> l
 def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
     agg = ModelAggregate.load(uow, cmd.model_id)
     version = agg.versions.get(cmd.version_id)
-    if version is None or not version.live:
-        return [Change("ignored.labels_for_unknown_version", cmd.occurred_at, cmd.model_id, cmd.version_id)]
+    if version is None or version.state == ANNOUNCED:
+        if version is not None and version.labels_at is not None and version.labels_at >= cmd.occurred_at:
+            return []
+        # The upload has not arrived yet: keep the fact, the upload applies it (order is not promised).
+        agg.versions[cmd.version_id] = Version(version_id=cmd.version_id, state=ANNOUNCED, labels=dict(cmd.labels),
+                                               labels_at=cmd.occurred_at)
+        agg.save(uow, ctx.now(), [cmd.version_id])
+        return [Change("ignored.labels_before_upload", cmd.occurred_at, cmd.model_id, cmd.version_id,
+                       details={"labels": dict(cmd.labels), "reason": "kept until the version's upload arrives"})]
+    if not version.live:
+        return [Change("ignored.labels_for_deleted_version", cmd.occurred_at, cmd.model_id, cmd.version_id)]
     if version.labels_at is not None and version.labels_at >= cmd.occurred_at:
         return []
     version.labels = dict(cmd.labels)

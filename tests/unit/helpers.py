@@ -1,0 +1,230 @@
+"""Shared builders for the unit and integration tests: real-shaped entries (localcloud.auditlog), Pub/Sub envelopes,
+a wired `World` (store + bus + fakes), and state snapshots."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at  # noqa: F401
+from registrar import consume
+from registrar.bootstrap import Services, bootstrap
+from registrar.commands import (
+    DeleteModel,
+    DeleteVersion,
+    MergeAliases,
+    RecordPipelineRun,
+    RegisterUploadedVersion,
+    UpdateLabels,
+)
+from registrar.domain import stable_id
+from registrar.inmemory import InMemoryStore
+from registrar.ports import ModelVersionInfo
+from registrar.store import DocumentStore
+
+from localcloud import auditlog
+
+NOW = at(10_000)
+AUDIT_TOPIC = "model-audit-events"
+PIPELINE_TOPIC = "pipeline-events"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pub/Sub envelopes
+
+
+def envelope(payload: Any, message_id: str | None = None, *, raw: bytes | None = None, data: str | None = None,
+             attributes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A CloudEvent `data` for a Pub/Sub message. `payload` is JSON-encoded unless `raw` bytes or literal base64
+    `data` are given."""
+    if data is None:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        data = base64.b64encode(body).decode()
+    if message_id is None:
+        message_id = stable_id(data, length=16)
+    msg: dict[str, Any] = {"data": data, "messageId": message_id, "publishTime": "2026-11-02T09:00:00Z"}
+    if attributes:
+        msg["attributes"] = dict(attributes)
+    return {"message": msg, "subscription": f"projects/{PROJECT}/subscriptions/x"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real-shaped entries
+
+
+def model_name(model_id: str) -> str:
+    return auditlog.model_path(PROJECT, LOCATION, model_id)
+
+
+def upload_entries(registry: FakeModelRegistry | None, model_id: str, version_id: str, created: datetime, *,
+                   labels: Mapping[str, str] | None = None, display_name: str = "recs", namespace: str = "v1",
+                   aliases: tuple[str, ...] = (), operation_id: str | None = None) -> tuple[dict, dict]:
+    """UploadModel first/last entries; the fake registry learns the version (as Vertex would know it)."""
+    op = operation_id or f"op-{model_id}-{version_id}-{int(created.timestamp())}"
+    if registry is not None:
+        registry.add(model_id, version_id, created=created, display_name=display_name, labels=labels,
+                     aliases=aliases, operation=f"{model_name(model_id)}/operations/{op}")
+    return auditlog.upload_model_entries(
+        project=PROJECT, location=LOCATION, model_id=model_id, version_id=version_id, display_name=display_name,
+        artifact_uri=f"gs://artifacts/{model_id}/pushed_model/{version_id}/", labels=dict(labels or {}),
+        started_at=created - timedelta(seconds=30), finished_at=created, operation_id=op,
+        parent_model=version_id != "1", namespace=namespace, version_aliases=list(aliases))
+
+
+def delete_version_entry(model_id: str, version_id: str, when: datetime, namespace: str = "v1") -> dict:
+    return auditlog.delete_model_version_entry(project=PROJECT, location=LOCATION, model_id=model_id,
+                                               version_id=version_id, at=when, operation_id=f"del-{version_id}",
+                                               namespace=namespace)
+
+
+def delete_model_entry(model_id: str, when: datetime, namespace: str = "v1") -> dict:
+    return auditlog.delete_model_entry(project=PROJECT, location=LOCATION, model_id=model_id, at=when,
+                                       operation_id="delmodel", namespace=namespace)
+
+
+def alias_entry(model_id: str, version_id: str, aliases: list[str], when: datetime, namespace: str = "v1") -> dict:
+    return auditlog.merge_version_aliases_entry(project=PROJECT, location=LOCATION, model_id=model_id,
+                                                version_id=version_id, aliases=aliases, at=when, namespace=namespace)
+
+
+def labels_entry(model_id: str, version_id: str, labels: Mapping[str, str], when: datetime,
+                 namespace: str = "v1") -> dict:
+    return auditlog.update_model_entry(project=PROJECT, location=LOCATION, model_id=model_id, version_id=version_id,
+                                       labels=dict(labels), at=when, namespace=namespace)
+
+
+def pipeline_event(run_id: str, state: str, when: datetime, **extra: Any) -> dict:
+    event = {
+        "schema": "registrar.pipeline-run-event.v1",
+        "event_id": stable_id(f"{run_id}:{state}"),
+        "training_run_id": run_id,
+        "model_name": "recs",
+        "pipeline_job_name": f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/{run_id}",
+        "state": state,
+        "occurred_at": auditlog.rfc3339(when),
+    }
+    event.update(extra)
+    return event
+
+
+def pipeline_log_entry(run_id: str, state: str, when: datetime, error: str | None = None) -> dict:
+    ts = auditlog.rfc3339(when)
+    payload: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.cloud.aiplatform.logging.PipelineJobLogEntry",
+        "state": f"PIPELINE_STATE_{state}",
+        "pipelineName": "recs-training",
+        "displayName": run_id,
+    }
+    if error:
+        payload["error"] = {"code": 9, "message": error}
+    return {
+        "insertId": stable_id(run_id, state, ts, length=12),
+        "jsonPayload": payload,
+        "resource": {
+            "type": "aiplatform.googleapis.com/PipelineJob",
+            "labels": {"pipeline_job_id": run_id, "location": LOCATION, "resource_container": f"projects/{PROJECT}"},
+        },
+        "timestamp": ts,
+        "severity": "ERROR" if state == "FAILED" else "INFO",
+        "logName": f"projects/{PROJECT}/logs/aiplatform.googleapis.com%2Fpipeline_job_events",
+        "receiveTimestamp": ts,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Commands, built directly (for domain/handler tests that bypass decoding)
+
+
+def version_info(model_id: str, version_id: str, created: datetime, *, labels: Mapping[str, str] | None = None,
+                 aliases: tuple[str, ...] = (), display_name: str = "recs") -> ModelVersionInfo:
+    return ModelVersionInfo(PROJECT, LOCATION, model_id, version_id, display_name, created, created, aliases,
+                            dict(labels or {}), f"gs://artifacts/{model_id}/pushed_model/{version_id}/")
+
+
+def upload_cmd(model_id: str, version_id: str, created: datetime, **kw: Any) -> RegisterUploadedVersion:
+    info = version_info(model_id, version_id, created, **kw)
+    return RegisterUploadedVersion(model_id=model_id, operation_id=f"{model_name(model_id)}/operations/{version_id}-{int(created.timestamp())}",
+                                   occurred_at=created, version=info, version_id=version_id)
+
+
+def delete_version_cmd(model_id: str, version_id: str, when: datetime) -> DeleteVersion:
+    return DeleteVersion(model_id=model_id, version_id=version_id, occurred_at=when)
+
+
+def delete_model_cmd(model_id: str, when: datetime) -> DeleteModel:
+    return DeleteModel(model_id=model_id, occurred_at=when)
+
+
+def alias_cmd(model_id: str, version_id: str, aliases: tuple[str, ...], when: datetime) -> MergeAliases:
+    return MergeAliases(model_id=model_id, version_id=version_id, aliases=tuple(aliases), occurred_at=when)
+
+
+def labels_cmd(model_id: str, version_id: str, labels: Mapping[str, str], when: datetime) -> UpdateLabels:
+    return UpdateLabels(model_id=model_id, version_id=version_id, labels=dict(labels), occurred_at=when)
+
+
+def run_cmd(run_id: str, state: str, when: datetime, route: str = "event", **kw: Any) -> RecordPipelineRun:
+    return RecordPipelineRun(training_run_id=run_id, state=state, occurred_at=when, route=route, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A wired world
+
+
+class World:
+    def __init__(self, store: DocumentStore | None = None, *, publisher: RecordingPublisher | None = None,
+                 registry: FakeModelRegistry | None = None, **bus_options: Any) -> None:
+        self.store = store if store is not None else InMemoryStore()
+        self.publisher = publisher or RecordingPublisher()
+        self.registry = registry or FakeModelRegistry()
+        bus_options.setdefault("sleep", lambda seconds: None)
+        self.services: Services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry,
+                                            now=lambda: NOW, **bus_options)
+        self.bus = self.services.bus
+
+    def audit(self, entry_or_envelope: Mapping[str, Any], message_id: str | None = None):
+        env = entry_or_envelope if _is_envelope(entry_or_envelope) else envelope(entry_or_envelope, message_id)
+        return consume.consume_message(self.services, env, topic=AUDIT_TOPIC, entry_point="on_model_audit_event",
+                                       to_command=consume.model_audit_command)
+
+    def pipeline(self, payload_or_envelope: Mapping[str, Any], message_id: str | None = None):
+        env = payload_or_envelope if _is_envelope(payload_or_envelope) else envelope(payload_or_envelope, message_id)
+        return consume.consume_message(self.services, env, topic=PIPELINE_TOPIC, entry_point="on_pipeline_event",
+                                       to_command=consume.pipeline_event_command)
+
+    def handle(self, cmd):
+        return self.bus.handle(cmd)
+
+    # reads
+    def model(self, model_id: str) -> dict | None:
+        return self.store.get(f"models/{model_id}")
+
+    def versions(self, model_id: str) -> dict[str, dict]:
+        return dict(self.store.list(f"models/{model_id}/versions"))
+
+    def live_versions(self, model_id: str) -> set[str]:
+        return {vid for vid, v in self.versions(model_id).items() if v["state"] == "live"}
+
+    def history(self, parent: str) -> dict[str, dict]:
+        return dict(self.store.list(f"{parent}/history"))
+
+    def outbox(self) -> dict[str, dict]:
+        return dict(self.store.list("outbox"))
+
+    def quarantined(self) -> dict[str, dict]:
+        return dict(self.store.list("quarantine"))
+
+    def published_types(self) -> list[str]:
+        return [p["type"] for _, _, p in self.publisher.published]
+
+
+def _is_envelope(value) -> bool:
+    return "message" in value or "subscription" in value
+
+
+def snapshot(store: InMemoryStore) -> dict[str, Any]:
+    return copy.deepcopy(store.docs)
