@@ -9,11 +9,16 @@ import pytest
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
 from hypothesis import given
 from hypothesis import strategies as st
-
 from registrar import queries
 from registrar.adapters.artifacts import StorageArtifactStore
 from registrar.bootstrap import bootstrap
-from registrar.consume import after_deploy_request, after_pipeline_event, consume_message, deploy_request_command, pipeline_event_command
+from registrar.consume import (
+    after_deploy_request,
+    after_pipeline_event,
+    consume_message,
+    deploy_request_command,
+    pipeline_event_command,
+)
 from registrar.errors import PermanentError, TransientError
 from registrar.inmemory import InMemoryStore
 from registrar.ports import ModelRegistryWriter, ModelVersionInfo
