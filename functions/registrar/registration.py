@@ -166,7 +166,9 @@ def register_run(services, run_id: str, *, attempt_id: str) -> dict[str, Any]:
 def _upload_once(services, run: Mapping[str, Any]) -> tuple[ModelVersionInfo, str]:
     writer: ModelRegistryWriter = services.registry
     if not isinstance(writer, ModelRegistryWriter):
-        raise TransientError("no Vertex AI endpoint is configured for registration")
+        # Recorded on the run as failed (and retryable with `register`), rather than retried until dead-lettered.
+        raise PermanentError("registration is not configured: no Vertex AI endpoint (set VERTEX_API_ENDPOINT locally)",
+                             kind="not_configured")
     run_id = run["training_run_id"]
     if not run.get("model_name"):
         raise PermanentError(f"training run {run_id!r} names no model", kind="invalid")

@@ -1,0 +1,336 @@
+"""`registrar`: run the local cloud, publish the demo story, and read the registry API.
+
+Heavy imports (rich, requests, the local stack) happen inside the commands so that `registrar --help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+STATE_DIR = Path(".registrar")
+API_ENV = "REGISTRAR_API_URL"
+SORTS = ("latest", "oldest", "name", "best_metric")
+MODEL_TYPES = ("retrieval", "ranking", "multitask")
+STATUSES = ("all", "blessed", "not_blessed", "pending", "deployed", "idle", "deleted")
+
+
+class ApiError(click.ClickException):
+    """An error the API answered (or could not answer); printed on stderr, exit 1."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# API access
+
+
+def local_env_value(name: str, state_dir: Path = STATE_DIR) -> str | None:
+    path = state_dir / "local.env"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+def resolve_api_url(explicit: str | None) -> str:
+    url = explicit or local_env_value(API_ENV) or os.environ.get(API_ENV)
+    if not url:
+        raise click.ClickException(
+            f"no registry API configured: run `registrar local up` (writes {STATE_DIR}/local.env), "
+            f"set {API_ENV}, or pass --api URL")
+    return url.rstrip("/")
+
+
+def api_get(api: str | None, path: str, params: dict[str, Any] | None = None) -> Any:
+    import requests
+
+    url = resolve_api_url(api) + path
+    try:
+        response = requests.get(url, params={k: v for k, v in (params or {}).items() if v is not None}, timeout=30)
+    except requests.RequestException as exc:
+        raise ApiError(f"cannot reach the registry API at {url}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code >= 400:
+        message = (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
+        raise ApiError(message or f"HTTP {response.status_code} from {url}: {response.text[:300]}")
+    return body
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def api_options(command):
+    command = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table.")(command)
+    return click.option("--api", metavar="URL", help=f"Registry API base URL (default: {API_ENV} from "
+                                                     f"{STATE_DIR}/local.env, then the environment).")(command)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Registrar: an event-driven model registry for TFX / TensorFlow Recommenders on Google Cloud."""
+
+
+@cli.group()
+def local() -> None:
+    """Run the local cloud (emulators, functions, API) in the background."""
+
+
+@local.command("up")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+@click.option("--project", default="registrar-local", show_default=True)
+@click.option("--region", default="us-central1", show_default=True)
+def local_up(state_dir: Path, project: str, region: str) -> None:
+    """Start everything, wait until healthy, write <state-dir>/local.env."""
+    from localcloud import stack
+
+    try:
+        env = stack.up(state_dir, project=project, region=region, say=lambda m: click.echo(m, err=True))
+    except (RuntimeError, TimeoutError) as exc:
+        raise click.ClickException(f"the local stack did not start:\n{exc}") from exc
+    for name, value in env.items():
+        click.echo(f"{name}={value}")
+
+
+@local.command("down")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+def local_down(state_dir: Path) -> None:
+    """Stop exactly the processes `local up` started."""
+    from localcloud import stack
+
+    stopped = stack.down(state_dir, say=lambda m: click.echo(m, err=True))
+    click.echo(f"stopped {len(stopped)} processes" if stopped else "nothing was running")
+
+
+@local.command("status")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def local_status(state_dir: Path, as_json: bool) -> None:
+    """Say which recorded processes are alive and answering."""
+    from localcloud import stack
+
+    rows = stack.status(state_dir)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("the local stack is not running")
+        return
+    table = _table("local stack", "name", "pid", "port", "alive", "healthy", "log")
+    for row in rows:
+        table.add_row(row["name"], str(row["pid"]), str(row["port"]), _yes(row["alive"]), _yes(row["healthy"]), row["log"])
+    _print(table)
+    if not all(r["healthy"] for r in rows):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+@click.option("--timeout", type=click.FloatRange(1, 600), default=90, show_default=True,
+              help="Seconds to wait for the registry to reflect the story.")
+def demo(state_dir: Path, timeout: float) -> None:
+    """Publish a realistic story to the local stack and print the resulting registry."""
+    from localcloud import demo as demo_module
+    from localcloud import stack
+
+    env = stack.read_env(state_dir)
+    if not env:
+        raise click.ClickException("the local stack is not running: run `registrar local up` first")
+    try:
+        demo_module.run(env, artifacts_root=state_dir / "artifacts", timeout=timeout)
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry API commands
+
+
+@cli.command()
+@api_options
+def kpis(api: str | None, as_json: bool) -> None:
+    """The registry's KPIs (one definition of a model: at least one live version)."""
+    body = api_get(api, "/kpis")
+    if as_json:
+        print_json(body)
+        return
+    _print(kpi_table(body))
+
+
+@cli.command()
+@click.option("--type", "model_type", type=click.Choice(MODEL_TYPES, case_sensitive=False))
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), default="all", show_default=True)
+@click.option("--search", metavar="TEXT", help="Case-insensitive name search.")
+@click.option("--sort", type=click.Choice(SORTS, case_sensitive=False), default="latest", show_default=True)
+@click.option("--page-size", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--all", "all_pages", is_flag=True, help="Follow page tokens to the end.")
+@api_options
+def models(model_type, status, search, sort, page_size, all_pages, api, as_json) -> None:
+    """Registered models."""
+    params = {"model_type": model_type, "status": status, "q": search, "sort": sort, "page_size": page_size}
+    body = api_get(api, "/models", params)
+    rows = list(body["models"])
+    while all_pages and body.get("next_page_token"):
+        body = api_get(api, "/models", {**params, "page_token": body["next_page_token"]})
+        rows.extend(body["models"])
+    if as_json:
+        print_json({"models": rows, "total_size": body.get("total_size"), "next_page_token": body.get("next_page_token")})
+        return
+    _print(models_table(rows))
+    if body.get("next_page_token"):
+        click.echo(f"more models: use --all (or --page-size); total {body.get('total_size')}", err=True)
+
+
+@cli.command()
+@click.argument("model_id")
+@api_options
+def show(model_id: str, api: str | None, as_json: bool) -> None:
+    """One model with its versions, aliases and training runs."""
+    body = api_get(api, f"/models/{model_id}")
+    if as_json:
+        print_json(body)
+        return
+    _print(model_detail(body))
+    _print(versions_table(body.get("versions") or []))
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True)
+@api_options
+def history(model_id: str, limit: int, api: str | None, as_json: bool) -> None:
+    """Every change recorded for a model, oldest first."""
+    body = api_get(api, f"/models/{model_id}/history", {"limit": limit})
+    if as_json:
+        print_json(body)
+        return
+    _print(history_table(body["history"], title=f"history of {model_id}"))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@api_options
+def quarantine(limit: int, api: str | None, as_json: bool) -> None:
+    """Messages refused as permanently invalid, with the reason and the raw payload."""
+    body = api_get(api, "/quarantine", {"limit": limit})
+    if as_json:
+        print_json(body)
+        return
+    _print(quarantine_table(body["messages"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tables (rich), shared with the demo
+
+
+def _table(title: str, *columns: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _print(renderable) -> None:
+    from rich.console import Console
+
+    Console().print(renderable)
+
+
+def _yes(value: Any) -> str:
+    return {True: "yes", False: "no", None: "-"}.get(value, str(value))
+
+
+def _when(value: str) -> str:
+    """An API timestamp, shortened for a table: `2026-03-02 09:05:00Z`."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "" or value == {} or value == []:
+        return "-"
+    if isinstance(value, str) and len(value) >= 20 and value[4:5] == "-" and value[10:11] == "T":
+        return _when(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def kpi_table(body: dict[str, Any]):
+    table = _table("KPIs", "total", "blessed", "deployed", "idle", "latest registered")
+    table.add_row(*(str(body.get(k)) for k in ("total", "blessed", "deployed", "idle")), _text(body.get("latest_registered_at")))
+    return table
+
+
+def models_table(rows: list[dict[str, Any]]):
+    table = _table("models", "id", "name", "type", "status", "blessed", "live versions", "latest", "aliases", "registered")
+    for m in rows:
+        table.add_row(m.get("model_id") or "-", _text(m.get("display_name")), _text(m.get("model_type")),
+                      _text(m.get("status")), _yes(m.get("blessed")), _text(m.get("live_version_count")),
+                      _text(m.get("latest_version_id")), _text(m.get("aliases")), _text(m.get("latest_registered_at")))
+    return table
+
+
+def model_detail(body: dict[str, Any]):
+    table = _table(f"model {body.get('model_id')}", "field", "value")
+    for field in ("display_name", "model_type", "status", "evaluation", "blessed", "deployed", "live_version_count",
+                  "latest_version_id", "aliases", "best_metric", "resource_name", "first_registered_at",
+                  "latest_registered_at"):
+        table.add_row(field, _text(body.get(field)))
+    for link in body.get("lineage") or []:
+        run = link.get("training_run") or {}
+        table.add_row(f"version {link.get('version_id')} ← run", _text(run.get("training_run_id")) + f" ({_text(run.get('status'))})")
+    return table
+
+
+def versions_table(versions: list[dict[str, Any]]):
+    table = _table("versions", "version", "state", "aliases", "uploaded", "deleted", "run", "blessed", "metrics")
+    for v in versions:
+        table.add_row(_text(v.get("version_id")), _text(v.get("state")), _text(v.get("aliases")), _text(v.get("uploaded_at")),
+                      _text(v.get("deleted_at")), _text(v.get("training_run_id")), _yes(v.get("blessed")), _text(v.get("metrics")))
+    return table
+
+
+def history_table(entries: list[dict[str, Any]], title: str):
+    table = _table(title, "when", "what", "version", "details")
+    for e in entries:
+        table.add_row(_text(e.get("occurred_at")), _text(e.get("kind")), _text(e.get("version_id")), _text(e.get("details")))
+    return table
+
+
+def quarantine_table(messages: list[dict[str, Any]]):
+    table = _table("quarantine", "received", "topic", "kind", "reason", "raw")
+    for q in messages:
+        raw = q.get("raw") or ""
+        table.add_row(_text(q.get("received_at")), _text(q.get("topic")), _text(q.get("kind")), _text(q.get("reason")),
+                      raw[:80] + ("…" if len(raw) > 80 else ""))
+    return table
+
+
+if __name__ == "__main__":
+    cli()
