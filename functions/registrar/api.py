@@ -108,7 +108,8 @@ def create_app(store_factory: Callable[[], DocumentStore]):
     def model_history(model_id: str):
         known_params("limit")
         check_id("model_id", model_id)
-        if store().get(f"models/{model_id}") is None:
+        doc = store().get(f"models/{model_id}")
+        if doc is None or not queries.was_registered(doc):
             return error(404, f"model {model_id!r} is not in the registry")
         limit = int_param("limit", 200, 1, 1000)
         return jsonify(jsonable({"history": queries.history(store(), f"models/{model_id}", limit)}))

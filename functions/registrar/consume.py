@@ -106,5 +106,5 @@ def after_deploy_request(services: Services, command: Command, outcome: Outcome)
 
     if isinstance(command, RequestRegistration):
         run = services.store.get(run_path(command.training_run_id)) or {}
-        if (run.get("registration") or {}).get("status") == "pending":
+        if (run.get("registration") or {}).get("status") in ("pending", "registering"):
             register_run(services, command.training_run_id, attempt_id=command.request_id)

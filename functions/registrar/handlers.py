@@ -158,9 +158,15 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
     # A live version from another, older upload is an earlier incarnation (the model was deleted and re-created with
     # the same id; that DeleteModel is still in flight): the newer upload is the fact that counts.
     if existing is not None and existing.deleted_at is not None and existing.deleted_at >= created_at:
+        # Not live, but the model did exist in Vertex: remember when and under which name, for history and listing.
+        _note_existence(agg, info.display_name if info else cmd.display_name, created_at)
+        if existing.uploaded_at is None:
+            existing.uploaded_at = created_at
+        agg.save(uow, ctx.now(), [version_id])
         return [Change("ignored.late_upload", cmd.occurred_at, cmd.model_id, version_id,
                        details={"reason": "the version was deleted after this upload", "deleted_at": existing.deleted_at})]
     if agg.model.deleted_at is not None and agg.model.deleted_at >= created_at:
+        _note_existence(agg, info.display_name if info else cmd.display_name, created_at)
         agg.versions[version_id] = Version(version_id=version_id, state=DELETED, uploaded_at=created_at,
                                            deleted_at=agg.model.deleted_at)
         agg.save(uow, ctx.now(), [version_id])
@@ -210,6 +216,13 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
     if version.training_run_id:
         _link_run(uow, version.training_run_id, cmd.model_id, version_id)
     return changes
+
+
+def _note_existence(agg: ModelAggregate, display_name: str | None, created_at: datetime) -> None:
+    if display_name and not agg.model.display_name:
+        agg.model.display_name = display_name
+    if agg.model.first_registered_at is None or created_at < agg.model.first_registered_at:
+        agg.model.first_registered_at = created_at
 
 
 def _enrich_from_run(uow: AbstractUnitOfWork, version: Version) -> None:

@@ -56,13 +56,15 @@ class InMemoryStore(DocumentStore):
                 for doc_id, doc in self._children(collection).items()
                 if all(doc.get(k) == v for k, v in (equals or {}).items())
             ]
-            self.reads += max(1, len(items))
         if order_by:
             items = [i for i in items if i[1].get(order_by) is not None]
             items.sort(key=lambda item: item[1][order_by], reverse=descending)
         else:
             items.sort(key=lambda item: item[0])
-        yield from items[:limit] if limit else items
+        items = items[:limit] if limit else items
+        with self.lock:
+            self.reads += max(1, len(items))  # Firestore bills the documents returned (at least one per query)
+        yield from items
 
     def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> None:
         with self.lock:

@@ -81,7 +81,7 @@ def list_models(
     equals: dict[str, Any] = {"is_live": status != "deleted"}
     if model_type:
         equals["model_type"] = model_type
-    docs = [doc for _, doc in store.list("models", equals=equals) if _matches_status(doc, status)]
+    docs = [doc for _, doc in store.list("models", equals=equals) if _matches_status(doc, status) and was_registered(doc)]
     if search:
         needle = search.lower()
         docs = [d for d in docs if needle in d.get("name_lower", "") or needle in d.get("model_id", "")]
@@ -125,9 +125,15 @@ def model_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {field: doc.get(field) for field in SUMMARY_FIELDS}
 
 
+def was_registered(doc: Mapping[str, Any]) -> bool:
+    """A model document can exist only to hold facts that overtook a first upload (a delete, an alias, labels);
+    such a model was never registered and is not shown."""
+    return bool(doc.get("is_live") or doc.get("first_registered_at"))
+
+
 def get_model(store: DocumentStore, model_id: str) -> dict[str, Any] | None:
     doc = store.get(f"models/{model_id}")
-    if doc is None:
+    if doc is None or not was_registered(doc):
         return None
     versions = [v for _, v in store.list(f"models/{model_id}/versions")]
     versions.sort(key=lambda v: (_int_or(v.get("version_id")), v.get("version_id")), reverse=True)

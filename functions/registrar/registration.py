@@ -17,14 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
+import time
+import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from registrar.commands import RecordRegistration, RegisterUploadedVersion
-from registrar.domain import stable_id
-from registrar.errors import PermanentError, TransientError
+from registrar.errors import Contention, PermanentError, TransientError
 from registrar.handlers import run_path
 from registrar.logs import log
 from registrar.ports import ArtifactStore, ModelRegistryWriter, ModelVersionInfo
@@ -37,6 +39,7 @@ DEFAULT_IMAGES = {
     "scann": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
 }
 IMAGE_ENV = {"brute_force": "REGISTRAR_IMAGE_TF_SERVING", "scann": "REGISTRAR_IMAGE_SCANN"}
+REGISTRATION_LEASE = timedelta(minutes=10)
 MODEL_NOT_FOUND_MESSAGE = "Model not found in Vertex AI Model Registry. It may have been deleted."
 _LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
 
@@ -145,6 +148,12 @@ def register_run(services, run_id: str, *, attempt_id: str) -> dict[str, Any]:
         return run["registration"]
     if run.get("status") != "SUCCEEDED":
         raise PermanentError(f"training run {run_id!r} has not succeeded (status {run.get('status')})", kind="invalid")
+    claim = _claim(services, run_id)
+    if claim == "registered":
+        return services.store.get(run_path(run_id))["registration"]
+    if claim == "busy":
+        # Another delivery holds the lease and is uploading now; come back later (Pub/Sub redelivers).
+        raise TransientError(f"registration of run {run_id} is in progress elsewhere")
     try:
         info, artifact_uri = _upload_once(services, run)
     except PermanentError as error:
@@ -161,6 +170,36 @@ def register_run(services, run_id: str, *, attempt_id: str) -> dict[str, Any]:
     _record(services, run_id, "registered", attempt_id, model_id=info.model_id, version_id=info.version_id,
             resource_name=info.resource_name, artifact_uri=artifact_uri)
     return services.store.get(run_path(run_id))["registration"]
+
+
+def _claim(services, run_id: str, *, lease: timedelta = REGISTRATION_LEASE) -> str:
+    """Take the run's registration lease in a transaction: `claimed`, `busy` (another invocation holds an unexpired
+    lease) or `registered`. Concurrent deliveries of one completion must not each look for the version, find none,
+    and upload; the lease serialises them. A holder that dies lets the lease expire, and the next one finds the
+    version by its run label if the upload had happened."""
+    claimant = uuid.uuid4().hex
+    for attempt in range(1, 6):
+        uow = services.store.unit_of_work()
+        try:
+            with uow:
+                run = uow.get(run_path(run_id)) or {}
+                registration = dict(run.get("registration") or {})
+                if registration.get("status") == "registered":
+                    return "registered"
+                now = services.now()
+                lease_until = registration.get("lease_until")
+                if registration.get("status") == "registering" and lease_until is not None and lease_until > now:
+                    return "busy"
+                registration.update(status="registering", claimed_by=claimant, lease_until=now + lease)
+                run["registration"] = registration
+                uow.set(run_path(run_id), run)
+                uow.commit()
+                return "claimed"
+        except Contention:
+            if attempt == 5:
+                raise
+            time.sleep(0.05 * attempt * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 def _upload_once(services, run: Mapping[str, Any]) -> tuple[ModelVersionInfo, str]:
@@ -216,11 +255,13 @@ def after_pipeline_event(services, command, outcome) -> None:
     if command.state != "SUCCEEDED":
         return
     run = services.store.get(run_path(command.training_run_id))
-    if not run or run.get("status") != "SUCCEEDED" or (run.get("registration") or {}).get("status") != "pending":
+    if not run or run.get("status") != "SUCCEEDED":
+        return
+    if (run.get("registration") or {}).get("status") not in ("pending", "registering"):
         return
     if not run.get("model_name"):
         return  # only the log-sink route has arrived yet; our own event (with the artifacts) will follow
-    register_run(services, command.training_run_id, attempt_id=stable_id(command.idempotency_key, "auto"))
+    register_run(services, command.training_run_id, attempt_id=uuid.uuid4().hex)
 
 
 def verify_version_exists(services, model_id: str, version_id: str, *, now: datetime | None = None) -> ModelVersionInfo:

@@ -57,8 +57,18 @@ class LocalStack:
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory) -> LocalStack:
+    yield from _running_stack(tmp_path_factory, vertex=False)  # audit entries carry their versions
+
+
+@pytest.fixture(scope="module")
+def vertex_stack(tmp_path_factory) -> LocalStack:
+    """The stack with the local Vertex AI emulator: registration and audit entries go through the real client."""
+    yield from _running_stack(tmp_path_factory, vertex=True)
+
+
+def _running_stack(tmp_path_factory, *, vertex: bool):
     state_dir = tmp_path_factory.mktemp("registrar-stack")
-    env = stack.up(state_dir=state_dir, project=E2E_PROJECT, vertex=False)  # audit entries carry their versions
+    env = stack.up(state_dir=state_dir, project=E2E_PROJECT, vertex=vertex)
     try:
         running = LocalStack(state_dir, env)
         requests.put(f"{running.pubsub}/subscriptions/{REGISTRY_EVENTS_PULL}",

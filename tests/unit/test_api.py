@@ -179,3 +179,20 @@ def test_quarantine(client):
     assert "not JSON" in msg["reason"] and msg["raw"] == "not json at all" and msg["message_id"] == "bad-1"
     bad(client.get("/quarantine?limit=0"), "limit")
     bad(client.get("/quarantine?since=x"), "since")
+
+
+
+def test_models_that_only_hold_early_facts_are_not_shown():
+    """An alias merge or a model delete that arrives before any upload keeps its fact in a model document, but that
+    model was never registered: it is neither listed (not even as deleted) nor served, and not counted."""
+    w = World()
+    w.audit(alias_entry("777", "1", ["prod"], at(1)))
+    w.audit(delete_model_entry("888", at(1)))
+    assert w.model("777") is not None and w.model("888") is not None  # the facts are kept
+    client = create_app(lambda: w.store).test_client()
+    for status in ("all", "deleted"):
+        assert ids(client.get(f"/models?status={status}")) == []
+    for model_id in ("777", "888"):
+        assert client.get(f"/models/{model_id}").status_code == 404
+        assert client.get(f"/models/{model_id}/history").status_code == 404
+    assert client.get("/kpis").get_json()["total"] == 0

@@ -97,10 +97,10 @@ def succeeded_event(pushed_uri, run_id="run-1", model_name="recs_retrieval"):
     }
 
 
-def make_services(writer=None, **options):
+def make_services(writer=None, now=lambda: at(100), **options):
     store = InMemoryStore()
     writer = writer or FakeVertexWriter()
-    services = bootstrap(store=store, publisher=RecordingPublisher(), registry=writer, now=lambda: at(100),
+    services = bootstrap(store=store, publisher=RecordingPublisher(), registry=writer, now=now,
                          artifacts=StorageArtifactStore(), **options)
     return services, writer
 
@@ -132,24 +132,32 @@ def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
     assert queries.kpis(services.store)["total"] == 1
 
 
-def test_crash_between_upload_and_commit_does_not_upload_twice(pushed):
-    services, writer = make_services()
-    original = services.bus.handle
-    crashed = {"done": False}
+class InstanceDied(BaseException):
+    """The function instance is gone mid-invocation: nothing after this point runs, no handler catches it."""
 
-    def crash_once(cmd, **kw):
-        if type(cmd).__name__ == "RegisterUploadedVersion" and not crashed["done"]:
-            crashed["done"] = True
-            raise TransientError("instance died after the upload")
+
+def test_crash_between_upload_and_commit_does_not_upload_twice(pushed):
+    clock = {"now": at(100)}
+    services, writer = make_services(now=lambda: clock["now"])
+    original = services.bus.handle
+
+    def die_once(cmd, **kw):
+        if type(cmd).__name__ == "RegisterUploadedVersion" and not clock.get("died"):
+            clock["died"] = True
+            raise InstanceDied()
         return original(cmd, **kw)
 
-    services.bus.handle = crash_once
-    with pytest.raises(TransientError):
+    services.bus.handle = die_once
+    with pytest.raises(InstanceDied):
         deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1
-    deliver_pipeline(services, succeeded_event(pushed))  # Pub/Sub redelivers
-    assert len(writer.uploads) == 1
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    with pytest.raises(TransientError, match="in progress"):  # redelivered while the dead instance's lease holds
+        deliver_pipeline(services, succeeded_event(pushed))
+    clock["now"] = at(100) + timedelta(minutes=11)  # the lease has expired
+    deliver_pipeline(services, succeeded_event(pushed))
+    assert len(writer.uploads) == 1  # found by its run label, not uploaded again
+    run = queries.training_run(services.store, "run-1")
+    assert run["registration"]["status"] == "registered" and run["registration"]["version_id"] == "1"
 
 
 def test_transient_failure_is_recorded_then_retried_on_redelivery(pushed):
@@ -245,3 +253,39 @@ def test_model_ids_are_valid_and_distinct(a, b):
         assert re.match(r"^[a-z][a-z0-9-]{0,62}$", model_id_for(name)), model_id_for(name)
     if a != b:
         assert model_id_for(a) != model_id_for(b)
+
+
+def test_concurrent_deliveries_of_one_completion_upload_once(pushed):
+    """Pub/Sub may hand the same completion to several instances at once: the registration lease lets one upload;
+    the others are told to come back (TransientError → redelivery) and then find it registered."""
+    import threading
+    import time as _time
+
+    class SlowWriter(FakeVertexWriter):
+        def upload_version(self, *args, **kwargs):
+            _time.sleep(0.3)
+            return super().upload_version(*args, **kwargs)
+
+    services, writer = make_services(SlowWriter())
+    start = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def deliver():
+        start.wait()
+        try:
+            deliver_pipeline(services, succeeded_event(pushed))
+            outcomes.append("acked")
+        except TransientError:
+            outcomes.append("redeliver")
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(writer.uploads) == 1
+    assert "redeliver" in outcomes
+    for _ in range(outcomes.count("redeliver")):  # the redeliveries
+        deliver_pipeline(services, succeeded_event(pushed))
+    assert len(writer.uploads) == 1
+    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"

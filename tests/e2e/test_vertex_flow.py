@@ -1,0 +1,87 @@
+"""End to end with the local Vertex AI emulator: registration on pipeline success through the real aiplatform
+client, and an out-of-band delete reaching the registry through the audit path alone."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from localcloud.demo import pipeline_run_event
+from registrar.adapters.vertex import VertexModelRegistry
+from registrar.registration import model_id_for
+
+pytestmark = pytest.mark.e2e
+
+MODEL_NAME = "e2e_products_retrieval"
+
+
+def eventually(check, *, timeout: float = 60.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"not true after {timeout:.0f}s: {what} (last: {last!r})")
+
+
+def pushed_model(tmp_path, run_id: str) -> str:
+    version_dir = tmp_path / run_id / "pushed_model" / "1763800000"
+    version_dir.mkdir(parents=True)
+    (version_dir / "saved_model.pb").write_bytes(b"\x08\x01")
+    return str(version_dir.parent)
+
+
+def succeeded(run_id: str, pushed_uri: str, when: datetime) -> dict:
+    return pipeline_run_event(run_id, "SUCCEEDED", when, model_name=MODEL_NAME, stage="Pusher",
+                              artifacts={"pushed_model_uri": pushed_uri}, metrics={"recall_at_100": 0.61},
+                              blessed=True, retrieval_algorithm="brute_force")
+
+
+def vertex(stack) -> VertexModelRegistry:
+    env = stack.env
+    return VertexModelRegistry(env["GOOGLE_CLOUD_PROJECT"], env["GOOGLE_CLOUD_REGION"],
+                               api_endpoint=env["VERTEX_API_ENDPOINT"])
+
+
+def registered(stack, run_id: str):
+    run = stack.get(f"/training-runs/{run_id}")
+    return run if run and (run.get("registration") or {}).get("status") == "registered" else None
+
+
+def test_succeeded_run_registers_one_version_however_often_delivered_and_delete_reaches_registry(vertex_stack, tmp_path):
+    now = datetime.now(timezone.utc)
+    model_id = model_id_for(MODEL_NAME)
+    runs = ["e2e-run-a", "e2e-run-b"]
+    for index, run_id in enumerate(runs):
+        event = succeeded(run_id, pushed_model(tmp_path, run_id), now + timedelta(seconds=index))
+        for _ in range(4):  # at-least-once: the same completion, four times
+            vertex_stack.publish("pipeline-events", event)
+        eventually(lambda run_id=run_id: registered(vertex_stack, run_id), what=f"{run_id} registered")
+
+    client = vertex(vertex_stack)
+    versions = client.list_versions(model_id)
+    assert sorted(v.version_id for v in versions) == ["1", "2"]  # one Vertex version per run, not per delivery
+    assert {v.labels["training_run_id"] for v in versions} == set(runs)
+    assert all(v.artifact_uri.endswith("/pushed_model/1763800000/") for v in versions)
+
+    model = eventually(lambda: (m := vertex_stack.get(f"/models/{model_id}")) and m["live_version_count"] == 2 and m,
+                       what="both versions in the registry")
+    assert {v["training_run_id"] for v in model["versions"]} == set(runs)
+    assert all(v["metrics"]["recall_at_100"] == pytest.approx(0.61) for v in model["versions"])
+    assert vertex_stack.get("/kpis")["total"] >= 1
+
+    # Out of band: someone deletes version 1 with the aiplatform client. Only the audit path tells the registry.
+    started = time.monotonic()
+    assert client.delete_version(model_id, "1") is True
+    model = eventually(lambda: (m := vertex_stack.get(f"/models/{model_id}")) and m["live_version_count"] == 1 and m,
+                       timeout=20, what="version 1 gone from the registry")
+    elapsed = time.monotonic() - started
+    assert [v["version_id"] for v in model["versions"] if v["state"] == "live"] == ["2"]
+    assert elapsed < 20
+    kinds = [e["kind"] for e in vertex_stack.get(f"/models/{model_id}/history")["history"]]
+    assert kinds.count("model.version_deleted") == 1
+    assert kinds.count("model.version_added") == 2
