@@ -7,10 +7,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from localcloud.demo import pipeline_run_event
 from registrar.adapters.vertex import VertexModelRegistry
 from registrar.registration import model_id_for
+
+from localcloud.demo import pipeline_run_event
 
 pytestmark = pytest.mark.e2e
 
