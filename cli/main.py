@@ -334,3 +334,12 @@ def quarantine_table(messages: list[dict[str, Any]]):
 
 if __name__ == "__main__":
     cli()
+
+
+def _register_extra_commands() -> None:
+    from registrar_cli.commands import register
+
+    cli.add_command(register)
+
+
+_register_extra_commands()

@@ -407,6 +407,9 @@ def record_registration(cmd: RecordRegistration, uow: AbstractUnitOfWork, ctx: C
         "artifact_uri": cmd.artifact_uri,
         "reason": cmd.reason,
     }
+    for kept in ("request_id", "requested_by"):  # who asked for this attempt stays visible with its outcome
+        if current.get(kept):
+            registration[kept] = current[kept]
     run["registration"] = registration
     uow.set(run_path(cmd.training_run_id), run)
     kind = {"registered": "run.registered", "failed": "run.registration_failed"}.get(cmd.status, "run.registration_retrying")

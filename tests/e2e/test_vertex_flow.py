@@ -85,3 +85,27 @@ def test_succeeded_run_registers_one_version_however_often_delivered_and_delete_
     kinds = [e["kind"] for e in vertex_stack.get(f"/models/{model_id}/history")["history"]]
     assert kinds.count("model.version_deleted") == 1
     assert kinds.count("model.version_added") == 2
+
+
+def test_failed_registration_is_recorded_and_cli_register_retries_it(vertex_stack, tmp_path):
+    from click.testing import CliRunner
+
+    from registrar_cli.main import cli
+
+    run_id = "e2e-run-retry"
+    missing = tmp_path / run_id / "pushed_model"  # the Pusher's output is not there (yet)
+    vertex_stack.publish("pipeline-events", succeeded(run_id, str(missing), datetime.now(timezone.utc)))
+    run = eventually(lambda: (r := vertex_stack.get(f"/training-runs/{run_id}"))
+                     and (r.get("registration") or {}).get("status") == "failed" and r, what="registration failed")
+    assert run["status"] == "SUCCEEDED"
+    assert "saved_model.pb" in run["registration"]["reason"] or "cannot read" in run["registration"]["reason"]
+
+    pushed_model(tmp_path, run_id)  # the artifacts arrive
+    result = CliRunner().invoke(cli, ["register", run_id, "--api", vertex_stack.api, "--state-dir",
+                                      str(vertex_stack.state_dir), "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    assert "registered: projects/" in result.output
+    run = vertex_stack.get(f"/training-runs/{run_id}")
+    assert run["registration"]["status"] == "registered"
+    versions = vertex(vertex_stack).list_versions(model_id_for(MODEL_NAME))
+    assert [v.labels["training_run_id"] for v in versions].count(run_id) == 1
