@@ -89,7 +89,6 @@ def test_succeeded_run_registers_one_version_however_often_delivered_and_delete_
 
 def test_failed_registration_is_recorded_and_cli_register_retries_it(vertex_stack, tmp_path):
     from click.testing import CliRunner
-
     from registrar_cli.main import cli
 
     run_id = "e2e-run-retry"
