@@ -246,10 +246,21 @@ def _table(title: str, *columns: str):
     return table
 
 
-def _print(renderable) -> None:
+def console(**options: Any):
+    """A rich Console; when the output is not a terminal (piped, captured), at least 120 columns wide so tables
+    do not wrap at rich's default of 80."""
+    import shutil
+
     from rich.console import Console
 
-    Console().print(renderable)
+    terminal = Console(**options)
+    if terminal.is_terminal:
+        return terminal
+    return Console(width=max(shutil.get_terminal_size((140, 40)).columns, 120), **options)
+
+
+def _print(renderable) -> None:
+    console().print(renderable)
 
 
 def _yes(value: Any) -> str:
