@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo up down status test test-all lint pipeline-test terraform-check
+.PHONY: setup demo up down status test lint pipeline-setup pipeline-test terraform-check
 
 setup: $(VENV)/.installed
 
@@ -38,3 +38,6 @@ terraform-check: setup
 
 pipeline-test:
 	bash .ci/pipeline.sh
+
+pipeline-setup:
+	PIPELINE_INSTALL_ONLY=1 bash .ci/pipeline.sh

@@ -349,8 +349,10 @@ if __name__ == "__main__":
 
 def _register_extra_commands() -> None:
     from registrar_cli.commands import register
+    from registrar_cli.pipeline import pipeline
 
     cli.add_command(register)
+    cli.add_command(pipeline)
 
 
 _register_extra_commands()

@@ -1,0 +1,1 @@
+"""Synthetic data for local runs and tests."""

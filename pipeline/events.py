@@ -1,0 +1,103 @@
+"""PipelineRunEvent (schemas/events/pipeline-run-event.v1.json): build, write, publish. Standard library only."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import urllib.request
+
+SCHEMA = "registrar.pipeline-run-event.v1"
+TOPIC = "pipeline-events"
+STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+_ARTIFACT_KEYS = ("pipeline_root", "pushed_model_uri", "serving_bundle_uri", "metrics_uri", "blessing_uri")
+
+
+def event_id(training_run_id: str, state: str) -> str:
+    """Deterministic: a re-publish of the same fact carries the same id."""
+    return hashlib.sha256(f"{training_run_id}:{state}".encode()).hexdigest()[:32]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: times must be timezone-aware")
+    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def sanitise_run_id(value: str) -> str:
+    """Lowercase letters, digits and '-', starting with a letter, at most 63 chars (the schema's pattern)."""
+    value = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+    if not value or not value[0].isalpha():
+        value = "run-" + value
+    return value[:63].rstrip("-")
+
+
+def build_event(*, training_run_id: str, model_name: str, model_type: str | None, pipeline_job_name: str,
+                state: str, occurred_at: dt.datetime, stage: str | None = None, report: dict | None = None,
+                pipeline_root: str | None = None, error_message: str | None = None) -> dict:
+    """``report`` is the push report written by the VersionedPusher (blessed, URIs, metrics, algorithm)."""
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    report = report or {}
+    artifacts = {k: report[k] for k in _ARTIFACT_KEYS if report.get(k)}
+    if pipeline_root:
+        artifacts["pipeline_root"] = pipeline_root
+    metrics = {k: float(v) for k, v in (report.get("metrics") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+    event = {
+        "schema": SCHEMA,
+        "event_id": event_id(training_run_id, state),
+        "training_run_id": training_run_id,
+        "model_name": model_name,
+        "pipeline_job_name": pipeline_job_name,
+        "state": state,
+        "stage": stage,
+        "occurred_at": rfc3339(occurred_at),
+        "artifacts": artifacts,
+        "metrics": metrics,
+        "blessed": report.get("blessed") if isinstance(report.get("blessed"), bool) else None,
+        "retrieval_algorithm": report.get("retrieval_algorithm"),
+        "error_message": error_message[:4096] if error_message else None,
+    }
+    if model_type:
+        event["model_type"] = model_type
+    return event
+
+
+def write_event(event: dict, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(event, fh, indent=2, sort_keys=True)
+    return path
+
+
+def publish_to_emulator(event: dict, host: str, project: str, topic: str = TOPIC, timeout: float = 10.0) -> list:
+    """POST to the Pub/Sub emulator's REST API; returns the message ids. Raises on HTTP errors."""
+    body = {"messages": [{
+        "data": base64.b64encode(json.dumps(event).encode()).decode(),
+        "attributes": {"event_id": event["event_id"], "schema": event["schema"]},
+    }]}
+    url = f"http://{host}/v1/projects/{project}/topics/{topic}:publish"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read().decode() or "{}").get("messageIds", [])
+
+
+def publish(event: dict, project: str, topic: str = TOPIC) -> list:
+    """Emulator when PUBSUB_EMULATOR_HOST is set, google-cloud-pubsub otherwise."""
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if host:
+        return publish_to_emulator(event, host, project, topic)
+    from google.cloud import pubsub_v1  # only on the production path
+
+    client = pubsub_v1.PublisherClient()
+    future = client.publish(client.topic_path(project, topic), json.dumps(event).encode(),
+                            event_id=event["event_id"], schema=event["schema"])
+    return [future.result(timeout=60)]

@@ -1,0 +1,55 @@
+"""Vertex AI exit handler: publishes the PipelineRunEvent when the PipelineJob ends (succeeded, failed or
+cancelled). Runs after every other task, also when one of them failed.
+
+It reads the push report the Pusher wrote at a path fixed at compile time (``<report_dir>/<version>.json``),
+so it needs no artifact inputs (exit handlers only receive parameters and the final status).
+"""
+import json
+
+from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import Parameter
+
+_STATES = {"SUCCEEDED": "SUCCEEDED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "CANCELLING": "CANCELLED"}
+
+
+def event_from_final_status(final_status: str, *, training_run_id: str, model_name: str, model_type: str,
+                            pipeline_root: str, report) -> dict:
+    """``final_status`` is the JSON of ``PipelineTaskFinalStatus`` (state, error, pipelineJobResourceName)."""
+    from pipeline import events
+
+    status = json.loads(final_status or "{}")
+    state = _STATES.get(str(status.get("state", "")).upper(), "FAILED")
+    error = status.get("error") or {}
+    message = error.get("message") if isinstance(error, dict) else str(error)
+    job = status.get("pipelineJobResourceName") or status.get("pipeline_job_resource_name") or training_run_id
+    return events.build_event(
+        training_run_id=training_run_id, model_name=model_name, model_type=model_type,
+        pipeline_job_name=job, state=state, occurred_at=events.utc_now(),
+        stage=status.get("pipelineTaskName") or status.get("pipeline_task_name"),
+        report=report if state == "SUCCEEDED" else None, pipeline_root=pipeline_root,
+        error_message=message or (None if state == "SUCCEEDED" else f"pipeline ended {state}"))
+
+
+@tfx.orchestration.experimental.exit_handler
+def PublishRunEvent(
+    final_status: Parameter[str],
+    training_run_id: Parameter[str],
+    model_name: Parameter[str],
+    model_type: Parameter[str],
+    pipeline_root: Parameter[str],
+    report_path: Parameter[str],
+    project: Parameter[str],
+    topic: Parameter[str],
+):
+    import tensorflow as tf
+
+    from pipeline import events
+
+    report = None
+    if tf.io.gfile.exists(report_path):
+        with tf.io.gfile.GFile(report_path) as fh:
+            report = json.loads(fh.read())
+    event = event_from_final_status(final_status, training_run_id=training_run_id, model_name=model_name,
+                                    model_type=model_type, pipeline_root=pipeline_root, report=report)
+    print(json.dumps(event))
+    events.publish(event, project, topic)

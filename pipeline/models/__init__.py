@@ -1,0 +1,1 @@
+"""Model code (kept apart from pipeline code): features, TFRS models, trainer."""

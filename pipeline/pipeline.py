@@ -1,0 +1,121 @@
+"""``create_pipeline``: ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer -> MetricsGate ->
+VersionedPusher. Pure: every environment value comes in as a parameter; runners decide them."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRANSFORM_MODULE = os.path.join(HERE, "models", "features.py")
+TRAINER_MODULE = os.path.join(HERE, "models", "trainer.py")
+SPLITS = {"train": 8, "eval": 1, "test": 1}
+
+
+def _user_code(ref: str, fn_key: str) -> dict:
+    """A ``.py`` path is staged by TFX as a user-module wheel (local runs); a dotted name such as
+    ``pipeline.models.trainer.run_fn`` is imported from the container image (Vertex)."""
+    return {"module_file": ref} if ref.endswith(".py") else {fn_key: ref}
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    *,
+    model_version: int,
+    serving_model_dir: str,
+    not_blessed_model_dir: str,
+    data_root: str | None = None,
+    bigquery_query: str | None = None,
+    transform_module: str = TRANSFORM_MODULE,
+    trainer_module: str = TRAINER_MODULE,
+    model_type: str = "retrieval",
+    epochs: int = 5,
+    batch_size: int = 256,
+    embedding_dim: int = 32,
+    learning_rate: float = 0.01,
+    early_stopping_patience: int = 2,
+    top_k: int = 100,
+    retrieval_algorithm: str = "auto",
+    recall_threshold: float | None = None,
+    rmse_threshold: float | None = None,
+    gpu_count: int = 0,
+    report_dir: str | None = None,
+    metadata_connection_config: Any = None,
+    beam_pipeline_args: list[str] | None = None,
+    ai_platform_training_args: dict[str, Any] | None = None,
+    vertex_region: str | None = None,
+    enable_cache: bool = False,
+):
+    """Returns a ``tfx.dsl.Pipeline``.
+
+    ``transform_module`` / ``trainer_module``: a module file path, or a dotted function name.
+    Exactly one of ``data_root`` (a directory of CSV files: CsvExampleGen) or ``bigquery_query``
+    (BigQueryExampleGen) is given. With ``ai_platform_training_args`` the Trainer runs as a Vertex AI custom
+    job (``worker_pool_specs`` may carry GPUs; ``gpu_count`` makes the trainer use MirroredStrategy).
+    ``model_version`` is decided once by the runner and used for every path of this run.
+    """
+    from tfx import v1 as tfx
+
+    from pipeline import components as C
+
+    if (data_root is None) == (bigquery_query is None):
+        raise ValueError("pass exactly one of data_root or bigquery_query")
+    if model_type not in ("retrieval", "ranking", "multitask"):
+        raise ValueError(f"unknown model_type {model_type!r}")
+    output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+        tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in SPLITS.items()]))
+    if data_root is not None:
+        example_gen = tfx.components.CsvExampleGen(input_base=data_root, output_config=output_config)
+    else:
+        example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
+            query=bigquery_query, output_config=output_config)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        **_user_code(transform_module, "preprocessing_fn"))
+    custom_config = {
+        "model_type": model_type, "epochs": int(epochs), "batch_size": int(batch_size),
+        "embedding_dim": int(embedding_dim), "learning_rate": float(learning_rate),
+        "early_stopping_patience": int(early_stopping_patience), "top_k": int(top_k),
+        "retrieval_algorithm": retrieval_algorithm, "gpu_count": int(gpu_count),
+    }
+    trainer_kwargs = dict(
+        **_user_code(trainer_module, "run_fn"),
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+    )
+    if ai_platform_training_args is not None:
+        vertex = tfx.extensions.google_cloud_ai_platform
+        custom_config.update({
+            vertex.ENABLE_VERTEX_KEY: True,
+            vertex.VERTEX_REGION_KEY: vertex_region or "us-central1",
+            vertex.TRAINING_ARGS_KEY: ai_platform_training_args,
+        })
+        trainer = vertex.Trainer(custom_config=custom_config, **trainer_kwargs)
+    else:
+        trainer = tfx.components.Trainer(custom_config=custom_config, **trainer_kwargs)
+    gate = C.MetricsGate(
+        model_run=trainer.outputs["model_run"], model_type=model_type,
+        recall_threshold=float(recall_threshold) if recall_threshold is not None else -1.0,
+        rmse_threshold=float(rmse_threshold) if rmse_threshold is not None else -1.0,
+    ).with_id("MetricsGate")
+    pusher = C.VersionedPusher(
+        model=trainer.outputs["model"], model_run=trainer.outputs["model_run"], blessing=gate.outputs["blessing"],
+        serving_model_dir=serving_model_dir, not_blessed_model_dir=not_blessed_model_dir,
+        model_version=int(model_version), report_dir=report_dir or os.path.join(pipeline_root, "run_reports"),
+    ).with_id("Pusher")
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, transform, trainer, gate, pusher],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+
+
+COMPONENT_ORDER = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "MetricsGate", "Pusher"]

@@ -1,0 +1,1 @@
+"""One runner per orchestrator: local (LocalDagRunner) and Vertex AI (KubeflowV2DagRunner)."""
