@@ -49,6 +49,14 @@ def on_deploy_request(cloud_event: CloudEvent) -> None:
                     to_command=deploy_request_command, after=after_deploy_request)
 
 
+@functions_framework.cloud_event
+def on_reconcile_tick(cloud_event: CloudEvent) -> None:
+    """reconcile-ticks: compare the registry with Vertex AI, repair through the same commands events use."""
+    from registrar.consume import reconcile_tick
+
+    reconcile_tick(services(), cloud_event.data, topic="reconcile-ticks", entry_point="on_reconcile_tick")
+
+
 @functions_framework.http
 def registry_api(request):
     """HTTP: Firestore-backed status queries (schemas/openapi.yaml)."""

@@ -640,7 +640,8 @@ module "reconcile_tick" {
   description = "Periodic reconcile tick: registry vs Vertex AI vs Cloud Run."
   schedule    = var.reconcile_schedule
   topic_id    = google_pubsub_topic.topic["reconcile-ticks"].id
-  payload     = { kind = "reconcile", source = "cloud-scheduler" }
+  # Cloud Scheduler sends a fixed body: the tick's id and time come from the Pub/Sub message.
+  payload = { schema = "registrar.reconcile-tick.v1", fix = true }
 
   depends_on = [google_project_service.main]
 }

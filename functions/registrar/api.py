@@ -123,6 +123,16 @@ def create_app(store_factory: Callable[[], DocumentStore]):
         run["history"] = queries.history(store(), f"training_runs/{run_id}", 200)
         return jsonify(jsonable(run))
 
+    @app.get("/audit")
+    def audit():
+        known_params()
+        from registrar.reconcile import latest_report
+
+        report = latest_report(store())
+        if report is None:
+            return error(404, "no audit has run yet (reconcile-ticks, or `registrar audit`)")
+        return jsonify(jsonable(report))
+
     @app.get("/quarantine")
     def quarantine():
         known_params("limit")

@@ -172,3 +172,34 @@ class RequestRegistration(Command):
     @property
     def idempotency_key(self) -> str:
         return f"register-request:{self.request_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrectResourceNames(Command):
+    """Vertex names a live version (and its model) differently from the registry: take Vertex's names."""
+
+    model_id: str
+    version_id: str
+    model_resource_name: str
+    resource_name: str
+    occurred_at: datetime
+    principal: str = "registrar-reconciler"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"resource-name:{self.model_id}@{self.version_id}:{self.resource_name}:{self.occurred_at.isoformat()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseReservation(Command):
+    """A training run's claim on a model name has expired: the name no longer counts as reserved by it."""
+
+    training_run_id: str
+    model_name: str
+    occurred_at: datetime
+    reason: str = ""
+    principal: str = "registrar-reconciler"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"release-reservation:{self.training_run_id}"

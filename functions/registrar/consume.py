@@ -12,6 +12,7 @@ from typing import Any
 
 from registrar import decode
 from registrar.bootstrap import Services
+from registrar.clock import parse_rfc3339
 from registrar.commands import Command, Quarantine
 from registrar.domain import stable_id
 from registrar.errors import PermanentError
@@ -108,3 +109,25 @@ def after_deploy_request(services: Services, command: Command, outcome: Outcome)
         run = services.store.get(run_path(command.training_run_id)) or {}
         if (run.get("registration") or {}).get("status") in ("pending", "registering"):
             register_run(services, command.training_run_id, attempt_id=command.request_id)
+
+
+def reconcile_tick(services: Services, envelope: Mapping[str, Any] | None, *, topic: str, entry_point: str) -> None:
+    """A reconcile tick is not one registry fact but a sweep: it runs the reconciler (whose repairs are commands
+    through the bus, each idempotent) instead of one bus command. Same failure answers as every entry point."""
+    from registrar.reconcile import on_reconcile_tick
+
+    raw, attributes, message_id = b"", {}, ""
+    try:
+        try:
+            raw, attributes, message_id = decode.pubsub_message(envelope)
+        except PermanentError:
+            raw, attributes, message_id = decode.undecoded_message(envelope)
+            raise
+        published = ((envelope or {}).get("message") or {}).get("publishTime")
+        published_at = parse_rfc3339(published, field="publishTime") if published else None
+        report = on_reconcile_tick(services, decode.json_payload(raw), message_id=message_id, published_at=published_at)
+    except PermanentError as error:
+        quarantine(services, Quarantine(topic, entry_point, error.reason, error.kind, raw, attributes, message_id))
+        return
+    log("INFO", f"{entry_point}: audit {report.report_id} {'clean' if report.is_clean else 'found drift'}",
+        message_id=message_id, counts=report.counts, repairs=getattr(report, "repairs", 0))

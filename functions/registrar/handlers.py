@@ -16,12 +16,14 @@ from typing import Any
 from registrar import domain
 from registrar.commands import (
     Command,
+    CorrectResourceNames,
     DeleteModel,
     DeleteVersion,
     MergeAliases,
     RecordPipelineRun,
     RecordRegistration,
     RegisterUploadedVersion,
+    ReleaseReservation,
     RequestRegistration,
     UpdateLabels,
 )
@@ -435,6 +437,35 @@ def request_registration(cmd: RequestRegistration, uow: AbstractUnitOfWork, ctx:
                    details={"request_id": cmd.request_id, "requested_by": cmd.requested_by})]
 
 
+def correct_resource_names(cmd: CorrectResourceNames, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    agg = ModelAggregate.load(uow, cmd.model_id)
+    version = agg.versions.get(cmd.version_id)
+    if version is None or not version.live:
+        return []
+    before = {"model": agg.model.resource_name, "version": version.resource_name}
+    if before == {"model": cmd.model_resource_name, "version": cmd.resource_name}:
+        return []
+    agg.model.resource_name = cmd.model_resource_name
+    version.resource_name = cmd.resource_name
+    agg.save(uow, ctx.now(), [cmd.version_id])
+    corrected = {"model": cmd.model_resource_name, "version": cmd.resource_name}
+    return [Change("model.resource_name_corrected", cmd.occurred_at, cmd.model_id, cmd.version_id,
+                   training_run_id=version.training_run_id,
+                   details={"from": before, "to": corrected, "principal": cmd.principal})]
+
+
+def release_reservation(cmd: ReleaseReservation, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    run = uow.get(run_path(cmd.training_run_id))
+    if run is None or run.get("reservation_released_at"):
+        return []
+    run["reservation_released_at"] = cmd.occurred_at
+    run["updated_at"] = ctx.now()
+    uow.set(run_path(cmd.training_run_id), run)
+    return [Change("run.reservation_released", cmd.occurred_at, training_run_id=cmd.training_run_id,
+                   details={"reservation_released_at": cmd.occurred_at, "model_name": cmd.model_name,
+                            "reason": cmd.reason, "principal": cmd.principal})]
+
+
 HANDLERS: dict[type[Command], Callable[[Any, AbstractUnitOfWork, Context], list[Change]]] = {
     RecordPipelineRun: record_pipeline_run,
     RegisterUploadedVersion: register_uploaded_version,
@@ -444,4 +475,6 @@ HANDLERS: dict[type[Command], Callable[[Any, AbstractUnitOfWork, Context], list[
     UpdateLabels: update_labels,
     RecordRegistration: record_registration,
     RequestRegistration: request_registration,
+    CorrectResourceNames: correct_resource_names,
+    ReleaseReservation: release_reservation,
 }
