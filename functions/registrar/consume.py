@@ -12,7 +12,6 @@ from typing import Any
 
 from registrar import decode
 from registrar.bootstrap import Services
-from registrar.clock import parse_rfc3339
 from registrar.commands import Command, Quarantine
 from registrar.domain import stable_id
 from registrar.errors import PermanentError
@@ -31,14 +30,9 @@ def consume_message(
     to_command: Callable[[dict[str, Any], Services], Command],
     after: Callable[[Services, Command, Outcome], None] | None = None,
 ) -> Outcome | None:
-    raw, attributes, message_id = b"", {}, ""
+    raw, attributes, message_id = decode.undecoded_message(envelope)
     try:
-        try:
-            raw, attributes, message_id = decode.pubsub_message(envelope)
-        except PermanentError:
-            # Keep what was sent (and its id), so each refused message is stored, and stored once.
-            raw, attributes, message_id = decode.undecoded_message(envelope)
-            raise
+        raw, attributes, message_id = decode.pubsub_message(envelope)
         command = to_command(decode.json_payload(raw), services)
     except decode.Ignored as ignored:
         log("INFO", f"{entry_point}: ignored message {message_id}: {ignored.reason}", message_id=message_id)
@@ -116,15 +110,11 @@ def reconcile_tick(services: Services, envelope: Mapping[str, Any] | None, *, to
     through the bus, each idempotent) instead of one bus command. Same failure answers as every entry point."""
     from registrar.reconcile import on_reconcile_tick
 
-    raw, attributes, message_id = b"", {}, ""
+    raw, attributes, message_id = decode.undecoded_message(envelope)  # kept for quarantine if decoding fails
     try:
-        try:
-            raw, attributes, message_id = decode.pubsub_message(envelope)
-        except PermanentError:
-            raw, attributes, message_id = decode.undecoded_message(envelope)
-            raise
+        raw, attributes, message_id = decode.pubsub_message(envelope)
         published = ((envelope or {}).get("message") or {}).get("publishTime")
-        published_at = parse_rfc3339(published, field="publishTime") if published else None
+        published_at = decode.fact_time(published, field="publishTime") if published else None
         report = on_reconcile_tick(services, decode.json_payload(raw), message_id=message_id, published_at=published_at)
     except PermanentError as error:
         quarantine(services, Quarantine(topic, entry_point, error.reason, error.kind, raw, attributes, message_id))

@@ -12,6 +12,7 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from registrar import schemas
@@ -47,6 +48,14 @@ PIPELINE_STATES = {
     "PIPELINE_STATE_FAILED": "FAILED",
     "PIPELINE_STATE_CANCELLED": "CANCELLED",
 }
+
+
+def fact_time(value: Any, *, field: str) -> datetime:
+    """An RFC 3339 timestamp with an offset, or PermanentError naming the field (naive times are refused)."""
+    try:
+        return parse_rfc3339(value, field=field)
+    except ValueError as exc:
+        raise PermanentError(str(exc), kind="schema") from exc
 
 
 class Ignored(Exception):
@@ -109,10 +118,7 @@ def pipeline_command(payload: Mapping[str, Any]) -> RecordPipelineRun:
     if "jsonPayload" in payload or "resource" in payload:
         return _pipeline_log_command(payload)
     schemas.validate(payload, PIPELINE_EVENT_SCHEMA)
-    try:
-        occurred_at = parse_rfc3339(payload["occurred_at"], field="occurred_at")
-    except ValueError as exc:
-        raise PermanentError(str(exc), kind="schema") from exc
+    occurred_at = fact_time(payload["occurred_at"], field="occurred_at")
     return RecordPipelineRun(
         training_run_id=payload["training_run_id"],
         state=payload["state"],
@@ -135,10 +141,7 @@ def _pipeline_log_command(entry: Mapping[str, Any]) -> RecordPipelineRun:
     state = PIPELINE_STATES.get(entry["jsonPayload"]["state"])
     if state is None:
         raise Ignored(f"pipeline state {entry['jsonPayload']['state']} is not tracked")
-    try:
-        occurred_at = parse_rfc3339(entry["timestamp"], field="timestamp")
-    except ValueError as exc:
-        raise PermanentError(str(exc), kind="schema") from exc
+    occurred_at = fact_time(entry["timestamp"], field="timestamp")
     labels = entry["resource"]["labels"]
     job_id = labels["pipeline_job_id"]
     location = labels.get("location", "")
@@ -178,10 +181,7 @@ def audit_command(entry: Mapping[str, Any], registry: ModelRegistry | None) -> C
     status = proto.get("status") or {}
     if status.get("code"):
         raise Ignored(f"{proto['methodName']} failed with code {status['code']}: {status.get('message', '')}")
-    try:
-        occurred_at = parse_rfc3339(entry["timestamp"], field="timestamp")
-    except ValueError as exc:
-        raise PermanentError(str(exc), kind="schema") from exc
+    occurred_at = fact_time(entry["timestamp"], field="timestamp")
     method = method_match.group(2)
     request = proto.get("request") or {}
     response = proto.get("response") or {}
@@ -268,10 +268,7 @@ def _upload_command(entry, request, response, common, registry: ModelRegistry | 
 
 def deploy_request_command(payload: Mapping[str, Any]) -> Command:
     schemas.validate(payload, DEPLOY_REQUEST_SCHEMA)
-    try:
-        requested_at = parse_rfc3339(payload["requested_at"], field="requested_at")
-    except ValueError as exc:
-        raise PermanentError(str(exc), kind="schema") from exc
+    requested_at = fact_time(payload["requested_at"], field="requested_at")
     return RequestRegistration(
         training_run_id=payload["training_run_id"],
         request_id=payload["request_id"],

@@ -424,13 +424,13 @@ def reconcile_tick_command(payload: Mapping[str, Any], *, message_id: str = "",
     """A validated `registrar.reconcile-tick.v1` payload as a tick; PermanentError if it is not one. A scheduler's
     fixed body carries no id or time: the Pub/Sub message's (stable across redeliveries) stand in."""
     from registrar import schemas
-    from registrar.clock import parse_rfc3339
+    from registrar.decode import fact_time
     from registrar.errors import PermanentError
 
     schemas.validate(payload, TICK_SCHEMA_FILE)
     tick_id = payload.get("tick_id") or message_id
     if "requested_at" in payload:
-        requested_at = parse_rfc3339(payload["requested_at"], field="requested_at")
+        requested_at = fact_time(payload["requested_at"], field="requested_at")
     else:
         requested_at = published_at
     if not tick_id or requested_at is None:
