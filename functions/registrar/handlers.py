@@ -151,8 +151,11 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
     existing = agg.versions.get(version_id)
     labels = dict(info.labels if info else cmd.labels)
 
+    # Replacing a live version as a re-created incarnation needs Vertex's word (its create time): an entry that
+    # Vertex could not resolve (the version is gone there by now) proves no new incarnation.
     if existing is not None and existing.live and (
-        existing.uploaded_at is None
+        info is None
+        or existing.uploaded_at is None
         or existing.uploaded_at >= created_at
         or (cmd.operation_id and existing.upload_operation == cmd.operation_id)
     ):

@@ -84,7 +84,8 @@ def test_succeeded_run_registers_one_version_however_often_delivered_and_delete_
     assert elapsed < 20
     kinds = [e["kind"] for e in vertex_stack.get(f"/models/{model_id}/history")["history"]]
     assert kinds.count("model.version_deleted") == 1
-    assert kinds.count("model.version_added") == 2
+    history = vertex_stack.get(f"/models/{model_id}/history")["history"]
+    assert kinds.count("model.version_added") == 2, [(e["kind"], e["version_id"], e["fact"], e["details"].get("principal")) for e in history]
 
 
 def test_failed_registration_is_recorded_and_cli_register_retries_it(vertex_stack, tmp_path):

@@ -217,3 +217,18 @@ def test_label_update_before_its_upload_is_not_lost(w):
     w.handle(labels_cmd("m1", "1", {"blessed": "true"}, at(2)))
     w.handle(upload_cmd("m1", "1", at(1), labels={"blessed": "false"}))
     assert w.versions("m1")["1"]["labels"] == {"blessed": "true"}
+
+
+def test_unresolvable_late_upload_entry_does_not_re_add_a_live_version(w):
+    """The registration path recorded version 1 (Vertex's create time). The upload's own audit entry arrives late,
+    after someone deleted the version in Vertex (so Vertex cannot resolve it) but before that delete's entry: it
+    carries only its later log timestamp, which proves no new incarnation — nothing changes, nothing is re-added."""
+    from registrar.commands import RegisterUploadedVersion
+
+    w.handle(upload_cmd("m1", "1", at(1)))
+    late = RegisterUploadedVersion(model_id="m1", operation_id="projects/p/locations/l/models/m1/operations/77",
+                                   occurred_at=at(2), version=None, version_id="1")
+    assert kinds(w.handle(late)) == []
+    assert w.versions("m1")["1"]["uploaded_at"] == at(1)
+    history = [e["kind"] for e in w.history("models/m1").values()]
+    assert history.count("model.version_added") == 1
