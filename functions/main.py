@@ -64,6 +64,6 @@ def registry_api(request):
     if _api_app is None:
         from registrar.api import create_app
 
-        _api_app = create_app(lambda: services().store)
+        _api_app = create_app(lambda: services().store, services)
     with _api_app.request_context(request.environ):
         return _api_app.full_dispatch_request()

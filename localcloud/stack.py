@@ -207,6 +207,30 @@ def spawn_vertex_emulator(started: _Started, port: int, project: str, region: st
     return started.add("vertex", pid, port, log, f"http://127.0.0.1:{port}/healthz")
 
 
+# Further local Google APIs, each `python -m MODULE --port P --state FILE --project PROJ --location LOC` with a
+# `/healthz`, the Pub/Sub emulator's address in PUBSUB_EMULATOR_HOST, and its address written to local.env.
+LOCAL_APIS = (
+    # (process name, module, local.env variable)
+    ("cloudrun", "localcloud.cloudrun_emulator", "CLOUD_RUN_API_ENDPOINT"),
+    ("scheduler", "localcloud.scheduler_emulator", "SCHEDULER_API_ENDPOINT"),
+)
+
+
+def local_api_available(module: str) -> bool:
+    return (ROOT / Path(*module.split(".")) / "__main__.py").exists()
+
+
+def spawn_local_api(started: _Started, name: str, module: str, port: int, project: str, region: str,
+                    env: Mapping[str, str], state_dir: Path, logs: Path) -> dict[str, Any]:
+    log = logs / f"{name}.log"
+    pid = processes.spawn(
+        [sys.executable, "-m", module, "--port", str(port), "--state", str(state_dir / f"{name}-state.json"),
+         "--project", project, "--location", region],
+        log_path=log, env=env, cwd=ROOT,
+    )
+    return started.add(name, pid, port, log, f"http://127.0.0.1:{port}/healthz")
+
+
 def function_env(base: Mapping[str, str]) -> dict[str, str]:
     pythonpath = os.pathsep.join(p for p in (str(ROOT / "functions"), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {**base, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
@@ -282,12 +306,13 @@ def create_push_subscriptions(admin: PubSubAdmin, topology: Mapping[str, Any], p
 
 
 def up(state_dir: Path = Path(".registrar"), project: str = "registrar-local", region: str = "us-central1",
-       ports: Mapping[str, int] | None = None, say: Say = _quiet, vertex: bool | None = None) -> dict[str, str]:
+       ports: Mapping[str, int] | None = None, say: Say = _quiet, vertex: bool | None = None,
+       local_apis: tuple[str, ...] | None = None) -> dict[str, str]:
     """Start the local cloud (or find it running) and return the addresses written to local.env.
 
     `ports` pins ports by process name (`firestore`, `pubsub`, `vertex`, or an entry point such as
     `registry_api`); anything not named gets a free port. `vertex`: start the local Vertex AI emulator
-    (None: if it is part of this checkout).
+    (None: if it is part of this checkout). `local_apis`: which of LOCAL_APIS to start (None: all there are).
     """
     state_dir = Path(state_dir).resolve()
     if is_up(state_dir):
@@ -300,7 +325,7 @@ def up(state_dir: Path = Path(".registrar"), project: str = "registrar-local", r
     started = _Started(state_dir)
     try:
         with_vertex = VERTEX_EMULATOR_MAIN.exists() if vertex is None else vertex
-        env = _start_everything(started, state_dir, project, region, ports, say, with_vertex)
+        env = _start_everything(started, state_dir, project, region, ports, say, with_vertex, local_apis)
     except BaseException:
         _stop_all(started.records)
         processes_path(state_dir).unlink(missing_ok=True)
@@ -311,7 +336,8 @@ def up(state_dir: Path = Path(".registrar"), project: str = "registrar-local", r
 
 
 def _start_everything(started: _Started, state_dir: Path, project: str, region: str,
-                      ports: Mapping[str, int] | None, say: Say, with_vertex: bool) -> dict[str, str]:
+                      ports: Mapping[str, int] | None, say: Say, with_vertex: bool,
+                      local_apis: tuple[str, ...] | None = None) -> dict[str, str]:
     topology = load_topology()
     logs = state_dir / "logs"
     say("starting the Firestore and Pub/Sub emulators")
@@ -331,6 +357,13 @@ def _start_everything(started: _Started, state_dir: Path, project: str, region: 
         vertex = spawn_vertex_emulator(started, _port(ports, "vertex"), project, region, function_env(env), state_dir, logs)
         started.wait_healthy(vertex)
         env["VERTEX_API_ENDPOINT"] = f"http://127.0.0.1:{vertex['port']}"
+    for name, module, variable in LOCAL_APIS:
+        if local_api_available(module) and (local_apis is None or name in local_apis):
+            say(f"starting the local {name} API")
+            record = spawn_local_api(started, name, module, _port(ports, name), project, region, function_env(env),
+                                     state_dir, logs)
+            started.wait_healthy(record)
+            env[variable] = f"http://127.0.0.1:{record['port']}"
     say("starting the functions")
     for _, consumer in consumers(topology):
         entry_point = consumer["entry_point"]

@@ -24,7 +24,58 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def create_app(store_factory: Callable[[], DocumentStore]):
+def error(status: int, message: str, **extra):
+    from flask import jsonify
+
+    response = jsonify({"error": {"code": status, "message": message, **extra}})
+    response.status_code = status
+    return response
+
+
+def int_param(name: str, default: int, low: int, high: int) -> int:
+    from flask import request
+
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(name, f"must be between {low} and {high}")
+    return value
+
+
+def check_id(name: str, value: str) -> str:
+    if not _ID_RE.match(value):
+        raise BadParameter(name, "must be 1-128 letters, digits, '_' or '-'")
+    return value
+
+
+def known_params(*names: str) -> None:
+    from flask import request
+
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise BadParameter(unknown[0], f"is not a parameter of {request.path} (known: {', '.join(names) or 'none'})")
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); 400 naming the problem otherwise."""
+    from flask import request
+
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadParameter("body", "must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def create_app(store_factory: Callable[[], DocumentStore], services_factory: Callable[[], Any] | None = None):
+    """`services_factory` gives the write side (bus, publisher, Cloud Run, Cloud Scheduler) to the routes that
+    change things; read routes only need the store."""
     from flask import Flask, jsonify, request
 
     app = Flask("registry_api")
@@ -32,11 +83,6 @@ def create_app(store_factory: Callable[[], DocumentStore]):
 
     def store() -> DocumentStore:
         return store_factory()
-
-    def error(status: int, message: str, **extra):
-        response = jsonify({"error": {"code": status, "message": message, **extra}})
-        response.status_code = status
-        return response
 
     @app.errorhandler(BadParameter)
     def bad_parameter(exc: BadParameter):
@@ -49,28 +95,6 @@ def create_app(store_factory: Callable[[], DocumentStore]):
     @app.errorhandler(405)
     def not_allowed(exc):
         return error(405, f"method {request.method} is not allowed on {request.path}")
-
-    def int_param(name: str, default: int, low: int, high: int) -> int:
-        raw = request.args.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise BadParameter(name, f"must be an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise BadParameter(name, f"must be between {low} and {high}")
-        return value
-
-    def check_id(name: str, value: str) -> str:
-        if not _ID_RE.match(value):
-            raise BadParameter(name, "must be 1-128 letters, digits, '_' or '-'")
-        return value
-
-    def known_params(*names: str) -> None:
-        unknown = sorted(set(request.args) - set(names))
-        if unknown:
-            raise BadParameter(unknown[0], f"is not a parameter of {request.path} (known: {', '.join(names) or 'none'})")
 
     @app.get("/healthz")
     def healthz():
@@ -138,4 +162,9 @@ def create_app(store_factory: Callable[[], DocumentStore]):
         known_params("limit")
         return jsonify(jsonable({"messages": queries.quarantine(store(), int_param("limit", 50, 1, 500))}))
 
+    from registrar.api_deployments import register_deployment_routes
+    from registrar.api_schedules import register_schedule_routes
+
+    register_deployment_routes(app, store, services_factory)
+    register_schedule_routes(app, store, services_factory)
     return app

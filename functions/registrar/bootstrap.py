@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 from registrar.clock import utcnow
 from registrar.handlers import Context, RegistrationSeam
 from registrar.messagebus import MessageBus
-from registrar.ports import ArtifactStore, EventPublisher, ModelRegistry
+from registrar.ports import (
+    ArtifactStore,
+    EventPublisher,
+    ModelRegistry,
+    PipelineRunner,
+    SchedulerJobs,
+    ServingPlatform,
+)
 from registrar.store import DocumentStore
 
 
@@ -21,6 +28,30 @@ class Services:
     registry: ModelRegistry
     now: Callable[[], datetime]
     artifacts: ArtifactStore
+    # Built on first use: most entry points never need them, and their clients are heavy (cold starts).
+    serving_factory: Callable[[], ServingPlatform] | None = None
+    scheduler_factory: Callable[[], SchedulerJobs] | None = None
+    runner_factory: Callable[[], PipelineRunner] | None = None
+    _built: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def _lazy(self, name: str, factory: Callable[[], object] | None):
+        if name not in self._built:
+            if factory is None:
+                raise RuntimeError(f"no {name} is configured for these services")
+            self._built[name] = factory()
+        return self._built[name]
+
+    @property
+    def serving(self) -> ServingPlatform:
+        return self._lazy("serving", self.serving_factory)
+
+    @property
+    def scheduler(self) -> SchedulerJobs:
+        return self._lazy("scheduler", self.scheduler_factory)
+
+    @property
+    def runner(self) -> PipelineRunner:
+        return self._lazy("runner", self.runner_factory)
 
 
 def bootstrap(
@@ -31,6 +62,9 @@ def bootstrap(
     now: Callable[[], datetime] = utcnow,
     registration: RegistrationSeam | None = None,
     artifacts: ArtifactStore | None = None,
+    serving: ServingPlatform | Callable[[], ServingPlatform] | None = None,
+    scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
+    runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
     **bus_options,
 ) -> Services:
     if store is None:
@@ -56,7 +90,39 @@ def bootstrap(
         ledger_ttl=timedelta(days=int(os.environ.get("REGISTRAR_LEDGER_TTL_DAYS", "30"))),
         **bus_options,
     )
-    return Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts)
+    return Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts,
+                    serving_factory=_factory(serving, _serving_from_env),
+                    scheduler_factory=_factory(scheduler, _scheduler_from_env),
+                    runner_factory=_factory(runner, _runner_from_env))
+
+
+def _factory(given, from_env: Callable[[], object]) -> Callable[[], object]:
+    """A fake passed by a test (an instance), a factory, or the production adapter built from the environment."""
+    if given is None:
+        return from_env
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner)):
+        return lambda: given
+    return given
+
+
+def _serving_from_env() -> ServingPlatform:
+    from registrar.adapters.cloudrun import CloudRunServing
+
+    return CloudRunServing(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"),
+                           api_endpoint=os.environ.get("CLOUD_RUN_API_ENDPOINT"))
+
+
+def _scheduler_from_env() -> SchedulerJobs:
+    from registrar.adapters.scheduler import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"),
+                              api_endpoint=os.environ.get("SCHEDULER_API_ENDPOINT"))
+
+
+def _runner_from_env() -> PipelineRunner:
+    from registrar.adapters.pipelines import runner_from_env
+
+    return runner_from_env(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"))
 
 
 def _project() -> str:

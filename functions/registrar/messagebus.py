@@ -57,7 +57,7 @@ class MessageBus:
         self._crash_after_commit = crash_after_commit
 
     def handle(self, cmd: Command, *, message_id: str = "") -> Outcome:
-        handler = HANDLERS[type(cmd)]
+        handler = handler_for(cmd)
         key = cmd.idempotency_key
         ledger_path = f"idempotency/{stable_id(key)}"
         duplicate = False
@@ -147,6 +147,19 @@ class MessageBus:
                                                    "expire_at": now + self.ledger_ttl}, merge=True)
             relayed += 1
         return relayed
+
+
+def handler_for(cmd: Command) -> Callable[[Any, AbstractUnitOfWork, Context], list[Change]]:
+    """The handler of a command: the registry's core facts (handlers.py), deployments and schedules."""
+    handler = HANDLERS.get(type(cmd))
+    if handler is None:
+        from registrar.deployment import HANDLERS as DEPLOYMENT_HANDLERS
+        from registrar.scheduling import HANDLERS as SCHEDULING_HANDLERS
+
+        handler = {**DEPLOYMENT_HANDLERS, **SCHEDULING_HANDLERS}.get(type(cmd))
+    if handler is None:
+        raise LookupError(f"no handler for {type(cmd).__name__}")
+    return handler
 
 
 def registry_event(event_id: str, change: Change, now: datetime) -> dict[str, Any]:
