@@ -1,0 +1,298 @@
+"""Cloud Run services through the official GAPIC client (`google.cloud.run_v2.ServicesClient`).
+
+run_v2 is imported only when a client is first needed, so importing this module stays cheap for cold starts.
+The same code talks to production (regional endpoint, default credentials) and to the local Cloud Run
+(`api_endpoint="http://host:port"`: REST transport, anonymous credentials).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from registrar.errors import PermanentError, TransientError
+from registrar.ports import ServiceSpec, ServiceState, ServingPlatform
+
+T = TypeVar("T")
+
+DEFAULT_LRO_TIMEOUT = 600.0
+RECONCILE_POLL_SECONDS = 1.0
+CPU_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<milli>m?)$")
+MEMORY_RE = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
+MEMORY_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+_NOT_FOUND = object()
+
+
+def _aware_utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # protobuf Timestamps are UTC by definition
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _cpu(value: str) -> Any:
+    match = CPU_RE.match(value or "")
+    if not match:
+        return value
+    number = float(match["number"])
+    return round(number if match["milli"] else number * 1000)
+
+
+def _memory(value: str) -> Any:
+    match = MEMORY_RE.match(value or "")
+    return int(match["number"]) * MEMORY_UNITS[match["unit"]] if match else value
+
+
+def service_state(service: Any) -> ServiceState:
+    """A `ServiceState` from a `run_v2.Service`."""
+    from google.cloud import run_v2
+
+    containers = list(service.template.containers)
+    container = containers[0] if containers else None
+    condition = service.terminal_condition
+    return ServiceState(
+        service_id=service.name.rsplit("/", 1)[-1],
+        uri=service.uri or None,
+        ready=condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED and not service.reconciling,
+        image=container.image if container else "",
+        env={v.name: v.value for v in container.env} if container else {},
+        labels=dict(service.labels),
+        generation=int(service.generation),
+        latest_ready_revision=service.latest_ready_revision.rsplit("/", 1)[-1],
+        message=condition.message,
+        update_time=_aware_utc(service.update_time),
+    )
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with the REST transport
+        return False
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+class CloudRunServing(ServingPlatform):
+    """The `ServingPlatform` port on Cloud Run Admin API v2."""
+
+    def __init__(self, project: str, region: str, api_endpoint: str | None = None, *,
+                 lro_timeout: float = DEFAULT_LRO_TIMEOUT) -> None:
+        self.project = project
+        self.region = region
+        self.api_endpoint = api_endpoint
+        self.lro_timeout = lro_timeout
+        self._client = None
+
+    # -- plumbing -----------------------------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        if self._client is None:
+            from google.cloud import run_v2
+
+            if self.api_endpoint and self.api_endpoint.startswith("http://"):
+                from google.auth.credentials import AnonymousCredentials
+
+                self._client = run_v2.ServicesClient(
+                    transport="rest",
+                    client_options={"api_endpoint": self.api_endpoint},
+                    credentials=AnonymousCredentials(),
+                )
+            else:
+                self._client = run_v2.ServicesClient(
+                    client_options={"api_endpoint": self.api_endpoint or f"{self.region}-run.googleapis.com"},
+                )
+        return self._client
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
+    def service_name(self, service_id: str) -> str:
+        return f"{self.parent}/services/{service_id}"
+
+    def _call(self, action: Callable[[], T], what: str) -> T | object:
+        """Run one API interaction; NOT_FOUND → `_NOT_FOUND`, retry-worthy failures → TransientError, requests
+        Cloud Run refuses (invalid settings, a name it does not accept) → PermanentError."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            return action()
+        except gexc.NotFound:
+            return _NOT_FOUND
+        except gexc.MethodNotImplemented as exc:
+            raise PermanentError(f"Cloud Run does not support {what}: {exc.message}", kind="invalid") from exc
+        except (gexc.ServerError, gexc.TooManyRequests, gexc.DeadlineExceeded, gexc.ServiceUnavailable,
+                gexc.RetryError, gexc.Aborted) as exc:
+            raise TransientError(f"Cloud Run {what} failed: {exc}") from exc
+        except gexc.BadRequest as exc:  # over REST, INVALID_ARGUMENT / FAILED_PRECONDITION arrive as 400s
+            raise PermanentError(f"Cloud Run refused {what}: {exc.message}", kind="invalid") from exc
+        except (TimeoutError, ConnectionError) as exc:  # TimeoutError includes an operation's result() timing out
+            raise TransientError(f"Cloud Run {what} failed: {exc}") from exc
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise TransientError(f"Cloud Run {what} failed: {exc}") from exc
+            raise
+
+    # -- the port -----------------------------------------------------------------------------------------------
+
+    def get_service(self, service_id: str) -> ServiceState | None:
+        service = self._get(service_id)
+        return None if service is None else service_state(service)
+
+    def list_services(self) -> list[ServiceState]:
+        pager = self._call(lambda: self.client.list_services(parent=self.parent), f"list services in {self.parent}")
+        if pager is _NOT_FOUND:
+            return []
+        pages = iter(pager.pages)
+        states: list[ServiceState] = []
+        while True:
+            page = self._call(lambda: next(pages, None), f"list services in {self.parent}")
+            if page is None or page is _NOT_FOUND:
+                return states
+            states.extend(service_state(s) for s in page.services)
+
+    def apply_service(self, spec: ServiceSpec) -> ServiceState:
+        from google.api_core import exceptions as gexc
+
+        desired = self.desired_service(spec)
+        current = self._get(spec.service_id)
+        operation = None
+        if current is None:
+            try:
+                operation = self._call(
+                    lambda: self.client.create_service(parent=self.parent, service=desired, service_id=spec.service_id),
+                    f"create service {spec.service_id}")
+            except gexc.Conflict:  # ALREADY_EXISTS (409): a concurrent deploy created it first, converge on it
+                current = self._get(spec.service_id)
+                if current is None:
+                    raise TransientError(f"Cloud Run service {spec.service_id} exists but cannot be read yet") from None
+        if operation is None and current is not None:
+            if self.differs(current, spec):
+                desired.name = self.service_name(spec.service_id)
+                operation = self._call(lambda: self.client.update_service(service=desired),
+                                       f"update service {spec.service_id}")
+            elif current.reconciling:
+                return service_state(self._settled(spec.service_id))
+            else:
+                return service_state(current)
+        if operation is _NOT_FOUND:  # deleted between our read and the update: start over
+            return self.apply_service(spec)
+        return service_state(self._wait(operation, spec.service_id))
+
+    def delete_service(self, service_id: str) -> bool:
+        name = self.service_name(service_id)
+        result = self._call(lambda: self.client.delete_service(name=name).result(timeout=self.lro_timeout),
+                            f"delete service {service_id}")
+        return result is not _NOT_FOUND
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _get(self, service_id: str):
+        name = self.service_name(service_id)
+        service = self._call(lambda: self.client.get_service(name=name), f"get service {service_id}")
+        return None if service is _NOT_FOUND else service
+
+    def _wait(self, operation: Any, service_id: str):
+        """The service once the operation is done. Cloud Run completes an operation whose revision failed with an
+        error; the service (with its failed condition) is the answer either way."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            return self._call(lambda: operation.result(timeout=self.lro_timeout), f"deploy service {service_id}")
+        except PermanentError as exc:
+            if not isinstance(exc.__cause__, gexc.GoogleAPICallError):
+                raise
+        except gexc.GoogleAPICallError:
+            pass
+        service = self._get(service_id)
+        if service is None:
+            raise TransientError(f"Cloud Run service {service_id} vanished while deploying")
+        return service
+
+    def _settled(self, service_id: str):
+        """Wait for a rollout someone else started (a redelivered deploy) to finish."""
+        deadline = time.monotonic() + self.lro_timeout
+        while True:
+            service = self._get(service_id)
+            if service is None:
+                raise TransientError(f"Cloud Run service {service_id} was deleted while deploying")
+            if not service.reconciling:
+                return service
+            if time.monotonic() > deadline:
+                raise TransientError(f"Cloud Run service {service_id} still reconciling after {self.lro_timeout:.0f}s")
+            time.sleep(RECONCILE_POLL_SECONDS)
+
+    def desired_service(self, spec: ServiceSpec):
+        """The `run_v2.Service` for `spec` (without its name: create names it from the service id)."""
+        from google.cloud import run_v2
+        from google.protobuf import duration_pb2
+
+        container = run_v2.Container(
+            image=spec.image,
+            env=[run_v2.EnvVar(name=name, value=str(value)) for name, value in spec.env.items()],
+            ports=[run_v2.ContainerPort(container_port=spec.container_port)],
+            resources=run_v2.ResourceRequirements(limits={"memory": spec.memory, "cpu": spec.cpu}),
+        )
+        template = run_v2.RevisionTemplate(
+            containers=[container],
+            scaling=run_v2.RevisionScaling(min_instance_count=spec.min_instances,
+                                           max_instance_count=spec.max_instances),
+            max_instance_request_concurrency=spec.concurrency,
+            timeout=duration_pb2.Duration(seconds=spec.timeout_seconds),
+        )
+        if spec.service_account:
+            template.service_account = spec.service_account
+        return run_v2.Service(
+            description=spec.description,
+            labels=dict(spec.labels),
+            ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
+            template=template,
+        )
+
+    @staticmethod
+    def differs(current: Any, spec: ServiceSpec) -> bool:
+        """Whether the service must be updated to match `spec` (so re-applying a spec leaves it alone)."""
+        containers = list(current.template.containers)
+        if len(containers) != 1:
+            return True
+        container = containers[0]
+        limits = dict(container.resources.limits)
+        ports = [p.container_port for p in container.ports]
+        scaling = current.template.scaling
+        timeout = current.template.timeout
+        seen: Mapping[str, Any] = {
+            "image": container.image,
+            "env": {v.name: v.value for v in container.env},
+            "port": ports[0] if ports else 8080,
+            "cpu": _cpu(limits.get("cpu", "")),
+            "memory": _memory(limits.get("memory", "")),
+            "min": scaling.min_instance_count,
+            "max": scaling.max_instance_count,
+            "concurrency": current.template.max_instance_request_concurrency,
+            "timeout": int(timeout.total_seconds()) if timeout else 0,
+            "labels": dict(current.labels),
+            "description": current.description,
+        }
+        wanted: Mapping[str, Any] = {
+            "image": spec.image,
+            "env": {k: str(v) for k, v in spec.env.items()},
+            "port": spec.container_port,
+            "cpu": _cpu(spec.cpu),
+            "memory": _memory(spec.memory),
+            "min": spec.min_instances,
+            "max": spec.max_instances,
+            "concurrency": spec.concurrency,
+            "timeout": spec.timeout_seconds,
+            "labels": dict(spec.labels),
+            "description": spec.description,
+        }
+        if seen != wanted:
+            return True
+        return bool(spec.service_account) and current.template.service_account != spec.service_account

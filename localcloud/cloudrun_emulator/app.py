@@ -1,0 +1,122 @@
+"""HTTP face of the emulator: the v2 REST subset of `projects.locations.services` that `run_v2.ServicesClient`
+(REST transport) sends, and the `projects.locations.operations` calls of its operations client.
+
+    POST   /v2/{parent=projects/*/locations/*}/services?serviceId=&validateOnly=
+    GET    /v2/{parent=projects/*/locations/*}/services?pageSize=&pageToken=
+    GET    /v2/{name=projects/*/locations/*/services/*}
+    PATCH  /v2/{service.name=projects/*/locations/*/services/*}?updateMask=&allowMissing=&validateOnly=
+    DELETE /v2/{name=projects/*/locations/*/services/*}?etag=&validateOnly=
+    GET    /v2/{name=projects/*/locations/*}/operations
+    GET    /v2/{name=projects/*/locations/*/operations/*}
+    DELETE /v2/{name=projects/*/locations/*/operations/*}
+    POST   /v2/{name=projects/*/locations/*/operations/*}:wait
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from localcloud.cloudrun_emulator.rules import ApiError, duration_seconds, invalid, unsupported
+from localcloud.cloudrun_emulator.services import CloudRunState
+
+LOCATION_PATH = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/(?P<rest>.+)$")
+SERVICE_PATH = re.compile(r"^services/(?P<service>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
+OPERATION_PATH = re.compile(r"^operations/(?P<op>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
+
+
+def error_response(error: ApiError):
+    return jsonify(error.body()), error.code
+
+
+def flag(name: str) -> bool:
+    return request.args.get(name, "").lower() in ("true", "1")
+
+
+def create_app(state_path, project: str, location: str, *, restore: bool = True) -> Flask:
+    """The Flask app; `restore` starts the serving processes of the services already in the state file."""
+    state = CloudRunState(state_path, project, location)
+    if restore:
+        state.restore()
+    app = Flask(__name__)
+    app.extensions["cloudrun_emulator"] = state
+
+    @app.errorhandler(ApiError)
+    def on_api_error(error: ApiError):
+        return error_response(error)
+
+    @app.errorhandler(404)
+    def on_unknown_path(_error):
+        return error_response(ApiError("NOT_FOUND", f"{request.method} {request.path} is not part of the emulated API"))
+
+    @app.errorhandler(405)
+    def on_unknown_method(_error):
+        return jsonify({"error": {"code": 405, "message": f"{request.method} {request.path} is not supported",
+                                  "status": "UNIMPLEMENTED"}}), 405
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok", "project": project, "location": location})
+
+    @app.get("/emulator/processes")
+    def running_processes():
+        """The serving processes the emulator runs (not part of Cloud Run's API)."""
+        return jsonify({"processes": state.processes()})
+
+    @app.route("/v2/<path:path>", methods=["GET", "POST", "DELETE", "PATCH"])
+    def api(path: str):
+        match = LOCATION_PATH.match(path)
+        if not match:
+            raise ApiError("NOT_FOUND", f"unknown resource {path!r}")
+        if (match["project"], match["location"]) != (project, location):
+            raise ApiError("NOT_FOUND", f"this emulator serves projects/{project}/locations/{location}, "
+                           f"not projects/{match['project']}/locations/{match['location']}")
+        rest, method, args = match["rest"], request.method, request.args
+
+        if rest == "services":
+            if method == "POST":
+                return jsonify(state.create(args.get("serviceId", ""), json_body(), flag("validateOnly")))
+            if method == "GET":
+                return jsonify(state.list(args.get("pageSize"), args.get("pageToken")))
+        if rest == "operations" and method == "GET":
+            return jsonify(state.list_operations(args.get("pageSize"), args.get("pageToken")))
+        if service := SERVICE_PATH.match(rest):
+            service_id, verb = service["service"], service["verb"]
+            if verb is not None:
+                raise unsupported(f"services:{verb} is not supported by the local Cloud Run")
+            if method == "GET":
+                return jsonify(state.get(service_id))
+            if method == "PATCH":
+                body = json_body()
+                if body.get("name") and body["name"] != state.service_name(service_id):
+                    raise invalid(f"service.name {body['name']!r} does not match the URL")
+                return jsonify(state.update(service_id, body, args.get("updateMask", ""), flag("allowMissing"),
+                                            flag("validateOnly")))
+            if method == "DELETE":
+                return jsonify(state.delete(service_id, args.get("etag", ""), flag("validateOnly")))
+        if operation := OPERATION_PATH.match(rest):
+            operation_id, verb = operation["op"], operation["verb"]
+            if verb is None and method == "GET":
+                return jsonify(state.get_operation(operation_id))
+            if verb is None and method == "DELETE":
+                return jsonify(state.delete_operation(operation_id))
+            if verb == "wait" and method == "POST":
+                timeout = json_body().get("timeout")
+                seconds = duration_seconds(timeout, "timeout") if timeout else None
+                return jsonify(state.wait_operation(operation_id, seconds))
+        raise ApiError("NOT_FOUND", f"{method} /v2/{path} is not part of the emulated API")
+
+    return app
+
+
+def json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True, force=True)
+    if body is None:
+        if request.get_data():
+            raise invalid("request body is not JSON")
+        return {}
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    return body
