@@ -214,6 +214,9 @@ LOCAL_APIS = (
     ("cloudrun", "localcloud.cloudrun_emulator", "CLOUD_RUN_API_ENDPOINT"),
     ("scheduler", "localcloud.scheduler_emulator", "SCHEDULER_API_ENDPOINT"),
 )
+# The Firestore emulator starts empty, so the schedules behind the scheduler's jobs are gone: its jobs would only
+# fire ticks for schedules that no longer exist. Cloud Run services do survive a restart of the stack.
+FRESH_STATE = ("scheduler",)
 
 
 def local_api_available(module: str) -> bool:
@@ -223,8 +226,11 @@ def local_api_available(module: str) -> bool:
 def spawn_local_api(started: _Started, name: str, module: str, port: int, project: str, region: str,
                     env: Mapping[str, str], state_dir: Path, logs: Path) -> dict[str, Any]:
     log = logs / f"{name}.log"
+    state = state_dir / f"{name}-state.json"
+    if name in FRESH_STATE:
+        state.unlink(missing_ok=True)
     pid = processes.spawn(
-        [sys.executable, "-m", module, "--port", str(port), "--state", str(state_dir / f"{name}-state.json"),
+        [sys.executable, "-m", module, "--port", str(port), "--state", str(state),
          "--project", project, "--location", region],
         log_path=log, env=env, cwd=ROOT,
     )

@@ -1,0 +1,631 @@
+"""Pipeline runners: how a training run's pipeline is started (the `PipelineRunner` port).
+
+- `VertexPipelineRunner`: a Vertex AI PipelineJob from the compiled pipeline template (`aiplatform_v1`);
+- `LocalPipelineRunner`: the local TFX runner (`python -m pipeline.runners.local`) as a detached process;
+- `EventEmittingRunner`: no pipeline at all; publishes the PipelineRunEvents a run would (RUNNING, then SUCCEEDED
+  or FAILED) to `pipeline-events`, for end-to-end tests and demos where a TFX run is too slow.
+
+`runner_from_env` picks one from REGISTRAR_PIPELINE_RUNNER (vertex | local | events). Every runner is idempotent
+on the training run id: the pipeline job id is derived from it (`pipeline_job_id`), so submitting a run twice
+starts one pipeline. Heavy clients are imported only when a runner first needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from registrar.errors import PermanentError, TransientError
+from registrar.ports import PipelineRunner
+
+_HERE = Path(__file__).resolve()
+ROOT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parents[-1]  # the repository (local runs only)
+EVENTS_TOPIC = "pipeline-events"
+EVENT_SCHEMA = "registrar.pipeline-run-event.v1"
+RUN_ID_LABEL = "registrar-run-id"
+MAX_JOB_ID = 128
+_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
+_EVENT_RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
+
+# Command-line options of `pipeline.runners.local` that a training config may set (config key → option).
+LOCAL_RUNNER_OPTIONS = {
+    "model_type": "--model-type",
+    "interactions": "--interactions",
+    "data_root": "--data-root",
+    "seed": "--seed",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "embedding_dim": "--embedding-dim",
+    "learning_rate": "--learning-rate",
+    "early_stopping_patience": "--early-stopping-patience",
+    "recall_threshold": "--recall-threshold",
+    "rmse_threshold": "--rmse-threshold",
+    "retrieval_algorithm": "--retrieval-algorithm",
+}
+
+LOCAL_RUNNER_CHOICES = {"model_type": ("retrieval", "ranking", "multitask"),
+                        "retrieval_algorithm": ("auto", "brute_force", "scann")}
+
+
+class PipelineConfigError(PermanentError, ValueError):
+    """The run cannot be submitted as configured (a template parameter without a value, no pipeline root, a bad
+    run id): retrying cannot help."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason, kind="invalid")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def run_id_of(training_run: Mapping[str, Any]) -> str:
+    run_id = training_run.get("training_run_id")
+    if not isinstance(run_id, str) or not run_id:
+        raise PipelineConfigError("the training run has no training_run_id")
+    return run_id
+
+
+def training_config(training_run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's frozen training config (`training_config`), with the run's own model type as a fallback."""
+    config = dict(training_run.get("training_config") or training_run.get("config") or {})
+    if training_run.get("model_type") and "model_type" not in config:
+        config["model_type"] = training_run["model_type"]
+    return config
+
+
+def pipeline_job_id(training_run_id: str) -> str:
+    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, ≤ 128).
+
+    A run id that is already valid is used as it is (the training run id is the PipelineJob id); any other is
+    slugged and suffixed with a digest of the original, so two run ids never share a job id."""
+    if _JOB_ID_RE.match(training_run_id):
+        return training_run_id
+    slug = re.sub(r"[^a-z0-9-]+", "-", training_run_id.lower()).strip("-")
+    if not slug or not slug[0].isalpha():
+        slug = f"run-{slug}".rstrip("-")
+    digest = hashlib.sha256(training_run_id.encode()).hexdigest()[:10]
+    return f"{slug[:MAX_JOB_ID - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def label_value(value: Any) -> str:
+    """A Vertex label value: lowercase letters, digits, '_', '-', at most 63 characters."""
+    text = _LABEL_CHARS.sub("-", str(value).lower()).strip("-")
+    if len(text) > 63:
+        digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
+        text = f"{text[:54].rstrip('-_')}-{digest}"
+    return text
+
+
+def pipeline_labels(training_run: Mapping[str, Any]) -> dict[str, str]:
+    labels = {RUN_ID_LABEL: label_value(run_id_of(training_run))}
+    if training_run.get("model_name"):
+        labels["registrar-model"] = label_value(training_run["model_name"])
+    if training_run.get("schedule_id"):
+        labels["registrar-schedule-id"] = label_value(training_run["schedule_id"])
+    return labels
+
+
+def template_parameters(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The runtime parameters a compiled pipeline declares: name → its input definition."""
+    spec = template.get("pipelineSpec", template)
+    return dict(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
+
+
+def _typed(name: str, value: Any, definition: Mapping[str, Any]) -> Any:
+    kind = (definition.get("parameterType") or definition.get("type") or "STRING").upper()
+    try:
+        if kind in ("NUMBER_INTEGER", "INT"):
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError(f"{value!r} is not an integer")
+            return int(float(value))
+        if kind in ("NUMBER_DOUBLE", "DOUBLE"):
+            if isinstance(value, bool):
+                raise ValueError(f"{value!r} is not a number")
+            return float(value)
+        if kind == "BOOLEAN":
+            if not isinstance(value, bool):
+                raise ValueError(f"{value!r} is not a boolean")
+            return value
+        if kind == "STRING":
+            return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise PipelineConfigError(f"pipeline parameter {name} ({kind}): {exc}") from None
+    return value  # LIST / STRUCT: as given
+
+
+def pipeline_parameters(training_run: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]],
+                        compiled: Mapping[str, Any] = ()) -> dict[str, Any]:
+    """Values for the template's declared parameters, from the run (id, model name, model type) and its frozen
+    config. Only declared parameters are passed (Vertex refuses others); a declared parameter without a value,
+    a default, or a value compiled into the template (`compiled`) is an error."""
+    run_id = run_id_of(training_run)
+    available: dict[str, Any] = {**training_config(training_run), "training_run_id": run_id}
+    if training_run.get("model_name"):
+        available["model_name"] = training_run["model_name"]
+    values: dict[str, Any] = {}
+    for name, definition in declared.items():
+        if available.get(name) is not None:
+            values[name] = _typed(name, available[name], definition)
+        elif "defaultValue" not in definition and not definition.get("isOptional") and name not in compiled:
+            raise PipelineConfigError(f"the pipeline template needs parameter {name!r}, which the training run "
+                                      f"{run_id} does not carry (add it to its training config)")
+    return values
+
+
+def pipeline_job_body(template: Mapping[str, Any], training_run: Mapping[str, Any], *, pipeline_root: str | None,
+                      service_account: str | None = None, network: str | None = None) -> dict[str, Any]:
+    """The PipelineJob (REST JSON, camelCase) that runs `template` for `training_run`."""
+    template = json.loads(json.dumps(template))  # a deep copy that is also plain JSON
+    if "pipelineSpec" in template:
+        spec = template["pipelineSpec"]
+        runtime = template.get("runtimeConfig") or {}
+    else:
+        spec, runtime = template, {}
+    root = pipeline_root or spec.get("defaultPipelineRoot") or runtime.get("gcsOutputDirectory")
+    if not root:
+        raise PipelineConfigError("no pipeline root: set REGISTRAR_PIPELINE_ROOT (gs://bucket/pipeline_root)")
+    run_id = run_id_of(training_run)
+    declared = template_parameters({"pipelineSpec": spec})
+    legacy = _schema_version(spec) <= (2, 0, 0)
+    compiled = dict(runtime.get("parameters" if legacy else "parameterValues") or {})
+    values = pipeline_parameters(training_run, declared, compiled)
+    runtime_config: dict[str, Any] = {"gcsOutputDirectory": root}
+    if legacy:
+        runtime_config["parameters"] = {**compiled, **{name: _legacy_value(v) for name, v in values.items()}}
+    else:
+        runtime_config["parameterValues"] = {**compiled, **values}
+    model = training_run.get("model_name") or "model"
+    body: dict[str, Any] = {
+        "displayName": f"registrar-{model}-{run_id}"[:128],
+        "pipelineSpec": spec,
+        "labels": {**{k: label_value(v) for k, v in (template.get("labels") or {}).items()},
+                   **pipeline_labels(training_run)},
+        "runtimeConfig": runtime_config,
+    }
+    if service_account:
+        body["serviceAccount"] = service_account
+    if network:
+        body["network"] = network
+    return body
+
+
+def _schema_version(spec: Mapping[str, Any]) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", str(spec.get("schemaVersion", "2.0.0")))
+    return tuple(int(p) for p in parts[:3]) or (2, 0, 0)
+
+
+def _legacy_value(value: Any) -> dict[str, Any]:
+    """`RuntimeConfig.parameters` (schema ≤ 2.0.0) takes typed Values."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": value if isinstance(value, str) else json.dumps(value, sort_keys=True)}
+
+
+def local_runner_command(python: str, training_run: Mapping[str, Any], output: Path) -> list[str]:
+    """`python -m pipeline.runners.local …` for a run: its id and model name, and every option its frozen config
+    sets."""
+    run_id = run_id_of(training_run)
+    config = training_config(training_run)
+    command = [python, "-m", "pipeline.runners.local", "--output", str(output), "--training-run-id", run_id]
+    if training_run.get("model_name"):
+        command += ["--model-name", str(training_run["model_name"])]
+    for key, option in LOCAL_RUNNER_OPTIONS.items():
+        value = config.get(key)
+        if value is None or isinstance(value, dict | list):
+            continue
+        if key in LOCAL_RUNNER_CHOICES and value not in LOCAL_RUNNER_CHOICES[key]:
+            # the runner would exit on its argument parser without publishing any event
+            raise PipelineConfigError(f"training config {key}={value!r}: the local runner takes one of "
+                                      f"{', '.join(LOCAL_RUNNER_CHOICES[key])}")
+        command += [option, str(value).lower() if isinstance(value, bool) else str(value)]
+    return command + ["--plain"]
+
+
+def sanitise_run_id(value: str) -> str:
+    """As `pipeline.events.sanitise_run_id`: the run id the pipeline puts in its events."""
+    value = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+    if not value or not value[0].isalpha():
+        value = "run-" + value
+    return value[:63].rstrip("-")
+
+
+def event_id(training_run_id: str, state: str) -> str:
+    """As `pipeline.events.event_id`: a re-publish of the same fact carries the same id."""
+    return hashlib.sha256(f"{training_run_id}:{state}".encode()).hexdigest()[:32]
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def pipeline_run_event(*, training_run_id: str, model_name: str, model_type: str | None, pipeline_job_name: str,
+                       state: str, occurred_at: datetime, stage: str | None = None,
+                       artifacts: Mapping[str, str] | None = None, metrics: Mapping[str, float] | None = None,
+                       blessed: bool | None = None, retrieval_algorithm: str | None = None,
+                       error_message: str | None = None) -> dict[str, Any]:
+    """A PipelineRunEvent (schemas/events/pipeline-run-event.v1.json) shaped as `pipeline.events.build_event`
+    shapes it."""
+    event: dict[str, Any] = {
+        "schema": EVENT_SCHEMA,
+        "event_id": event_id(training_run_id, state),
+        "training_run_id": training_run_id,
+        "model_name": model_name,
+        "pipeline_job_name": pipeline_job_name,
+        "state": state,
+        "stage": stage,
+        "occurred_at": _rfc3339(occurred_at),
+        "artifacts": dict(artifacts or {}),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "blessed": blessed,
+        "retrieval_algorithm": retrieval_algorithm,
+        "error_message": error_message[:4096] if error_message else None,
+    }
+    if model_type:
+        event["model_type"] = model_type
+    return event
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Vertex AI Pipelines
+
+
+def load_template(uri: str) -> dict[str, Any]:
+    """The compiled pipeline JSON from `gs://…` (Cloud Storage) or a local path."""
+    if uri.startswith("gs://"):
+        from google.cloud import storage
+
+        bucket, _, blob = uri[len("gs://"):].partition("/")
+        text = storage.Client().bucket(bucket).blob(blob).download_as_text()
+    else:
+        text = Path(uri.removeprefix("file://")).read_text()
+    template = json.loads(text)
+    if not isinstance(template, dict) or not (template.get("pipelineSpec") or template.get("pipelineInfo")):
+        raise PipelineConfigError(f"{uri} is not a compiled pipeline (no pipelineSpec)")
+    return template
+
+
+class VertexPipelineRunner(PipelineRunner):
+    """Submits a Vertex AI PipelineJob with `aiplatform_v1.PipelineServiceClient`; the job id is the run's
+    `pipeline_job_id`, so a second submission finds the first job (ALREADY_EXISTS) and returns its name."""
+
+    def __init__(self, project: str, location: str, template_uri: str, *, pipeline_root: str | None = None,
+                 service_account: str | None = None, network: str | None = None, api_endpoint: str | None = None,
+                 template_loader: Callable[[str], dict[str, Any]] = load_template, timeout: float = 60.0) -> None:
+        self.project = project
+        self.location = location
+        self.template_uri = template_uri
+        self.pipeline_root = pipeline_root
+        self.service_account = service_account
+        self.network = network
+        self.api_endpoint = api_endpoint
+        self.template_loader = template_loader
+        self.timeout = timeout
+        self._template: dict[str, Any] | None = None
+        self._client = None
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+    @property
+    def client(self):
+        if self._client is None:
+            from google.cloud import aiplatform_v1
+
+            if self.api_endpoint and self.api_endpoint.startswith("http://"):
+                from google.auth.credentials import AnonymousCredentials
+
+                self._client = aiplatform_v1.PipelineServiceClient(
+                    transport="rest", client_options={"api_endpoint": self.api_endpoint},
+                    credentials=AnonymousCredentials())
+            else:
+                self._client = aiplatform_v1.PipelineServiceClient(
+                    client_options={"api_endpoint": self.api_endpoint or f"{self.location}-aiplatform.googleapis.com"})
+        return self._client
+
+    def template(self) -> dict[str, Any]:
+        if self._template is None:
+            if not self.template_uri:
+                raise PipelineConfigError("no pipeline template: set REGISTRAR_PIPELINE_TEMPLATE "
+                                          "(gs://…/pipeline.json)")
+            from google.api_core import exceptions as gexc
+
+            try:
+                self._template = self.template_loader(self.template_uri)
+            except PipelineConfigError:
+                raise
+            except (FileNotFoundError, gexc.NotFound, gexc.Forbidden, ValueError) as exc:
+                raise PipelineConfigError(f"cannot use the pipeline template {self.template_uri}: {exc}") from exc
+            except Exception as exc:
+                raise TransientError(f"reading the pipeline template {self.template_uri} failed: {exc}") from exc
+        return self._template
+
+    def build_job(self, training_run: Mapping[str, Any]):
+        from google.cloud import aiplatform_v1
+        from google.protobuf import json_format
+
+        body = pipeline_job_body(self.template(), training_run, pipeline_root=self.pipeline_root,
+                                 service_account=self.service_account, network=self.network)
+        job = aiplatform_v1.PipelineJob()
+        json_format.ParseDict(body, aiplatform_v1.PipelineJob.pb(job))
+        return job
+
+    def submit(self, training_run: Mapping[str, Any]) -> str:
+        from google.api_core import exceptions as gexc
+
+        job_id = pipeline_job_id(run_id_of(training_run))
+        name = f"{self.parent}/pipelineJobs/{job_id}"
+        job = self.build_job(training_run)
+        try:
+            created = self.client.create_pipeline_job(parent=self.parent, pipeline_job=job, pipeline_job_id=job_id,
+                                                      timeout=self.timeout)
+            return created.name
+        except gexc.Conflict as exc:  # ALREADY_EXISTS (a plain 409 Conflict over REST); ABORTED is retry-worthy
+            if isinstance(exc, gexc.Aborted):
+                raise TransientError(f"creating PipelineJob {name} failed: {exc}") from exc
+        except (gexc.InvalidArgument, gexc.FailedPrecondition, gexc.BadRequest) as exc:
+            raise PipelineConfigError(f"Vertex AI refused PipelineJob {name}: {exc.message}") from exc
+        except Exception as exc:
+            if _retry_worthy(exc):
+                raise TransientError(f"creating PipelineJob {name} failed: {exc}") from exc
+            raise
+        try:  # it exists: the first submission created it
+            return self.client.get_pipeline_job(name=name, timeout=self.timeout).name
+        except gexc.NotFound as exc:
+            raise TransientError(f"PipelineJob {name} was reported to exist but cannot be read") from exc
+        except Exception as exc:
+            if _retry_worthy(exc):
+                raise TransientError(f"reading PipelineJob {name} failed: {exc}") from exc
+            raise
+
+
+def _retry_worthy(exc: Exception) -> bool:
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.ServerError | gexc.TooManyRequests | gexc.DeadlineExceeded | gexc.ServiceUnavailable
+                  | gexc.RetryError | TimeoutError | ConnectionError):
+        return True
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with the REST transport
+        return False
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The local TFX runner
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("REGISTRAR_LOCAL_RUNS_DIR") or ROOT / ".registrar" / "runs")
+
+
+class LocalPipelineRunner(PipelineRunner):
+    """Starts `python -m pipeline.runners.local` in the background, one per run: the marker file
+    `<runs_dir>/<job id>.json` is created exclusively before the process starts, so a second submission finds it
+    and starts nothing. The run's output and log are under `<runs_dir>/<job id>/`; the runner publishes its
+    PipelineRunEvent to `pipeline-events` on the Pub/Sub emulator (PUBSUB_EMULATOR_HOST)."""
+
+    def __init__(self, project: str, *, python: str | os.PathLike | None = None,
+                 runs_dir: str | os.PathLike | None = None, repo: Path = ROOT,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.project = project
+        self.python = str(python or os.environ.get("REGISTRAR_PIPELINE_PYTHON")
+                          or repo / ".venv-pipeline" / "bin" / "python")
+        self.runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+        self.repo = repo
+        self.env = dict(env or {})
+
+    def marker_path(self, job_id: str) -> Path:
+        return self.runs_dir / f"{job_id}.json"
+
+    @staticmethod
+    def job_name(job_id: str) -> str:
+        return f"local/{job_id}"
+
+    def claim(self, training_run: Mapping[str, Any]) -> tuple[bool, Path, dict[str, Any]]:
+        """Create the run's marker if nobody has: (created, path, marker)."""
+        job_id = pipeline_job_id(run_id_of(training_run))
+        path = self.marker_path(job_id)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                return False, path, json.loads(path.read_text() or "{}")
+            except ValueError:
+                return False, path, {}  # being written by the submission that created it
+        marker = {"training_run_id": run_id_of(training_run), "pipeline_job_id": job_id,
+                  "pipeline_job_name": self.job_name(job_id), "output": str(self.runs_dir / job_id),
+                  "submitted_at": _rfc3339(datetime.now(timezone.utc))}
+        with os.fdopen(fd, "w") as handle:
+            json.dump(marker, handle, indent=2, sort_keys=True)
+        return True, path, marker
+
+    def process_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.env}
+        env["GOOGLE_CLOUD_PROJECT"] = self.project
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.repo), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def submit(self, training_run: Mapping[str, Any]) -> str:
+        created, path, marker = self.claim(training_run)
+        job_id = pipeline_job_id(run_id_of(training_run))
+        if not created:
+            return marker.get("pipeline_job_name") or self.job_name(job_id)
+        output = Path(marker["output"])
+        command = local_runner_command(self.python, training_run, output)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            with open(output / "runner.log", "ab") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           cwd=self.repo, env=self.process_env(), start_new_session=True)
+        except OSError as exc:
+            path.unlink(missing_ok=True)  # nothing started: a retry may try again
+            raise TransientError(f"starting the local pipeline runner ({self.python}) failed: {exc}") from exc
+        marker.update(pid=process.pid, command=command)
+        path.write_text(json.dumps(marker, indent=2, sort_keys=True))
+        return marker["pipeline_job_name"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Events only
+
+
+class EventEmittingRunner(PipelineRunner):
+    """Publishes RUNNING and then SUCCEEDED (with artifact URIs and metrics) or FAILED (with an error message) for
+    a run, as our PipelineRunEvent, to `pipeline-events`; no pipeline runs. Event ids are deterministic, so a
+    second submission republishes the same facts and consumers keep one of each.
+
+    `outcome` is "succeeded" / "failed", or a function of the training run returning one. With a local
+    `artifacts_root`, SUCCEEDED also writes the artifacts it names (a placeholder `saved_model.pb` and
+    `training_metrics.json`), so registration can find them."""
+
+    def __init__(self, project: str, *, topic: str = EVENTS_TOPIC,
+                 outcome: str | Callable[[Mapping[str, Any]], str] = "succeeded",
+                 artifacts_root: str | None = None, metrics: Mapping[str, float] | None = None,
+                 error_message: str = "simulated failure (EventEmittingRunner)",
+                 publish: Callable[[str, dict[str, Any]], str] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.project = project
+        self.topic = topic
+        self.outcome = outcome
+        root = artifacts_root or str(default_runs_dir() / "events")
+        self.artifacts_root = root if "://" in root else str(Path(root).resolve())
+        self.metrics = dict(metrics if metrics is not None else {"recall_at_100": 0.42, "loss": 1.25})
+        self.error_message = error_message
+        self._publish = publish
+        self.clock = clock
+        self._publisher = None
+        self._lock = threading.Lock()
+        self._submitted: set[str] = set()
+
+    def outcome_for(self, training_run: Mapping[str, Any]) -> str:
+        outcome = self.outcome(training_run) if callable(self.outcome) else self.outcome
+        outcome = str(outcome).lower()
+        if outcome not in ("succeeded", "failed"):
+            raise PipelineConfigError(f"EventEmittingRunner outcome must be succeeded or failed, got {outcome!r}")
+        return outcome
+
+    def artifacts_for(self, run_id: str, version: int) -> dict[str, str]:
+        base = self.artifacts_root.rstrip("/") + f"/{run_id}"
+        return {"pipeline_root": f"{base}/pipeline_root",
+                "pushed_model_uri": f"{base}/pushed_model/{version}/",
+                "metrics_uri": f"{base}/model_run/training_metrics.json"}
+
+    def events_for(self, training_run: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The events a run of `training_run` would publish, in order (pure apart from the clock)."""
+        run_id = sanitise_run_id(run_id_of(training_run))
+        if not _EVENT_RUN_ID_RE.match(run_id):
+            raise PipelineConfigError(f"training run id {run_id!r} cannot be carried by a PipelineRunEvent")
+        model_name = str(training_run.get("model_name") or "")
+        config = training_config(training_run)
+        model_type = training_run.get("model_type") or config.get("model_type")
+        job_name = self.job_name(training_run)
+        started = self.clock()
+        common = {"training_run_id": run_id, "model_name": model_name, "model_type": model_type,
+                  "pipeline_job_name": job_name}
+        running = pipeline_run_event(**common, state="RUNNING", occurred_at=started, stage="CsvExampleGen")
+        if self.outcome_for(training_run) == "failed":
+            final = pipeline_run_event(**common, state="FAILED", occurred_at=self.clock(), stage="Trainer",
+                                       error_message=self.error_message)
+            return [running, final]
+        algorithm = config.get("retrieval_algorithm")
+        if model_type == "retrieval" and algorithm not in ("brute_force", "scann"):
+            algorithm = "brute_force"
+        final = pipeline_run_event(
+            **common, state="SUCCEEDED", occurred_at=self.clock(), stage="Pusher",
+            artifacts=self.artifacts_for(run_id, int(started.timestamp())), metrics=self.metrics, blessed=True,
+            retrieval_algorithm=algorithm if model_type == "retrieval" else None)
+        return [running, final]
+
+    def job_name(self, training_run: Mapping[str, Any]) -> str:
+        return f"events/{pipeline_job_id(run_id_of(training_run))}"
+
+    def write_artifacts(self, event: Mapping[str, Any]) -> None:
+        artifacts = event.get("artifacts") or {}
+        if not artifacts or "://" in self.artifacts_root:
+            return  # only local roots are written
+        pushed = Path(artifacts["pushed_model_uri"])
+        pushed.mkdir(parents=True, exist_ok=True)
+        (pushed / "saved_model.pb").write_bytes(b"")
+        metrics = Path(artifacts["metrics_uri"])
+        metrics.parent.mkdir(parents=True, exist_ok=True)
+        metrics.write_text(json.dumps({"final": event.get("metrics") or {}}, sort_keys=True))
+
+    def publish(self, event: dict[str, Any]) -> str:
+        if self._publish is not None:
+            return self._publish(self.topic, event)
+        from google.api_core import exceptions as gexc
+
+        with self._lock:
+            if self._publisher is None:
+                from google.cloud import pubsub_v1
+
+                self._publisher = pubsub_v1.PublisherClient()
+        future = self._publisher.publish(self._publisher.topic_path(self.project, self.topic),
+                                         json.dumps(event, sort_keys=True).encode(),
+                                         event_id=event["event_id"], schema=event["schema"])
+        try:
+            return future.result(timeout=60)
+        except (gexc.GoogleAPICallError, TimeoutError) as exc:
+            raise TransientError(f"publishing {event['state']} for {event['training_run_id']} failed: {exc}") from exc
+
+    def submit(self, training_run: Mapping[str, Any]) -> str:
+        run_id = run_id_of(training_run)
+        if run_id not in self._submitted:
+            for event in self.events_for(training_run):
+                if event["state"] == "SUCCEEDED":
+                    self.write_artifacts(event)
+                self.publish(event)
+            self._submitted.add(run_id)
+        return self.job_name(training_run)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Selection
+
+
+def runner_from_env(project: str, region: str) -> PipelineRunner:
+    """REGISTRAR_PIPELINE_RUNNER = vertex | local | events; unset: vertex on Cloud Run / Functions (K_SERVICE),
+    local when the Pub/Sub emulator is configured and `.venv-pipeline` exists, else events."""
+    choice = (os.environ.get("REGISTRAR_PIPELINE_RUNNER") or "").strip().lower()
+    if not choice:
+        if os.environ.get("K_SERVICE"):
+            choice = "vertex"
+        elif os.environ.get("PUBSUB_EMULATOR_HOST") and (ROOT / ".venv-pipeline").exists():
+            choice = "local"
+        else:
+            choice = "events"
+    if choice == "vertex":
+        return VertexPipelineRunner(
+            project, region, os.environ.get("REGISTRAR_PIPELINE_TEMPLATE", ""),
+            pipeline_root=os.environ.get("REGISTRAR_PIPELINE_ROOT"),
+            service_account=os.environ.get("REGISTRAR_PIPELINE_SERVICE_ACCOUNT"),
+            network=os.environ.get("REGISTRAR_PIPELINE_NETWORK"),
+            api_endpoint=os.environ.get("REGISTRAR_PIPELINES_API_ENDPOINT"),
+        )
+    if choice == "local":
+        return LocalPipelineRunner(project)
+    if choice == "events":
+        return EventEmittingRunner(project, outcome=os.environ.get("REGISTRAR_EVENTS_OUTCOME", "succeeded"),
+                                   artifacts_root=os.environ.get("REGISTRAR_EVENTS_ARTIFACTS_ROOT"))
+    raise ValueError(f"REGISTRAR_PIPELINE_RUNNER must be vertex, local or events, got {choice!r}")
+
+
+__all__ = ["EventEmittingRunner", "LocalPipelineRunner", "PipelineConfigError", "VertexPipelineRunner",
+           "event_id", "local_runner_command", "pipeline_job_body", "pipeline_job_id", "pipeline_parameters",
+           "pipeline_run_event", "runner_from_env"]
