@@ -89,6 +89,8 @@ class Model:
     deleted_at: datetime | None = None  # the last DeleteModel fact
     alias_facts: dict[str, AliasFact] = dataclasses.field(default_factory=dict)
     first_registered_at: datetime | None = None
+    # Cloud Run services recorded as serving this model: service id → {version_id, uri, revision, at}.
+    serving: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -98,6 +100,7 @@ class Model:
             "deleted_at": self.deleted_at,
             "alias_facts": {a: {"version_id": f.version_id, "at": f.at} for a, f in self.alias_facts.items()},
             "first_registered_at": self.first_registered_at,
+            "serving": {s: dict(e) for s, e in self.serving.items()},
         }
 
     @classmethod
@@ -111,6 +114,7 @@ class Model:
                 a: AliasFact(version_id=f.get("version_id"), at=f["at"]) for a, f in (doc.get("alias_facts") or {}).items()
             },
             first_registered_at=doc.get("first_registered_at"),
+            serving={s: dict(e) for s, e in (doc.get("serving") or {}).items()},
         )
 
 
@@ -156,7 +160,9 @@ def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:
         "latest_registered_at": latest.uploaded_at if latest else None,
         "blessed": bool(latest and latest.blessed),
         "evaluation": _evaluation(latest),
-        "deployed": False,
+        # The stored view (for queries); the API answers from Cloud Run (registrar.deployment.overlay_deployment).
+        "deployed": any(e.get("version_id") in versions and versions[e["version_id"]].live
+                        for e in model.serving.values()),
         "model_type": (latest.model_type if latest else None) or _first_model_type(versions.values()),
         "aliases": aliases,
         "name_lower": model.display_name.lower(),

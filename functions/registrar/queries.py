@@ -6,7 +6,8 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -26,11 +27,40 @@ class BadParameter(ValueError):
         self.message = message
 
 
+# The truth about serving: a function giving Cloud Run's snapshot (registrar.deployment.ServingSnapshot), installed
+# per request by the API (api_deployments). None: no serving platform is configured; the stored view is served.
+SERVING_SNAPSHOT: ContextVar[Callable[[], Any] | None] = ContextVar("registrar_serving_snapshot", default=None)
+
+
+class DeploymentStatusUnknown(Exception):
+    """Cloud Run could not be asked, so deployed / idle cannot be answered (never guessed)."""
+
+
+def with_deployment(store: DocumentStore, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model documents with `deployed` / `deployment` from Cloud Run (or the stored view, see SERVING_SNAPSHOT)."""
+    from registrar.deployment import overlay_deployment
+
+    provider = SERVING_SNAPSHOT.get()
+    snapshot = provider() if provider is not None and docs else None
+
+    def is_live_version(model_id: str, version_id: str) -> bool:
+        version = store.get(f"models/{model_id}/versions/{version_id}")
+        return bool(version and version.get("state") == domain.LIVE)
+
+    return [overlay_deployment(d, snapshot, is_live_version) for d in docs]
+
+
 def kpis(store: DocumentStore) -> dict[str, Any]:
-    return domain.kpis(doc for _, doc in store.list("models", equals={"is_live": True}))
+    docs = with_deployment(store, [doc for _, doc in store.list("models", equals={"is_live": True})])
+    result = domain.kpis(docs)
+    if any(d.get("deployed") is None for d in docs):
+        result["deployed"] = result["idle"] = None
+    return result
 
 
 def _matches_status(doc: Mapping[str, Any], status: str) -> bool:
+    if status in ("deployed", "idle") and doc.get("deployed") is None:
+        raise DeploymentStatusUnknown(f"status={status} cannot be answered: Cloud Run could not be reached")
     return {
         "all": True,
         "blessed": bool(doc.get("blessed")),
@@ -81,7 +111,8 @@ def list_models(
     equals: dict[str, Any] = {"is_live": status != "deleted"}
     if model_type:
         equals["model_type"] = model_type
-    docs = [doc for _, doc in store.list("models", equals=equals) if _matches_status(doc, status) and was_registered(doc)]
+    docs = with_deployment(store, [doc for _, doc in store.list("models", equals=equals) if was_registered(doc)])
+    docs = [doc for doc in docs if _matches_status(doc, status)]
     if search:
         needle = search.lower()
         docs = [d for d in docs if needle in d.get("name_lower", "") or needle in d.get("model_id", "")]
@@ -117,7 +148,7 @@ def _sorted(docs: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
 SUMMARY_FIELDS = (
     "model_id", "display_name", "model_type", "status", "evaluation", "blessed", "deployed", "live_version_count",
     "latest_version_id", "latest_registered_at", "aliases", "best_metric", "resource_name", "first_registered_at",
-    "updated_at",
+    "updated_at", "deployment",
 )
 
 
@@ -144,7 +175,7 @@ def get_model(store: DocumentStore, model_id: str) -> dict[str, Any] | None:
             runs[run_id] = {k: run.get(k) for k in ("training_run_id", "status", "model_name", "pipeline_job_name",
                                                     "finished_at", "blessed", "metrics")}
     return {
-        **model_summary(doc),
+        **model_summary(with_deployment(store, [doc])[0]),
         "versions": [
             {k: v.get(k) for k in ("version_id", "state", "uploaded_at", "deleted_at", "aliases", "labels",
                                    "training_run_id", "blessed", "metrics", "artifact_uri", "resource_name")}

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 
 from registrar.errors import TransientError
-from registrar.ports import EventPublisher, ModelRegistry, ModelVersionInfo
+from registrar.ports import EventPublisher, ModelRegistry, ModelVersionInfo, ServiceSpec, ServiceState, ServingPlatform
 
 PROJECT = "demo-registrar"
 LOCATION = "us-central1"
@@ -69,3 +69,52 @@ class FakeModelRegistry(ModelRegistry):
         for (m, _), v in self.versions.items():
             seen.setdefault(m, v.display_name)
         return iter(seen.items())
+
+
+class FakeServingPlatform(ServingPlatform):
+    """Cloud Run services in memory. `apply_service` is idempotent like the adapter: the same spec leaves the
+    service on the same revision; a changed spec makes a new one. `down` makes every call raise TransientError."""
+
+    def __init__(self, *, ready: bool = True) -> None:
+        self.services: dict[str, ServiceState] = {}
+        self.specs: dict[str, ServiceSpec] = {}
+        self.applies: list[ServiceSpec] = []
+        self.deletes: list[str] = []
+        self.list_calls = 0
+        self.ready = ready
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise TransientError("Cloud Run unavailable (503)")
+
+    def get_service(self, service_id: str) -> ServiceState | None:
+        self._check()
+        return self.services.get(service_id)
+
+    def list_services(self) -> list[ServiceState]:
+        self._check()
+        self.list_calls += 1
+        return list(self.services.values())
+
+    def apply_service(self, spec: ServiceSpec) -> ServiceState:
+        self._check()
+        self.applies.append(spec)
+        current = self.services.get(spec.service_id)
+        if current is not None and self.specs.get(spec.service_id) == spec:
+            return current
+        generation = (current.generation if current else 0) + 1
+        state = ServiceState(
+            service_id=spec.service_id, uri=f"https://{spec.service_id}-abc123-uc.a.run.app", ready=self.ready,
+            image=spec.image, env=dict(spec.env), labels=dict(spec.labels), generation=generation,
+            latest_ready_revision=f"{spec.service_id}-{generation:05d}" if self.ready else "",
+            message="" if self.ready else "Revision failed: container did not start")
+        self.services[spec.service_id] = state
+        self.specs[spec.service_id] = spec
+        return state
+
+    def delete_service(self, service_id: str) -> bool:
+        self._check()
+        self.deletes.append(service_id)
+        self.specs.pop(service_id, None)
+        return self.services.pop(service_id, None) is not None

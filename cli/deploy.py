@@ -1,0 +1,172 @@
+"""`registrar deploy / undeploy / endpoints`: serve a registered model version on Cloud Run through the registry API.
+
+The API validates the request and publishes it to `deploy-requests`; `on_deploy_request` checks the version in
+Vertex AI, applies the Cloud Run service and records the outcome, which these commands wait for.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from registrar_cli.main import ApiError, _print, _table, _text, api_get, api_options, print_json, resolve_api_url
+
+PRESETS = ("development", "production", "high-traffic")
+CPUS = ("1", "2", "4", "6", "8")
+
+
+def api_post(api: str | None, path: str, body: dict[str, Any]) -> Any:
+    import requests
+
+    url = resolve_api_url(api) + path
+    try:
+        response = requests.post(url, json=body, timeout=30)
+    except requests.RequestException as exc:
+        raise ApiError(f"cannot reach the registry API at {url}: {exc}") from exc
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.status_code >= 400:
+        error = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
+        raise ApiError(error.get("message") or f"HTTP {response.status_code} from {url}: {response.text[:300]}")
+    return answer
+
+
+def wait_for_outcome(api: str | None, request_id: str, timeout: float, *, poll: float = 1.0) -> dict[str, Any]:
+    """The request document once it has an outcome; ClickException after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = api_get(api, f"/deployments/{request_id}")
+        except ApiError:
+            last = None  # not recorded yet (404), or the API is briefly unreachable
+        if last and last.get("status") != "requested":
+            return last
+        time.sleep(poll)
+    state = (last or {}).get("status", "not recorded")
+    raise click.ClickException(f"no outcome for request {request_id} after {timeout:.0f}s (status: {state}); "
+                               f"check later with the API: GET /deployments/{request_id}")
+
+
+def _settings(preset, min_instances, max_instances, memory, cpu, concurrency) -> dict[str, Any]:
+    from registrar.deployment import InvalidSetting, resolve_settings
+
+    overrides = {"min_instances": min_instances, "max_instances": max_instances, "memory": memory, "cpu": cpu,
+                 "concurrency": concurrency}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        resolve_settings(preset, overrides)
+    except InvalidSetting as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{exc.field.replace('_', '-')}") from None
+    return {**({"preset": preset} if preset else {}), **overrides}
+
+
+@click.command()
+@click.argument("model_id")
+@click.option("--version", "version_id", metavar="V", help="Version id to serve (default: the `default` alias).")
+@click.option("--preset", type=click.Choice(PRESETS), help="Settings to start from (the API defaults to production).")
+@click.option("--min-instances", type=click.IntRange(0, 1000))
+@click.option("--max-instances", type=click.IntRange(1, 1000))
+@click.option("--memory", metavar="SIZE", help="Memory per instance, e.g. 4Gi or 512Mi.")
+@click.option("--cpu", type=click.Choice(CPUS), help="vCPUs per instance.")
+@click.option("--concurrency", type=click.IntRange(1, 1000), help="Requests per instance.")
+@click.option("--service-name", metavar="NAME", help="Explicit Cloud Run service name (default: derived from the model).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome and print the URL.")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait.")
+@api_options
+def deploy(model_id, version_id, preset, min_instances, max_instances, memory, cpu, concurrency, service_name,
+           wait, timeout, api, as_json) -> None:
+    """Serve a version of MODEL_ID on Cloud Run and print its URL."""
+    import os
+
+    body = _settings(preset, min_instances, max_instances, memory, cpu, concurrency)
+    if service_name is not None:
+        from registrar.deployment import InvalidSetting, validate_service_name
+
+        try:
+            validate_service_name(service_name)
+        except InvalidSetting as exc:
+            raise click.BadParameter(exc.message, param_hint="--service-name") from None
+        body["service_name"] = service_name
+    if version_id is None:
+        model = api_get(api, f"/models/{model_id}")
+        version_id = (model.get("aliases") or {}).get("default")
+        if not version_id:
+            raise click.ClickException(f"model {model_id} has no live version to deploy (no `default` alias)")
+    body["requested_by"] = os.environ.get("USER") or "cli"
+    accepted = api_post(api, f"/models/{model_id}/versions/{version_id}:deploy", body)
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            click.echo(f"deploy request {accepted['request_id']} sent: version {version_id} of {model_id} on "
+                       f"{accepted['service_name']}")
+        return
+    if not as_json:
+        click.echo(f"deploying version {version_id} of {model_id} to {accepted['service_name']} "
+                   f"(request {accepted['request_id']}) …", err=True)
+    outcome = wait_for_outcome(api, accepted["request_id"], timeout)
+    if as_json:
+        print_json(outcome)
+    if outcome["status"] != "deployed":
+        raise click.ClickException(f"deploy {outcome['status']}: {outcome.get('reason')}")
+    if not as_json:
+        click.echo(outcome["uri"])
+
+
+@click.command()
+@click.argument("model_id")
+@click.option("--version", "version_id", metavar="V", help="Only the services serving this version.")
+@click.option("--service-name", metavar="NAME", help="Only this service (one of the model's).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait.")
+@api_options
+def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) -> None:
+    """Stop serving MODEL_ID: delete its Cloud Run services (all of them unless narrowed)."""
+    import os
+
+    body: dict[str, Any] = {"requested_by": os.environ.get("USER") or "cli"}
+    if version_id:
+        body["version"] = version_id
+    if service_name:
+        body["service_name"] = service_name
+    accepted = api_post(api, f"/models/{model_id}:undeploy", body)
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            click.echo(f"undeploy request {accepted['request_id']} sent for {model_id}")
+        return
+    outcome = wait_for_outcome(api, accepted["request_id"], timeout)
+    if as_json:
+        print_json(outcome)
+    if outcome["status"] != "undeployed":
+        raise click.ClickException(f"undeploy {outcome['status']}: {outcome.get('reason')}")
+    if not as_json:
+        services = outcome.get("services") or []
+        click.echo(f"deleted: {', '.join(services)}" if services else f"{model_id} was not deployed")
+
+
+@click.command()
+@click.argument("model_id")
+@api_options
+def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
+    """The Cloud Run services of MODEL_ID and what Cloud Run says about each now."""
+    body = api_get(api, f"/models/{model_id}/endpoints")
+    if as_json:
+        print_json(body)
+        return
+    table = _table(f"endpoints of {model_id} (Cloud Run: {body.get('cloud_run')})", "service", "version", "status",
+                   "serving", "uri", "deployed", "by", "settings")
+    for e in body.get("endpoints") or []:
+        serving = e.get("serving") or {}
+        settings = e.get("settings") or {}
+        table.add_row(_text(e.get("service_id")), _text(e.get("version_id")), _text(e.get("status")),
+                      _text(serving.get("status")), _text(serving.get("uri") or e.get("uri")),
+                      _text(e.get("deployed_at")), _text(e.get("deployed_by")),
+                      _text({k: settings.get(k) for k in ("preset", "min_instances", "max_instances", "memory", "cpu")}
+                            if settings else None))
+    _print(table)
