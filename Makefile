@@ -27,7 +27,8 @@ down:
 status:
 	$(BIN)/registrar local status
 
-test: setup
+# The serving tests run the real model server, which needs TensorFlow and ScaNN: they share .venv-pipeline.
+test: setup pipeline-setup
 	$(BIN)/python -m pytest
 
 lint: setup

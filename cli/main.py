@@ -355,6 +355,14 @@ def _register_extra_commands() -> None:
     cli.add_command(audit)
     cli.add_command(register)
     cli.add_command(pipeline)
+    from registrar_cli.schedules import schedules
+
+    cli.add_command(schedules)
+    from registrar_cli.deploy import deploy, endpoints, undeploy
+
+    cli.add_command(deploy)
+    cli.add_command(undeploy)
+    cli.add_command(endpoints)
 
 
 _register_extra_commands()

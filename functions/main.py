@@ -42,11 +42,22 @@ def on_model_audit_event(cloud_event: CloudEvent) -> None:
 
 @functions_framework.cloud_event
 def on_deploy_request(cloud_event: CloudEvent) -> None:
-    """deploy-requests: commands from the API / CLI (`register`: retry a run's Vertex AI registration)."""
+    """deploy-requests: commands from the API / CLI: `deploy` / `undeploy` a version on Cloud Run, `register` (retry
+    a run's Vertex AI registration)."""
     from registrar.consume import after_deploy_request, consume_message, deploy_request_command
 
     consume_message(services(), cloud_event.data, topic="deploy-requests", entry_point="on_deploy_request",
                     to_command=deploy_request_command, after=after_deploy_request)
+
+
+@functions_framework.cloud_event
+def on_schedule_tick(cloud_event: CloudEvent) -> None:
+    """schedule-ticks: a schedule fired (Cloud Scheduler or `trigger now`): one training run per slot, submitted."""
+    from registrar.consume import consume_message
+    from registrar.scheduling import after_schedule_tick, tick_command_for
+
+    consume_message(services(), cloud_event.data, topic="schedule-ticks", entry_point="on_schedule_tick",
+                    to_command=tick_command_for(cloud_event.data), after=after_schedule_tick)
 
 
 @functions_framework.cloud_event

@@ -44,7 +44,17 @@ locals {
     REGISTRAR_EVENTS_TOPIC       = local.events_topic
     REGISTRAR_FIRESTORE_DATABASE = google_firestore_database.main.name
     REGISTRAR_LEDGER_TTL_DAYS    = tostring(var.ledger_ttl_days)
+    # Deploys: the serving containers' runtime identity and images (chosen by retrieval algorithm).
+    REGISTRAR_SERVING_SERVICE_ACCOUNT = google_service_account.serving.email
+    REGISTRAR_RUN_IMAGE_TF_SERVING    = "${local.serving_image_base}/tf-serving-native:latest"
+    REGISTRAR_RUN_IMAGE_SCANN         = "${local.serving_image_base}/scann-server:latest"
+    # Schedules: on_schedule_tick submits each scheduled run as a Vertex AI PipelineJob running as the pipeline SA.
+    REGISTRAR_PIPELINE_RUNNER          = "vertex"
+    REGISTRAR_PIPELINE_TEMPLATE        = coalesce(var.pipeline_template_uri, "gs://${local.artifacts_bucket}/pipelines/registrar-pipeline.json")
+    REGISTRAR_PIPELINE_ROOT            = "gs://${local.artifacts_bucket}/pipeline_root"
+    REGISTRAR_PIPELINE_SERVICE_ACCOUNT = google_service_account.pipeline.email
   }
+  serving_image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_registry_repository}"
 
   # What each function may do beyond its defaults (Firestore user, publish to registry-events).
   # A new entry point gets only the defaults until it is listed here (try(..., {}) below).
@@ -61,8 +71,10 @@ locals {
       read_buckets  = {}
       act_as        = {}
     }
+    # Submits PipelineJobs (aiplatform.user) that run as the pipeline account (act as it), reading the compiled
+    # template from the artifacts bucket. Scheduler jobs are changed by the API, never here.
     on_schedule_tick = {
-      project_roles = { vertex_user = "roles/aiplatform.user", scheduler_admin = "roles/cloudscheduler.admin" }
+      project_roles = { vertex_user = "roles/aiplatform.user" }
       publish       = []
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { pipeline = google_service_account.pipeline.name }
@@ -80,8 +92,9 @@ locals {
       act_as        = {}
     }
     registry_api = {
-      project_roles = {}
-      publish       = ["deploy-requests"]
+      # run.viewer: deployment status is read from Cloud Run; deploy / undeploy are requests on deploy-requests.
+      project_roles = { run_viewer = "roles/run.viewer", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id }
+      publish       = ["deploy-requests", "schedule-ticks"]
       read_buckets  = {}
       act_as        = {}
     }
@@ -476,6 +489,25 @@ resource "google_project_iam_custom_role" "model_registrar" {
   ]
 }
 
+# The API keeps one Cloud Scheduler job per retraining schedule in step with it (create, update, pause, resume,
+# delete): these job permissions only, not roles/cloudscheduler.admin. Jobs publish to schedule-ticks as the
+# Cloud Scheduler service agent (below), so no actAs on any service account is needed.
+resource "google_project_iam_custom_role" "scheduler_jobs" {
+  project     = var.project_id
+  role_id     = "registrarSchedulerJobs"
+  title       = "Registrar schedule jobs"
+  description = "Create, change, pause, resume and delete the Cloud Scheduler jobs of retraining schedules."
+  permissions = [
+    "cloudscheduler.jobs.create",
+    "cloudscheduler.jobs.delete",
+    "cloudscheduler.jobs.enable",
+    "cloudscheduler.jobs.get",
+    "cloudscheduler.jobs.list",
+    "cloudscheduler.jobs.pause",
+    "cloudscheduler.jobs.update",
+  ]
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # Functions
 # ---------------------------------------------------------------------------------------------------------
@@ -644,4 +676,24 @@ module "reconcile_tick" {
   payload = { schema = "registrar.reconcile-tick.v1", fix = true }
 
   depends_on = [google_project_service.main]
+}
+
+# Cloud Scheduler publishes the ticks as its service agent: publisher on exactly the tick topics, nothing else
+# (the agent needs no token and no invoker binding for a Pub/Sub target).
+resource "google_project_service_identity" "cloudscheduler" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "cloudscheduler.googleapis.com"
+
+  depends_on = [google_project_service.main]
+}
+
+resource "google_pubsub_topic_iam_member" "scheduler_publisher" {
+  for_each = toset(["schedule-ticks", "reconcile-ticks"])
+
+  project = var.project_id
+  topic   = google_pubsub_topic.topic[each.value].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_project_service_identity.cloudscheduler.email}"
 }

@@ -84,6 +84,12 @@ variable "artifacts_bucket_name" {
   default     = null
 }
 
+variable "pipeline_template_uri" {
+  type        = string
+  description = "gs:// URI of the compiled TFX pipeline (python -m pipeline.runners.vertex) that scheduled runs submit as Vertex AI PipelineJobs. Null: gs://<artifacts bucket>/pipelines/registrar-pipeline.json."
+  default     = null
+}
+
 variable "artifact_registry_repository" {
   type        = string
   description = "Id of the Artifact Registry Docker repository for the serving images."

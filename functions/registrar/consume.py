@@ -103,6 +103,10 @@ def after_deploy_request(services: Services, command: Command, outcome: Outcome)
         run = services.store.get(run_path(command.training_run_id)) or {}
         if (run.get("registration") or {}).get("status") in ("pending", "registering"):
             register_run(services, command.training_run_id, attempt_id=command.request_id)
+        return
+    from registrar.deployment import after_deploy_request as carry_out
+
+    carry_out(services, command)  # deploy / undeploy: precondition, Cloud Run, outcome
 
 
 def reconcile_tick(services: Services, envelope: Mapping[str, Any] | None, *, topic: str, entry_point: str) -> None:

@@ -269,6 +269,10 @@ def _upload_command(entry, request, response, common, registry: ModelRegistry | 
 def deploy_request_command(payload: Mapping[str, Any]) -> Command:
     schemas.validate(payload, DEPLOY_REQUEST_SCHEMA)
     requested_at = fact_time(payload["requested_at"], field="requested_at")
+    if payload["action"] in ("deploy", "undeploy"):
+        from registrar.deployment import command_from_request
+
+        return command_from_request(payload, requested_at)
     return RequestRegistration(
         training_run_id=payload["training_run_id"],
         request_id=payload["request_id"],

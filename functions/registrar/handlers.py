@@ -386,6 +386,10 @@ def record_pipeline_run(cmd: RecordPipelineRun, uow: AbstractUnitOfWork, ctx: Co
                                        "blessed": run.get("blessed"), "error_message": run.get("error_message")}))
     if result.succeeded_now:
         changes.extend(ctx.registration.on_run_succeeded(run, uow, ctx.now()))
+    if run.get("schedule_id"):  # a scheduled run: its schedule counts the outcome once, in this transaction
+        from registrar.scheduling import count_finished_run
+
+        count_finished_run(run, uow, ctx.now())
     run["updated_at"] = ctx.now()
     uow.set(run_path(cmd.training_run_id), run)
     if not changes:

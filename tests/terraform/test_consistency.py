@@ -649,7 +649,7 @@ def on_pipeline_event(cloud_event): ...
 def on_model_audit_event(cloud_event): ...
 
 @functions_framework.cloud_event
-def on_schedule_tick(cloud_event): ...
+def on_unlisted_event(cloud_event): ...
 
 @functions_framework.http
 def registry_api(request): ...
@@ -662,14 +662,14 @@ def test_entry_point_parsing():
     assert entry_points(MAIN_WITH_NEW_ENTRY_POINT) == {
         "on_pipeline_event": "cloud_event",
         "on_model_audit_event": "cloud_event",
-        "on_schedule_tick": "cloud_event",
+        "on_unlisted_event": "cloud_event",
         "registry_api": "http",
     }
 
 
 def test_an_entry_point_without_terraform_is_reported(tf, topology):
     problems = check_entry_points(tf, topology, MAIN_WITH_NEW_ENTRY_POINT)
-    assert any("on_schedule_tick" in p for p in problems)
+    assert any("on_unlisted_event" in p for p in problems)
 
 
 def test_a_consumer_without_code_is_reported(tf, topology):
@@ -680,7 +680,7 @@ def test_a_consumer_without_code_is_reported(tf, topology):
         "subscription": "on-reconcile-tick",
         "max_delivery_attempts": 5,
     }
-    main = MAIN_WITH_NEW_ENTRY_POINT.replace("on_schedule_tick", "on_pipeline_event_again")
+    main = MAIN_WITH_NEW_ENTRY_POINT.replace("on_unlisted_event", "on_pipeline_event_again")
     problems = check_entry_points(tf, changed, main)
     assert any("on_reconcile_tick" in p for p in problems)
 

@@ -44,6 +44,8 @@ DOCUMENT_SCHEMAS = [  # Firestore path pattern → document schema
     (r"^idempotency/[^/]+$", "idempotency-record"),
     (r"^outbox/[^/]+$", "outbox-entry"),
     (r"^quarantine/[^/]+$", "quarantine-entry"),
+    (r"^endpoints/[^/]+$", "endpoint"),
+    (r"^deployments/[^/]+$", "deployment-request"),
 ]
 
 
@@ -169,8 +171,10 @@ def _pipeline_log_entry(run_id: str, state: str, minutes: float, error: str | No
 def flow():
     store = InMemoryStore()
     registry = FakeModelRegistry()
+    from fakes import FakeServingPlatform
+
     services = bootstrap(store=store, publisher=RecordingPublisher(), registry=registry, now=Clock(),
-                         sleep=lambda _: None)
+                         sleep=lambda _: None, serving=FakeServingPlatform())
     ids = itertools.count(1)
 
     def pipeline(payload):
@@ -259,6 +263,16 @@ def flow():
                                            version_id="1", artifact_uri=pushed,
                                            resource_name=f"{auditlog.model_path(PROJECT, LOCATION, '1001')}@1"))
 
+    # Model 4004 deployed to Cloud Run and undeployed again (endpoint and deploy-request documents).
+    for request in ({"request_id": "deploy-4004-7", "action": "deploy", "model_id": "4004", "version_id": "7",
+                     "preset": "development"},
+                    {"request_id": "undeploy-4004", "action": "undeploy", "model_id": "4004"}):
+        payload = {"schema": "registrar.deploy-request.v1", "requested_at": auditlog.rfc3339(at(75)),
+                   "requested_by": "ops@example.com", **request}
+        consume.consume_message(services, _envelope(payload, str(next(ids))), topic="deploy-requests",
+                                entry_point="on_deploy_request", to_command=consume.deploy_request_command,
+                                after=consume.after_deploy_request)
+
     # Messages that can never be applied: quarantined.
     audit(b"{not json")
     audit({"insertId": "x", "timestamp": "2026-11-02T09:00:00Z"})
@@ -307,7 +321,11 @@ def test_outbox_payloads_validate_against_the_registry_event_schema(flow, regist
 
 def test_the_idempotency_schema_names_every_command():
     schema = json.loads((SCHEMAS / "documents" / "idempotency-record.v1.json").read_text())
-    assert set(schema["properties"]["command"]["enum"]) == {cls.__name__ for cls in HANDLERS}
+    from registrar.deployment import HANDLERS as DEPLOYMENT_HANDLERS
+    from registrar.scheduling import HANDLERS as SCHEDULING_HANDLERS
+
+    assert set(schema["properties"]["command"]["enum"]) == {
+        cls.__name__ for cls in {**HANDLERS, **DEPLOYMENT_HANDLERS, **SCHEDULING_HANDLERS}}
 
 
 def test_every_change_kind_in_the_code_is_a_valid_history_kind(registry):
