@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI step: the TFX pipeline's own environment and tests (slow ones included).
+# CI step: the TFX pipeline's own environment and tests (slow ones included), and the serving images' tests.
 # Run from the repository root:  bash .ci/pipeline.sh
 # Idempotent: the venv is created once and reinstalled only when pipeline/requirements.txt changes.
 set -euo pipefail
@@ -46,16 +46,25 @@ export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2
 # Never publish test events to a developer's running emulator.
 unset PUBSUB_EMULATOR_HOST
 
-set +e
-"$VENV/bin/python" -m pytest pipeline/tests -m "slow or not slow" -q -p no:cacheprovider
-rc=$?
-set -e
-if [ "$rc" -eq 5 ]; then
-  echo "pipeline.sh: no tests were collected: the pipeline test suite is broken" >&2
-  exit 1
-fi
-if [ "$rc" -ne 0 ]; then
-  echo "pipeline.sh: pipeline tests failed (pytest exit $rc)" >&2
-  exit "$rc"
-fi
-echo "pipeline.sh: pipeline tests passed"
+# Two runs, each with its own pytest config: pipeline/pytest.ini and serving_images/pytest.ini (the serving images'
+# tests use this venv too: the ScaNN server shares it locally).
+run_suite() {  # $1: label, then pytest arguments
+  local label=$1 rc
+  shift
+  set +e
+  "$VENV/bin/python" -m pytest "$@" -q -p no:cacheprovider
+  rc=$?
+  set -e
+  if [ "$rc" -eq 5 ]; then
+    echo "pipeline.sh: no $label tests were collected: the $label test suite is broken" >&2
+    exit 1
+  fi
+  if [ "$rc" -ne 0 ]; then
+    echo "pipeline.sh: $label tests failed (pytest exit $rc)" >&2
+    exit "$rc"
+  fi
+  echo "pipeline.sh: $label tests passed"
+}
+
+run_suite pipeline pipeline/tests -m "slow or not slow"
+run_suite "serving image" serving_images
