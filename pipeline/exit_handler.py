@@ -1,8 +1,11 @@
 """Vertex AI exit handler: publishes the PipelineRunEvent when the PipelineJob ends (succeeded, failed or
 cancelled). Runs after every other task, also when one of them failed.
 
-It reads the push report the Pusher wrote at a path fixed at compile time (``<report_dir>/<version>.json``),
-so it needs no artifact inputs (exit handlers only receive parameters and the final status).
+Its run-scoped inputs (training run id, model name and type, model version) are the template's runtime parameters,
+so the event names the run Vertex was asked to run, not the values the template was compiled with. It reads the
+push report the Pusher wrote at ``<report_dir>/<version>.json`` (``report_dir`` may carry ``{training_run_id}`` /
+``{model_name}``, filled in from those parameters as the Pusher does), so it needs no artifact inputs (exit
+handlers only receive parameters and the final status).
 """
 import json
 
@@ -17,6 +20,7 @@ def event_from_final_status(final_status: str, *, training_run_id: str, model_na
     """``final_status`` is the JSON of ``PipelineTaskFinalStatus`` (state, error, pipelineJobResourceName)."""
     from pipeline import events
 
+    training_run_id = events.sanitise_run_id(training_run_id)
     status = json.loads(final_status or "{}")
     state = _STATES.get(str(status.get("state", "")).upper(), "FAILED")
     error = status.get("error") or {}
@@ -37,16 +41,23 @@ def PublishRunEvent(
     model_name: Parameter[str],
     model_type: Parameter[str],
     pipeline_root: Parameter[str],
-    report_path: Parameter[str],
+    report_dir: Parameter[str],
+    model_version: Parameter[int],
     project: Parameter[str],
     topic: Parameter[str],
 ):
     import tensorflow as tf
 
-    from pipeline import events
+    from pipeline import components, events
 
     report = None
-    if tf.io.gfile.exists(report_path):
+    try:
+        report_path = components.run_report_path(report_dir, model_version, model_name=model_name,
+                                                 training_run_id=training_run_id)
+    except ValueError as exc:  # still publish the run's end, without the push report
+        print(f"no push report: {exc}")
+        report_path = None
+    if report_path and tf.io.gfile.exists(report_path):
         with tf.io.gfile.GFile(report_path) as fh:
             report = json.loads(fh.read())
     event = event_from_final_status(final_status, training_run_id=training_run_id, model_name=model_name,

@@ -1,5 +1,10 @@
 """``create_pipeline``: ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer -> MetricsGate ->
-VersionedPusher. Pure: every environment value comes in as a parameter; runners decide them."""
+VersionedPusher. Pure: every environment value comes in as a parameter; runners decide them.
+
+A runner compiling a template (Vertex) may pass ``tfx.dsl.experimental.RuntimeParameter``s instead of values for
+the run-scoped settings: ``model_version``, ``model_name``, ``training_run_id``, ``bigquery_query``, the trainer
+settings (``TRAINER_SETTINGS``) and the thresholds. The local runner passes plain values and gets the same DAG as
+before."""
 from __future__ import annotations
 
 import os
@@ -9,6 +14,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TRANSFORM_MODULE = os.path.join(HERE, "models", "features.py")
 TRAINER_MODULE = os.path.join(HERE, "models", "trainer.py")
 SPLITS = {"train": 8, "eval": 1, "test": 1}
+TRAINER_SETTINGS = ("model_type", "epochs", "batch_size", "embedding_dim", "learning_rate", "early_stopping_patience",
+                    "retrieval_algorithm")
+
+
+def is_runtime(value: Any) -> bool:
+    return value.__class__.__name__ == "RuntimeParameter"
+
+
+def _default(value: Any) -> Any:
+    return value.default if is_runtime(value) else value
+
+
+def _plain(value: Any, cast):
+    return value if is_runtime(value) else cast(value)
 
 
 def _user_code(ref: str, fn_key: str) -> dict:
@@ -45,6 +64,8 @@ def create_pipeline(
     ai_platform_training_args: dict[str, Any] | None = None,
     vertex_region: str | None = None,
     enable_cache: bool = False,
+    model_name: Any = None,
+    training_run_id: Any = None,
 ):
     """Returns a ``tfx.dsl.Pipeline``.
 
@@ -53,6 +74,11 @@ def create_pipeline(
     (BigQueryExampleGen) is given. With ``ai_platform_training_args`` the Trainer runs as a Vertex AI custom
     job (``worker_pool_specs`` may carry GPUs; ``gpu_count`` makes the trainer use MirroredStrategy).
     ``model_version`` is decided once by the runner and used for every path of this run.
+    ``model_name`` / ``training_run_id`` (optional) fill ``{model_name}`` / ``{training_run_id}`` in
+    ``serving_model_dir``, ``not_blessed_model_dir`` and ``report_dir`` when the Pusher runs.
+    When a trainer setting is a RuntimeParameter, a ``TrainerHyperparameters`` step hands the run's values to the
+    Trainer, whose ``run_fn`` is then ``pipeline.components.run_trainer`` delegating to ``trainer_module``
+    (which must be a dotted name).
     """
     from tfx import v1 as tfx
 
@@ -60,12 +86,18 @@ def create_pipeline(
 
     if (data_root is None) == (bigquery_query is None):
         raise ValueError("pass exactly one of data_root or bigquery_query")
-    if model_type not in ("retrieval", "ranking", "multitask"):
-        raise ValueError(f"unknown model_type {model_type!r}")
+    if _default(model_type) not in ("retrieval", "ranking", "multitask"):
+        raise ValueError(f"unknown model_type {_default(model_type)!r}")
     output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in SPLITS.items()]))
     if data_root is not None:
         example_gen = tfx.components.CsvExampleGen(input_base=data_root, output_config=output_config)
+    elif is_runtime(bigquery_query):
+        from tfx.dsl.components.base import executor_spec
+
+        example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
+            input_config=bigquery_query, output_config=output_config,
+            custom_executor_spec=executor_spec.BeamExecutorSpec(C.BigQueryQueryExecutor))
     else:
         example_gen = tfx.extensions.google_cloud_big_query.BigQueryExampleGen(
             query=bigquery_query, output_config=output_config)
@@ -74,14 +106,30 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         **_user_code(transform_module, "preprocessing_fn"))
-    custom_config = {
-        "model_type": model_type, "epochs": int(epochs), "batch_size": int(batch_size),
-        "embedding_dim": int(embedding_dim), "learning_rate": float(learning_rate),
-        "early_stopping_patience": int(early_stopping_patience), "top_k": int(top_k),
-        "retrieval_algorithm": retrieval_algorithm, "gpu_count": int(gpu_count),
-    }
+    settings = {"model_type": model_type, "epochs": epochs, "batch_size": batch_size, "embedding_dim": embedding_dim,
+                "learning_rate": learning_rate, "early_stopping_patience": early_stopping_patience,
+                "retrieval_algorithm": retrieval_algorithm}
+    casts = {"model_type": str, "epochs": int, "batch_size": int, "embedding_dim": int, "learning_rate": float,
+             "early_stopping_patience": int, "retrieval_algorithm": str}
+    # custom_config is one constant in a compiled template: runtime settings appear there with their defaults
+    # and reach the trainer through the hyperparameters input instead.
+    custom_config = {k: casts[k](_default(v)) for k, v in settings.items()}
+    custom_config.update({"top_k": int(top_k), "gpu_count": int(gpu_count)})
+    extra_components = []
+    trainer_code = _user_code(trainer_module, "run_fn")
+    trainer_inputs = {}
+    if any(is_runtime(v) for v in settings.values()):
+        if trainer_module.endswith(".py"):
+            raise ValueError("runtime trainer settings need a dotted trainer_module (imported from the image)")
+        hyperparameters = C.TrainerHyperparameters(
+            **{k: _plain(v, casts[k]) for k, v in settings.items()}).with_id("TrainerHyperparameters")
+        extra_components.append(hyperparameters)
+        trainer_inputs["hyperparameters"] = hyperparameters.outputs["hyperparameters"]
+        trainer_code = {"run_fn": f"{C.__name__}.run_trainer"}
+        custom_config[C.DELEGATE_RUN_FN_KEY] = trainer_module
     trainer_kwargs = dict(
-        **_user_code(trainer_module, "run_fn"),
+        **trainer_code,
+        **trainer_inputs,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -100,18 +148,20 @@ def create_pipeline(
         trainer = tfx.components.Trainer(custom_config=custom_config, **trainer_kwargs)
     gate = C.MetricsGate(
         model_run=trainer.outputs["model_run"], model_type=model_type,
-        recall_threshold=float(recall_threshold) if recall_threshold is not None else -1.0,
-        rmse_threshold=float(rmse_threshold) if rmse_threshold is not None else -1.0,
+        recall_threshold=_plain(recall_threshold, float) if recall_threshold is not None else -1.0,
+        rmse_threshold=_plain(rmse_threshold, float) if rmse_threshold is not None else -1.0,
     ).with_id("MetricsGate")
+    run_values = {k: v for k, v in (("model_name", model_name), ("training_run_id", training_run_id)) if v is not None}
     pusher = C.VersionedPusher(
         model=trainer.outputs["model"], model_run=trainer.outputs["model_run"], blessing=gate.outputs["blessing"],
         serving_model_dir=serving_model_dir, not_blessed_model_dir=not_blessed_model_dir,
-        model_version=int(model_version), report_dir=report_dir or os.path.join(pipeline_root, "run_reports"),
+        model_version=_plain(model_version, int), report_dir=report_dir or os.path.join(pipeline_root, "run_reports"),
+        **run_values,
     ).with_id("Pusher")
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, transform, trainer, gate, pusher],
+        components=[example_gen, statistics_gen, schema_gen, transform, *extra_components, trainer, gate, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

@@ -247,6 +247,99 @@ def test_a_local_template_file_is_read(tmp_path):
         VertexPipelineRunner(PROJECT, REGION, str(tmp_path / "other.json")).template()
 
 
+# -- run-scoped parameters and the compiled template --------------------------------------------------------------
+
+SLOT = datetime(2027, 3, 29, 7, 0, tzinfo=timezone.utc)
+RUN_SCOPED = {
+    "training_run_id": {"parameterType": "STRING", "defaultValue": "template-default", "isOptional": True},
+    "model_name": {"parameterType": "STRING", "defaultValue": "recsys-default", "isOptional": True},
+    "model_version": {"parameterType": "NUMBER_INTEGER", "defaultValue": 1700000000, "isOptional": True},
+}
+# Written by pipeline/tests/test_vertex_compile.py::write_fixture (compiled by pipeline/runners/vertex.py); that
+# test fails when the compiler's output and this file differ.
+TEMPLATE_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "vertex_pipeline_template.json"
+# Frozen config keys that are compile-time settings of a template (its trainer machine), not parameters.
+COMPILE_TIME_CONFIG = {"gpu_count", "gpu_type"}
+JSON_TYPES = {"STRING": (str,), "NUMBER_INTEGER": (int,), "NUMBER_DOUBLE": (int, float), "BOOLEAN": (bool,)}
+
+
+def json_type_fits(value, parameter_type: str) -> bool:
+    if isinstance(value, bool):
+        return parameter_type == "BOOLEAN"
+    return isinstance(value, JSON_TYPES[parameter_type])
+
+
+def test_the_model_version_is_the_runs_slot_or_creation_time_as_unix_seconds():
+    assert pipelines.model_version_of({"slot": SLOT, "created_at": T0}) == int(SLOT.timestamp())
+    assert pipelines.model_version_of({"slot": "2027-03-29T07:00:00Z"}) == int(SLOT.timestamp())
+    assert pipelines.model_version_of({"created_at": T0}) == int(T0.timestamp())
+    assert pipelines.model_version_of({"model_version": 42, "slot": SLOT}) == 42
+    assert pipelines.model_version_of({"slot": datetime(2027, 3, 29, 7, 0)}) is None  # naive: no single instant
+    assert pipelines.model_version_of({}) is None
+
+
+def test_run_scoped_parameters_come_from_the_run_not_from_its_config():
+    run = {**scheduled_run(training_run_id="other", model_name="other", model_version=1), "slot": SLOT}
+
+    values = pipeline_parameters(run, RUN_SCOPED)
+
+    assert values == {"training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval",
+                      "model_version": int(SLOT.timestamp())}
+
+
+@pytest.mark.parametrize("missing", ["model_name", "slot"])
+def test_a_run_scoped_parameter_never_falls_back_to_the_templates_default(missing):
+    run = {**scheduled_run(), "slot": SLOT}
+    run.pop(missing)
+    compiled = {name: spec["defaultValue"] for name, spec in RUN_SCOPED.items()}
+
+    with pytest.raises(PipelineConfigError, match="model_name" if missing == "model_name" else "model_version"):
+        pipeline_parameters(run, RUN_SCOPED, compiled)
+
+
+def test_the_runner_sends_only_declared_parameters_of_the_declared_types_to_the_compiled_template():
+    """The template the pipeline compiler writes (tests/fixtures) and the runner's parameter mapping agree: every
+    value sent is declared with a JSON type that fits, and nothing the schedule froze is dropped silently."""
+    template = json.loads(TEMPLATE_FIXTURE.read_text())
+    declared = template["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    config = {"model_type": "ranking", "epochs": 3, "batch_size": 512, "embedding_dim": 16, "learning_rate": 1,
+              "early_stopping_patience": 4, "retrieval_algorithm": "scann", "recall_threshold": 0.2,
+              "rmse_threshold": 1, "bigquery_query": "SELECT * FROM `p.d.interactions_v2`", "gpu_count": 1}
+    run = {**scheduled_run(), "training_config": config, "slot": SLOT}
+    runner = VertexPipelineRunner(PROJECT, REGION, str(TEMPLATE_FIXTURE), pipeline_root="gs://b/root")
+
+    body = pipeline_job_body(runner.template(), run, pipeline_root="gs://b/root")
+    sent = json.loads(json.dumps(body["runtimeConfig"]["parameterValues"]))  # as it travels
+
+    assert template["pipelineSpec"]["schemaVersion"] == "2.1.0"
+    assert set(sent) <= set(declared)
+    for name, value in sent.items():
+        assert json_type_fits(value, declared[name]["parameterType"]), (name, value, declared[name])
+    assert set(pipelines.RUN_SCOPED_PARAMETERS) <= set(declared)
+    assert {k: sent[k] for k in pipelines.RUN_SCOPED_PARAMETERS} == {
+        "training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval",
+        "model_version": int(SLOT.timestamp())}
+    assert set(config) - set(declared) == COMPILE_TIME_CONFIG & set(config)
+    assert {k: sent[k] for k in config if k in declared} == {k: v for k, v in config.items() if k in declared}
+    assert isinstance(sent["learning_rate"], float) and isinstance(sent["rmse_threshold"], float)
+    job = runner.build_job(run)
+    assert isinstance(job, aiplatform_v1.PipelineJob)
+    assert job.runtime_config.parameter_values["model_name"] == "recs_retrieval"
+    assert job.labels["registrar-run-id"] == "sched-0123456789abcdefghijklmnop"
+
+
+def test_the_compiled_templates_defaults_fill_what_the_config_leaves_out():
+    template = json.loads(TEMPLATE_FIXTURE.read_text())
+    declared = template["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+
+    body = pipeline_job_body(template, {**scheduled_run(), "slot": SLOT}, pipeline_root="gs://b/root")
+    sent = body["runtimeConfig"]["parameterValues"]
+
+    assert set(sent) == set(declared)
+    assert sent["bigquery_query"] == declared["bigquery_query"]["defaultValue"]
+    assert sent["epochs"] == 3 and sent["embedding_dim"] == declared["embedding_dim"]["defaultValue"]
+
+
 # -- the local TFX runner -----------------------------------------------------------------------------------------
 
 

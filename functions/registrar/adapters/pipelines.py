@@ -143,19 +143,58 @@ def _typed(name: str, value: Any, definition: Mapping[str, Any]) -> Any:
     return value  # LIST / STRUCT: as given
 
 
+# Template parameters that name the run itself. They come from the run, never from the template's defaults or the
+# frozen config: a default would make every scheduled run report the same run id and push to the same place.
+RUN_SCOPED_PARAMETERS = ("training_run_id", "model_name", "model_version")
+
+
+def _unix_seconds(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        return None  # a naive time has no single instant
+    return int(moment.timestamp())
+
+
+def model_version_of(training_run: Mapping[str, Any]) -> int | None:
+    """The version a run pushes under (`pushed_model/<version>/`): the run's own `model_version` if it has one,
+    else the unix time of its slot (scheduled runs) or of its creation. Read from the run's document, so a
+    resubmission of the run pushes to the same place."""
+    version = training_run.get("model_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        return version
+    for key in ("slot", "created_at"):
+        seconds = _unix_seconds(training_run.get(key))
+        if seconds is not None:
+            return seconds
+    return None
+
+
 def pipeline_parameters(training_run: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]],
                         compiled: Mapping[str, Any] = ()) -> dict[str, Any]:
-    """Values for the template's declared parameters, from the run (id, model name, model type) and its frozen
-    config. Only declared parameters are passed (Vertex refuses others); a declared parameter without a value,
-    a default, or a value compiled into the template (`compiled`) is an error."""
+    """Values for the template's declared parameters: the run's id, model name and model version
+    (`RUN_SCOPED_PARAMETERS`), and its frozen config (model type, query, hyperparameters, thresholds …), typed as
+    declared. Only declared parameters are passed (Vertex refuses others). A declared run-scoped parameter the run
+    cannot supply is an error, as is any other declared parameter without a value, a default, or a value compiled
+    into the template (`compiled`)."""
     run_id = run_id_of(training_run)
-    available: dict[str, Any] = {**training_config(training_run), "training_run_id": run_id}
-    if training_run.get("model_name"):
-        available["model_name"] = training_run["model_name"]
+    config = {k: v for k, v in training_config(training_run).items() if k not in RUN_SCOPED_PARAMETERS}
+    available: dict[str, Any] = {**config, "training_run_id": run_id, "model_name": training_run.get("model_name"),
+                                 "model_version": model_version_of(training_run)}
     values: dict[str, Any] = {}
     for name, definition in declared.items():
         if available.get(name) is not None:
             values[name] = _typed(name, available[name], definition)
+        elif name in RUN_SCOPED_PARAMETERS:
+            raise PipelineConfigError(f"the pipeline template takes the run's {name}, which the training run {run_id} "
+                                      f"does not carry")
         elif "defaultValue" not in definition and not definition.get("isOptional") and name not in compiled:
             raise PipelineConfigError(f"the pipeline template needs parameter {name!r}, which the training run "
                                       f"{run_id} does not carry (add it to its training config)")
@@ -627,5 +666,5 @@ def runner_from_env(project: str, region: str) -> PipelineRunner:
 
 
 __all__ = ["EventEmittingRunner", "LocalPipelineRunner", "PipelineConfigError", "VertexPipelineRunner",
-           "event_id", "local_runner_command", "pipeline_job_body", "pipeline_job_id", "pipeline_parameters",
-           "pipeline_run_event", "runner_from_env"]
+           "event_id", "local_runner_command", "model_version_of", "pipeline_job_body", "pipeline_job_id",
+           "pipeline_parameters", "pipeline_run_event", "runner_from_env"]
