@@ -15,20 +15,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from flask import Flask, jsonify, request
 
-from localcloud.cloudrun_emulator.rules import ApiError, duration_seconds, invalid, unsupported
+from localcloud.cloudrun_emulator.rules import duration_seconds
 from localcloud.cloudrun_emulator.services import CloudRunState
+from localcloud.emulator import ApiError, create_flask_app, invalid, json_body, location_relative, unsupported
 
-LOCATION_PATH = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/(?P<rest>.+)$")
 SERVICE_PATH = re.compile(r"^services/(?P<service>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
 OPERATION_PATH = re.compile(r"^operations/(?P<op>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
-
-
-def error_response(error: ApiError):
-    return jsonify(error.body()), error.code
 
 
 def flag(name: str) -> bool:
@@ -40,25 +35,8 @@ def create_app(state_path, project: str, location: str, *, restore: bool = True)
     state = CloudRunState(state_path, project, location)
     if restore:
         state.restore()
-    app = Flask(__name__)
+    app = create_flask_app(__name__, project, location)
     app.extensions["cloudrun_emulator"] = state
-
-    @app.errorhandler(ApiError)
-    def on_api_error(error: ApiError):
-        return error_response(error)
-
-    @app.errorhandler(404)
-    def on_unknown_path(_error):
-        return error_response(ApiError("NOT_FOUND", f"{request.method} {request.path} is not part of the emulated API"))
-
-    @app.errorhandler(405)
-    def on_unknown_method(_error):
-        return jsonify({"error": {"code": 405, "message": f"{request.method} {request.path} is not supported",
-                                  "status": "UNIMPLEMENTED"}}), 405
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok", "project": project, "location": location})
 
     @app.get("/emulator/processes")
     def running_processes():
@@ -67,13 +45,7 @@ def create_app(state_path, project: str, location: str, *, restore: bool = True)
 
     @app.route("/v2/<path:path>", methods=["GET", "POST", "DELETE", "PATCH"])
     def api(path: str):
-        match = LOCATION_PATH.match(path)
-        if not match:
-            raise ApiError("NOT_FOUND", f"unknown resource {path!r}")
-        if (match["project"], match["location"]) != (project, location):
-            raise ApiError("NOT_FOUND", f"this emulator serves projects/{project}/locations/{location}, "
-                           f"not projects/{match['project']}/locations/{match['location']}")
-        rest, method, args = match["rest"], request.method, request.args
+        rest, method, args = location_relative(path, project, location), request.method, request.args
 
         if rest == "services":
             if method == "POST":
@@ -109,14 +81,3 @@ def create_app(state_path, project: str, location: str, *, restore: bool = True)
         raise ApiError("NOT_FOUND", f"{method} /v2/{path} is not part of the emulated API")
 
     return app
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        if request.get_data():
-            raise invalid("request body is not JSON")
-        return {}
-    if not isinstance(body, dict):
-        raise invalid("request body must be a JSON object")
-    return body

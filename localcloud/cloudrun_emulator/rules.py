@@ -10,6 +10,8 @@ import copy
 import re
 from typing import Any
 
+from localcloud.emulator import invalid, unsupported
+
 SERVICE_ID_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,47}[a-z0-9])?$")
 MAX_SERVICE_ID = 49
 REVISION_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -53,30 +55,6 @@ MUTABLE_FIELDS = ("description", "labels", "annotations", "client", "clientVersi
 # metadata.
 SPEC_FIELDS = tuple(f for f in MUTABLE_FIELDS if f not in ("description", "labels", "annotations", "client",
                                                            "clientVersion"))
-
-
-class ApiError(Exception):
-    """An error answered in Google's JSON error shape."""
-
-    HTTP = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
-            "ABORTED": 409, "UNIMPLEMENTED": 501}
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = self.HTTP[status]
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError("INVALID_ARGUMENT", message)
-
-
-def unsupported(message: str) -> ApiError:
-    return ApiError("UNIMPLEMENTED", message)
 
 
 def validate_service_id(service_id: str) -> None:

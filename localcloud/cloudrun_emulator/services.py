@@ -19,13 +19,12 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +33,16 @@ from localcloud.cloudrun_emulator.rules import (
     LATEST,
     MUTABLE_FIELDS,
     SPEC_FIELDS,
-    ApiError,
     apply_mask,
-    invalid,
     normalize_spec,
     template_changed,
     validate_service_id,
 )
+from localcloud.emulator import ApiError, EmulatorState, listing, rfc3339, utc_now
 
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
-DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_KEPT_OPERATIONS = 300
 LOCAL_CLIENT = "registrar-local-cloud-run"
@@ -53,14 +50,6 @@ LOCAL_CLIENT = "registrar-local-cloud-run"
 READY, CONFIGURATIONS_READY, ROUTES_READY = "Ready", "ConfigurationsReady", "RoutesReady"
 PENDING, RECONCILING = "CONDITION_PENDING", "CONDITION_RECONCILING"
 FAILED, SUCCEEDED = "CONDITION_FAILED", "CONDITION_SUCCEEDED"
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -77,37 +66,23 @@ class Rollout:
     instance: runtime.Instance | None = None
 
 
-class CloudRunState:
+class CloudRunState(EmulatorState):
     """All services of one project and location. One lock serialises changes; rollouts run in threads."""
 
     def __init__(self, state_path: str | os.PathLike, project: str, location: str,
                  clock: Callable[[], datetime] = utc_now) -> None:
-        self.path = Path(state_path)
-        self.project = project
-        self.location = location
-        self.clock = clock
+        super().__init__(state_path, project, location, clock)
         self.logs = self.path.parent / "logs"
-        self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.closing = threading.Event()
         self.running: dict[str, runtime.Instance] = {}
         self.rollouts: dict[str, Rollout] = {}
         # services: the REST resources; serving: which revision serves each service, on which port, with which
         # template (to start it again after a restart); revisions: every revision name a service has had
-        self.data: dict[str, Any] = {"services": {}, "serving": {}, "revisions": {}, "operations": {}}
-        if self.path.exists() and self.path.stat().st_size:
-            loaded = json.loads(self.path.read_text())
-            if (loaded.get("project"), loaded.get("location")) not in ((project, location), (None, None)):
-                raise ValueError(f"{self.path} holds projects/{loaded.get('project')}/locations/"
-                                 f"{loaded.get('location')}, not projects/{project}/locations/{location}")
-            self.data.update(loaded)
-        self.data["project"], self.data["location"] = project, location
+        self.data: dict[str, Any] = self.load_data({"services": {}, "serving": {}, "revisions": {},
+                                                    "operations": {}})
 
     # -- names and persistence ----------------------------------------------------------------------------------
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
 
     def service_name(self, service_id: str) -> str:
         return f"{self.parent}/services/{service_id}"
@@ -119,15 +94,7 @@ class CloudRunState:
         return self.logs / f"run-{service_id}.log"
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.data, handle, sort_keys=True, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self.write_file(self.data, indent=1)
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -144,8 +111,7 @@ class CloudRunState:
     def list(self, page_size: Any, page_token: str | None) -> dict[str, Any]:
         with self.lock:
             items = [copy.deepcopy(s) for _, s in sorted(self.data["services"].items())]
-        chunk, token = page(items, page_size, page_token)
-        return {"services": chunk, **({"nextPageToken": token} if token else {})}
+        return listing("services", items, page_size, page_token, max_size=MAX_PAGE_SIZE)
 
     # -- operations -----------------------------------------------------------------------------------------------
 
@@ -197,8 +163,7 @@ class CloudRunState:
     def list_operations(self, page_size: Any, page_token: str | None) -> dict[str, Any]:
         with self.lock:
             items = [copy.deepcopy(o) for o in self.data["operations"].values()]
-        chunk, token = page(items, page_size, page_token)
-        return {"operations": chunk, **({"nextPageToken": token} if token else {})}
+        return listing("operations", items, page_size, page_token, max_size=MAX_PAGE_SIZE)
 
     # -- create / update / delete ---------------------------------------------------------------------------------
 
@@ -208,7 +173,7 @@ class CloudRunState:
         with self.lock:
             if service_id in self.data["services"]:
                 raise ApiError("ALREADY_EXISTS", f"Resource '{service_id}' already exists.")
-            now = timestamp(self.clock())
+            now = rfc3339(self.clock())
             service: dict[str, Any] = {
                 "name": self.service_name(service_id), "uid": str(uuid.uuid4()), "generation": "1",
                 "createTime": now, "updateTime": now, "creator": LOCAL_CLIENT, "lastModifier": LOCAL_CLIENT,
@@ -250,7 +215,7 @@ class CloudRunState:
                 operation = self._new_operation(current)
                 self._finish_operations([operation["name"]], current)
                 return copy.deepcopy(operation)
-            service["updateTime"] = timestamp(self.clock())
+            service["updateTime"] = rfc3339(self.clock())
             service["lastModifier"] = LOCAL_CLIENT
             rollout = None
             if spec_changed:
@@ -283,7 +248,7 @@ class CloudRunState:
             service = copy.deepcopy(self._service(service_id))
             if etag and etag != service.get("etag"):
                 raise ApiError("ABORTED", f"The etag {etag!r} does not match the service's current etag")
-            service["deleteTime"] = timestamp(self.clock())
+            service["deleteTime"] = rfc3339(self.clock())
             if validate_only:
                 return self._validated(service)
             del self.data["services"][service_id]
@@ -326,7 +291,7 @@ class CloudRunState:
 
     def _set_conditions(self, service: dict[str, Any], state: str, message: str, *, routes: str | None = None,
                         configurations: str | None = None) -> None:
-        now = timestamp(self.clock())
+        now = rfc3339(self.clock())
 
         def condition(kind: str, new_state: str, text: str, previous: dict[str, Any] | None) -> dict[str, Any]:
             result = {"type": kind, "state": new_state}
@@ -508,22 +473,3 @@ class CloudRunState:
             rows += [{"service": r.service_id, "revision": r.revision, "pid": r.instance.pid,
                       "port": r.instance.port, "state": "starting"} for r in self.rollouts.values() if r.instance]
             return rows
-
-
-def page(items: list[dict[str, Any]], page_size: Any, page_token: str | None) -> tuple[list, str | None]:
-    try:
-        size = int(page_size or 0)
-    except ValueError as exc:
-        raise invalid(f"pageSize {page_size!r} is not a number") from exc
-    if size < 0:
-        raise invalid("pageSize must not be negative")
-    size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    start = 0
-    if page_token:
-        try:
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode().removeprefix("offset:"))
-        except ValueError as exc:
-            raise invalid(f"pageToken {page_token!r} is invalid") from exc
-    following = start + size
-    token = base64.urlsafe_b64encode(f"offset:{following}".encode()).decode() if following < len(items) else None
-    return items[start:following], token

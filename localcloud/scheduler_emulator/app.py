@@ -21,8 +21,9 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+from localcloud.emulator import ApiError, create_flask_app, invalid, json_body, parse_rfc3339, rfc3339
 from localcloud.scheduler_emulator.firing import Dispatcher, EmulatorClock, MessagePublisher, NoPublisher
-from localcloud.scheduler_emulator.jobs import ApiError, SchedulerState, invalid, parse_rfc3339, rfc3339
+from localcloud.scheduler_emulator.jobs import SchedulerState
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +39,13 @@ def create_app(state_path, project: str, location: str, publisher: MessagePublis
     dispatcher = Dispatcher(state, publisher or NoPublisher())
     if start_dispatcher:
         dispatcher.start()
-    app = Flask(__name__)
+    app = create_flask_app(__name__, project, location, health=lambda: {"jobs": len(state.jobs)})
     app.extensions["scheduler_emulator"] = state
     app.extensions["scheduler_dispatcher"] = dispatcher
 
     def changed(job: dict[str, Any]):
         dispatcher.wake()
         return jsonify(job)
-
-    @app.errorhandler(ApiError)
-    def on_api_error(error: ApiError):
-        return jsonify(error.body()), error.code
-
-    @app.errorhandler(404)
-    def on_unknown_path(_error):
-        error = ApiError("NOT_FOUND", f"{request.method} {request.path} is not part of the emulated API")
-        return jsonify(error.body()), error.code
-
-    @app.errorhandler(405)
-    def on_unknown_method(_error):
-        return jsonify({"error": {"code": 405, "message": f"{request.method} {request.path} is not supported",
-                                  "status": "UNIMPLEMENTED"}}), 405
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok", "project": project, "location": location, "jobs": len(state.jobs)})
 
     @app.route("/v1/<path:path>", methods=["GET", "POST", "PATCH", "DELETE"])
     def api(path: str):
@@ -120,14 +103,3 @@ def create_app(state_path, project: str, location: str, publisher: MessagePublis
         return jsonify({"time": rfc3339(clock())})
 
     return app
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        if request.get_data():
-            raise invalid("request body is not JSON")
-        return {}
-    if not isinstance(body, dict):
-        raise invalid("request body must be a JSON object")
-    return body

@@ -10,7 +10,8 @@ from typing import Any
 
 import requests
 
-from localcloud.scheduler_emulator.jobs import ApiError, SchedulerState
+from localcloud.emulator import ApiError
+from localcloud.scheduler_emulator.jobs import SchedulerState
 
 log = logging.getLogger(__name__)
 

@@ -9,26 +9,23 @@ does.
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import json
 import os
 import re
 import secrets
-import tempfile
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
+from localcloud.emulator import ApiError, EmulatorState, invalid, listing, parse_rfc3339, rfc3339, utc_now
+
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 DURATION_RE = re.compile(r"^\d+(\.\d{1,9})?s$")
 MAX_DESCRIPTION = 500
-DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
 MAX_JOB_BYTES = 1024 * 1024
 
@@ -40,41 +37,6 @@ DEFAULT_ATTEMPT_DEADLINE = "180s"
 UPDATABLE = ("description", "schedule", "timeZone", "pubsubTarget", "retryConfig", "attemptDeadline")
 OUTPUT_ONLY = ("name", "state", "status", "scheduleTime", "lastAttemptTime", "userUpdateTime")
 OTHER_TARGETS = ("httpTarget", "appEngineHttpTarget")
-
-
-class ApiError(Exception):
-    """An error answered in Google's JSON error shape."""
-
-    HTTP = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
-            "UNAVAILABLE": 503}
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = self.HTTP[status]
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError("INVALID_ARGUMENT", message)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_rfc3339(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{value!r} has no UTC offset")
-    return moment.astimezone(timezone.utc)
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------
@@ -194,29 +156,10 @@ def camel(path: str) -> str:
     return ".".join(re.sub(r"_([a-z])", lambda m: m.group(1).upper(), part) for part in path.split("."))
 
 
-def page(items: list[dict[str, Any]], page_size: Any, page_token: str | None) -> tuple[list, str | None]:
-    try:
-        size = int(page_size or 0)
-    except ValueError:
-        raise invalid(f"pageSize {page_size!r} is not a number") from None
-    if size < 0:
-        raise invalid("pageSize must not be negative")
-    size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    start = 0
-    if page_token:
-        try:
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode().removeprefix("offset:"))
-        except ValueError:
-            raise invalid(f"pageToken {page_token!r} is invalid") from None
-    following = start + size
-    token = base64.urlsafe_b64encode(f"offset:{following}".encode()).decode() if following < len(items) else None
-    return items[start:following], token
-
-
 # -- state ----------------------------------------------------------------------------------------------------------
 
 
-class SchedulerState:
+class SchedulerState(EmulatorState):
     """All jobs of one project and location, persisted to a JSON file after every change.
 
     `scheduleTime` of an ENABLED job is its next cron slot; a PAUSED job has none. On load, and whenever the
@@ -226,22 +169,13 @@ class SchedulerState:
 
     def __init__(self, state_path: str | os.PathLike, project: str, location: str,
                  clock: Callable[[], datetime] = utc_now) -> None:
-        self.path = Path(state_path)
-        self.project = project
-        self.location = location
-        self.clock = clock
-        self.lock = threading.RLock()
+        super().__init__(state_path, project, location, clock)
         self.jobs: dict[str, dict[str, Any]] = {}
         # Jobs of other projects / locations found in the file: kept in it, not served.
         self.others: dict[str, dict[str, Any]] = {}
-        if self.path.exists() and self.path.stat().st_size:
-            for name, job in json.loads(self.path.read_text()).get("jobs", {}).items():
-                (self.jobs if name.startswith(f"{self.parent}/jobs/") else self.others)[name] = job
+        for name, job in self.read_file().get("jobs", {}).items():
+            (self.jobs if name.startswith(f"{self.parent}/jobs/") else self.others)[name] = job
         self.skip_missed_slots()
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
 
     def job_name(self, job_id: str) -> str:
         return f"{self.parent}/jobs/{job_id}"
@@ -249,16 +183,7 @@ class SchedulerState:
     # -- persistence ------------------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"jobs": {**self.others, **self.jobs}}, handle, sort_keys=True, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        self.write_file({"jobs": {**self.others, **self.jobs}}, indent=1)
 
     # -- scheduling -------------------------------------------------------------------------------------------------
 
@@ -386,8 +311,7 @@ class SchedulerState:
             raise ApiError("NOT_FOUND", f"this emulator serves {self.parent}, not {parent}")
         with self.lock:
             jobs = [copy.deepcopy(self.jobs[name]) for name in sorted(self.jobs)]
-        chunk, token = page(jobs, page_size, page_token)
-        return {"jobs": chunk, **({"nextPageToken": token} if token else {})}
+        return listing("jobs", jobs, page_size, page_token, max_size=MAX_PAGE_SIZE)
 
     def patch(self, name: str, update_mask: str, body: dict[str, Any]) -> dict[str, Any]:
         """UpdateJob: a field named in the mask takes the body's value (absent: cleared); without a mask every

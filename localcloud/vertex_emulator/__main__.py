@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import signal
-import sys
 
-from werkzeug.serving import run_simple
-
+from localcloud.emulator import command_line, configure_logging, serve
 from localcloud.vertex_emulator.app import create_app
 from localcloud.vertex_emulator.publishing import AUDIT_TOPIC, NullPublisher, PubSubRestPublisher
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m localcloud.vertex_emulator",
-                                     description="Local Vertex AI Model Registry (REST subset of ModelService v1)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--state", required=True, help="JSON file holding the registry; reloaded on start")
-    parser.add_argument("--project", required=True)
-    parser.add_argument("--location", required=True)
-    parser.add_argument("--pubsub-emulator-host", default=os.environ.get("PUBSUB_EMULATOR_HOST"),
-                        help="host:port of the Pub/Sub emulator (default: $PUBSUB_EMULATOR_HOST); "
-                             "without it audit entries are not published")
+    parser = command_line("python -m localcloud.vertex_emulator",
+                          "Local Vertex AI Model Registry (REST subset of ModelService v1)",
+                          "JSON file holding the registry; reloaded on start",
+                          pubsub_help="host:port of the Pub/Sub emulator (default: $PUBSUB_EMULATOR_HOST); "
+                                      "without it audit entries are not published")
     parser.add_argument("--audit-topic", default=AUDIT_TOPIC)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if args.pubsub_emulator_host:
         publisher = PubSubRestPublisher(args.pubsub_emulator_host, args.project, args.audit_topic)
     else:
         logging.getLogger(__name__).warning("no Pub/Sub emulator configured: audit entries are not published")
         publisher = NullPublisher()
     app = create_app(args.state, args.project, args.location, publisher)
-    # `registrar local down` stops us with SIGTERM: exit through `finally` so undelivered entries get logged.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        run_simple(args.host, args.port, app, threaded=True)
-    finally:
-        publisher.close()
+    # on exit, entries not yet delivered get logged
+    serve(app, args.host, args.port, publisher.close)
 
 
 if __name__ == "__main__":

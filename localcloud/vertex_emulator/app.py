@@ -12,26 +12,22 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+from localcloud.emulator import ApiError, create_flask_app, invalid, json_body, location_relative
 from localcloud.vertex_emulator.publishing import AuditPublisher, NullPublisher
-from localcloud.vertex_emulator.registry import ApiError, ModelRegistryState, invalid
+from localcloud.vertex_emulator.registry import ModelRegistryState
 
 log = logging.getLogger(__name__)
 
-LOCATION_PATH = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/(?P<rest>.+)$")
 MODEL_PATH = re.compile(r"^models/(?P<ref>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
 MODEL_OPERATION_PATH = re.compile(r"^models/(?P<model>[^/@:]+)/operations/(?P<op>[^/:]+)$")
 LOCATION_OPERATION_PATH = re.compile(r"^operations/(?P<op>[^/:]+)$")
 ADMIN_PATH = re.compile(r"^(?P<console>console/)?models/(?P<ref>[^/:]+):(?P<verb>[A-Za-z]+)$")
 
 
-def error_response(error: ApiError):
-    return jsonify(error.body()), error.code
-
-
 def create_app(state_path, project: str, location: str, publisher: AuditPublisher | None = None) -> Flask:
     state = ModelRegistryState(state_path, project, location)
     audit = publisher or NullPublisher()
-    app = Flask(__name__)
+    app = create_flask_app(__name__, project, location)
     app.extensions["vertex_emulator"] = state
     app.extensions["vertex_audit_publisher"] = audit
 
@@ -47,36 +43,13 @@ def create_app(state_path, project: str, location: str, publisher: AuditPublishe
         publish(entries)
         return jsonify(result)
 
-    @app.errorhandler(ApiError)
-    def on_api_error(error: ApiError):
-        return error_response(error)
-
-    @app.errorhandler(404)
-    def on_unknown_path(_error):
-        return error_response(ApiError("NOT_FOUND", f"{request.method} {request.path} is not part of the emulated API"))
-
-    @app.errorhandler(405)
-    def on_unknown_method(_error):
-        return jsonify({"error": {"code": 405, "message": f"{request.method} {request.path} is not supported",
-                                  "status": "UNIMPLEMENTED"}}), 405
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok", "project": project, "location": location})
-
     # The client's operations mixin (`client.get_operation`) sends GetOperation to `/ui/...`, the first URI in its
     # http rules, so reads are served under both prefixes. Changes under `/ui/` are the console's and would be
     # audited in the `ui` namespace: those only come through `/emulator/console/...`.
     @app.route("/v1/<path:path>", methods=["GET", "POST", "DELETE", "PATCH"], defaults={"namespace": "v1"})
     @app.route("/ui/<path:path>", methods=["GET"], defaults={"namespace": "ui"})
     def api(namespace: str, path: str):
-        match = LOCATION_PATH.match(path)
-        if not match:
-            raise ApiError("NOT_FOUND", f"unknown resource {path!r}")
-        if (match["project"], match["location"]) != (project, location):
-            raise ApiError("NOT_FOUND", f"this emulator serves projects/{project}/locations/{location}, "
-                           f"not projects/{match['project']}/locations/{match['location']}")
-        rest = match["rest"]
+        rest = location_relative(path, project, location)
         method = request.method
         args = request.args
 
@@ -124,17 +97,6 @@ def create_app(state_path, project: str, location: str, publisher: AuditPublishe
         raise ApiError("NOT_FOUND", f"unknown emulator endpoint /emulator/{path}")
 
     return app
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        if request.get_data():
-            raise invalid("request body is not JSON")
-        return {}
-    if not isinstance(body, dict):
-        raise invalid("request body must be a JSON object")
-    return body
 
 
 def find_operation(state: ModelRegistryState, operation_id: str) -> dict[str, Any]:

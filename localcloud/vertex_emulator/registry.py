@@ -5,20 +5,16 @@ Resources are kept in the JSON shape the v1 REST API returns (camelCase), so res
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import os
 import re
 import secrets
-import tempfile
-import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from localcloud import auditlog
+from localcloud.emulator import ApiError, EmulatorState, invalid, listing, utc_now
 
 ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 MODEL_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -26,7 +22,6 @@ LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 MAX_LABELS = 64
 DEFAULT_ALIAS = "default"
-DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_KEPT_OPERATIONS = 10_000
 
@@ -38,29 +33,6 @@ EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 # Fields of an uploaded Model the emulator keeps as given; everything else in the request is output-only or unused.
 UPLOADED_FIELDS = ("displayName", "description", "versionDescription", "artifactUri", "labels", "containerSpec",
                    "metadataSchemaUri", "metadata", "predictSchemata")
-
-
-class ApiError(Exception):
-    """An error answered in Google's JSON error shape."""
-
-    HTTP = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409}
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = self.HTTP[status]
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError("INVALID_ARGUMENT", message)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def validate_labels(labels: Any) -> dict[str, str]:
@@ -112,54 +84,19 @@ def matches(resource: dict[str, Any], terms: list[tuple[str, str]]) -> bool:
     return True
 
 
-def page(items: list[dict[str, Any]], page_size: str | int | None, page_token: str | None) -> tuple[list, str | None]:
-    try:
-        size = int(page_size or 0)
-    except ValueError as exc:
-        raise invalid(f"pageSize {page_size!r} is not a number") from exc
-    if size < 0:
-        raise invalid("pageSize must not be negative")
-    size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    start = 0
-    if page_token:
-        try:
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode().removeprefix("offset:"))
-        except ValueError as exc:
-            raise invalid(f"pageToken {page_token!r} is invalid") from exc
-    chunk = items[start:start + size]
-    following = start + size
-    token = base64.urlsafe_b64encode(f"offset:{following}".encode()).decode() if following < len(items) else None
-    return chunk, token
-
-
-class ModelRegistryState:
+class ModelRegistryState(EmulatorState):
     """All models of one project and location, persisted to a JSON file after every change.
 
     Every mutating method returns `(result, audit_entries)`; the caller publishes the entries once the change is
-    on disk. One lock serialises requests: the emulator favours simple correctness over throughput.
+    on disk.
     """
 
     def __init__(self, state_path: str | os.PathLike, project: str, location: str,
                  clock: Callable[[], datetime] = utc_now) -> None:
-        self.path = Path(state_path)
-        self.project = project
-        self.location = location
-        self.clock = clock
-        self.lock = threading.RLock()
-        self.data: dict[str, Any] = {"models": {}, "operations": {}, "nextOperation": 1}
-        if self.path.exists() and self.path.stat().st_size:
-            loaded = json.loads(self.path.read_text())
-            if (loaded.get("project"), loaded.get("location")) not in ((project, location), (None, None)):
-                raise ValueError(f"{self.path} holds projects/{loaded.get('project')}/locations/"
-                                 f"{loaded.get('location')}, not projects/{project}/locations/{location}")
-            self.data.update(loaded)
-        self.data["project"], self.data["location"] = project, location
+        super().__init__(state_path, project, location, clock)
+        self.data: dict[str, Any] = self.load_data({"models": {}, "operations": {}, "nextOperation": 1})
 
     # -- names --------------------------------------------------------------------------------------------------
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
 
     def model_name(self, model_id: str) -> str:
         return f"{self.parent}/models/{model_id}"
@@ -167,15 +104,7 @@ class ModelRegistryState:
     # -- persistence --------------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.data, handle, sort_keys=True, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        except BaseException:
-            with_suppressed_unlink(tmp)
-            raise
+        self.write_file(self.data, separators=(",", ":"))
 
     # -- lookups ------------------------------------------------------------------------------------------------
 
@@ -223,8 +152,8 @@ class ModelRegistryState:
         with self.lock:
             terms = parse_filter(filter_expr or "")
             rows = [self._render(self._default_version(m)) for m in self.data["models"].values()]
-            chunk, token = page([r for r in rows if matches(r, terms)], page_size, page_token)
-            return {"models": chunk, **({"nextPageToken": token} if token else {})}
+            return listing("models", [r for r in rows if matches(r, terms)], page_size, page_token,
+                           max_size=MAX_PAGE_SIZE)
 
     def list_versions(self, ref: str, filter_expr: str, page_size: Any, page_token: str | None) -> dict[str, Any]:
         with self.lock:
@@ -234,8 +163,8 @@ class ModelRegistryState:
             model = self._model(model_id)
             terms = parse_filter(filter_expr or "")
             rows = [self._render(r) for _, r in sorted(model["versions"].items(), key=lambda kv: int(kv[0]))]
-            chunk, token = page([r for r in rows if matches(r, terms)], page_size, page_token)
-            return {"models": chunk, **({"nextPageToken": token} if token else {})}
+            return listing("models", [r for r in rows if matches(r, terms)], page_size, page_token,
+                           max_size=MAX_PAGE_SIZE)
 
     def get_operation(self, name: str) -> dict[str, Any]:
         with self.lock:
@@ -463,10 +392,3 @@ class ModelRegistryState:
             model["versions"][version_id]["deployed"] = bool(deployed)
             self.save()
             return self._render(model["versions"][version_id])
-
-
-def with_suppressed_unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
