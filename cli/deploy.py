@@ -10,28 +10,10 @@ import time
 from typing import Any
 
 import click
-from registrar_cli.main import ApiError, _print, _table, _text, api_get, api_options, print_json, resolve_api_url
+from registrar_cli.main import ApiError, _table, _text, api_get, api_options, api_send, print_body, print_json
 
 PRESETS = ("development", "production", "high-traffic")
 CPUS = ("1", "2", "4", "6", "8")
-
-
-def api_post(api: str | None, path: str, body: dict[str, Any]) -> Any:
-    import requests
-
-    url = resolve_api_url(api) + path
-    try:
-        response = requests.post(url, json=body, timeout=30)
-    except requests.RequestException as exc:
-        raise ApiError(f"cannot reach the registry API at {url}: {exc}") from exc
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if response.status_code >= 400:
-        error = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
-        raise ApiError(error.get("message") or f"HTTP {response.status_code} from {url}: {response.text[:300]}")
-    return answer
 
 
 def wait_for_outcome(api: str | None, request_id: str, timeout: float, *, poll: float = 1.0) -> dict[str, Any]:
@@ -49,6 +31,17 @@ def wait_for_outcome(api: str | None, request_id: str, timeout: float, *, poll: 
     state = (last or {}).get("status", "not recorded")
     raise click.ClickException(f"no outcome for request {request_id} after {timeout:.0f}s (status: {state}); "
                                f"check later with the API: GET /deployments/{request_id}")
+
+
+def settled_outcome(api: str | None, request_id: str, timeout: float, as_json: bool, *, action: str,
+                    success: str) -> dict[str, Any]:
+    """The request's outcome (printed with --json); ClickException unless its status is `success`."""
+    outcome = wait_for_outcome(api, request_id, timeout)
+    if as_json:
+        print_json(outcome)
+    if outcome["status"] != success:
+        raise click.ClickException(f"{action} {outcome['status']}: {outcome.get('reason')}")
+    return outcome
 
 
 def _settings(preset, min_instances, max_instances, memory, cpu, concurrency) -> dict[str, Any]:
@@ -97,7 +90,7 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
         if not version_id:
             raise click.ClickException(f"model {model_id} has no live version to deploy (no `default` alias)")
     body["requested_by"] = os.environ.get("USER") or "cli"
-    accepted = api_post(api, f"/models/{model_id}/versions/{version_id}:deploy", body)
+    accepted = api_send(api, "POST", f"/models/{model_id}/versions/{version_id}:deploy", json=body)
     if not wait:
         if as_json:
             print_json(accepted)
@@ -108,11 +101,7 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
     if not as_json:
         click.echo(f"deploying version {version_id} of {model_id} to {accepted['service_name']} "
                    f"(request {accepted['request_id']}) …", err=True)
-    outcome = wait_for_outcome(api, accepted["request_id"], timeout)
-    if as_json:
-        print_json(outcome)
-    if outcome["status"] != "deployed":
-        raise click.ClickException(f"deploy {outcome['status']}: {outcome.get('reason')}")
+    outcome = settled_outcome(api, accepted["request_id"], timeout, as_json, action="deploy", success="deployed")
     if not as_json:
         click.echo(outcome["uri"])
 
@@ -133,18 +122,14 @@ def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) ->
         body["version"] = version_id
     if service_name:
         body["service_name"] = service_name
-    accepted = api_post(api, f"/models/{model_id}:undeploy", body)
+    accepted = api_send(api, "POST", f"/models/{model_id}:undeploy", json=body)
     if not wait:
         if as_json:
             print_json(accepted)
         else:
             click.echo(f"undeploy request {accepted['request_id']} sent for {model_id}")
         return
-    outcome = wait_for_outcome(api, accepted["request_id"], timeout)
-    if as_json:
-        print_json(outcome)
-    if outcome["status"] != "undeployed":
-        raise click.ClickException(f"undeploy {outcome['status']}: {outcome.get('reason')}")
+    outcome = settled_outcome(api, accepted["request_id"], timeout, as_json, action="undeploy", success="undeployed")
     if not as_json:
         services = outcome.get("services") or []
         click.echo(f"deleted: {', '.join(services)}" if services else f"{model_id} was not deployed")
@@ -155,10 +140,10 @@ def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) ->
 @api_options
 def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
     """The Cloud Run services of MODEL_ID and what Cloud Run says about each now."""
-    body = api_get(api, f"/models/{model_id}/endpoints")
-    if as_json:
-        print_json(body)
-        return
+    print_body(api_get(api, f"/models/{model_id}/endpoints"), as_json, lambda body: endpoints_table(model_id, body))
+
+
+def endpoints_table(model_id: str, body: dict[str, Any]):
     table = _table(f"endpoints of {model_id} (Cloud Run: {body.get('cloud_run')})", "service", "version", "status",
                    "serving", "uri", "deployed", "by", "settings")
     for e in body.get("endpoints") or []:
@@ -169,4 +154,4 @@ def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
                       _text(e.get("deployed_at")), _text(e.get("deployed_by")),
                       _text({k: settings.get(k) for k in ("preset", "min_instances", "max_instances", "memory", "cpu")}
                             if settings else None))
-    _print(table)
+    return table

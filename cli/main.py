@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,17 @@ def resolve_api_url(explicit: str | None) -> str:
     return url.rstrip("/")
 
 
-def api_get(api: str | None, path: str, params: dict[str, Any] | None = None) -> Any:
+def api_send(api: str | None, method: str, path: str, *, json: dict[str, Any] | None = None,
+             params: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+    """One request to the registry API: its JSON answer, or ApiError with the API's error message (a 400 naming
+    the field, a 409, a 502/503 …) or, failing that, the status and the start of the body."""
     import requests
 
     url = resolve_api_url(api) + path
     try:
-        response = requests.get(url, params={k: v for k, v in (params or {}).items() if v is not None}, timeout=30)
+        response = requests.request(method, url, json=json,
+                                    params={k: v for k, v in (params or {}).items() if v is not None},
+                                    timeout=timeout)
     except requests.RequestException as exc:
         raise ApiError(f"cannot reach the registry API at {url}: {exc}") from exc
     try:
@@ -66,8 +72,20 @@ def api_get(api: str | None, path: str, params: dict[str, Any] | None = None) ->
     return body
 
 
+def api_get(api: str | None, path: str, params: dict[str, Any] | None = None) -> Any:
+    return api_send(api, "GET", path, params=params)
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def print_body(body: Any, as_json: bool, table: Callable[[Any], Any]) -> None:
+    """The API's answer as JSON (--json), else as the rich table `table(body)` builds."""
+    if as_json:
+        print_json(body)
+    else:
+        _print(table(body))
 
 
 def api_options(command):
@@ -164,11 +182,7 @@ def demo(state_dir: Path, timeout: float) -> None:
 @api_options
 def kpis(api: str | None, as_json: bool) -> None:
     """The registry's KPIs (one definition of a model: at least one live version)."""
-    body = api_get(api, "/kpis")
-    if as_json:
-        print_json(body)
-        return
-    _print(kpi_table(body))
+    print_body(api_get(api, "/kpis"), as_json, kpi_table)
 
 
 @cli.command()
@@ -214,11 +228,8 @@ def show(model_id: str, api: str | None, as_json: bool) -> None:
 @api_options
 def history(model_id: str, limit: int, api: str | None, as_json: bool) -> None:
     """Every change recorded for a model, oldest first."""
-    body = api_get(api, f"/models/{model_id}/history", {"limit": limit})
-    if as_json:
-        print_json(body)
-        return
-    _print(history_table(body["history"], title=f"history of {model_id}"))
+    print_body(api_get(api, f"/models/{model_id}/history", {"limit": limit}), as_json,
+               lambda body: history_table(body["history"], title=f"history of {model_id}"))
 
 
 @cli.command()
@@ -226,11 +237,7 @@ def history(model_id: str, limit: int, api: str | None, as_json: bool) -> None:
 @api_options
 def quarantine(limit: int, api: str | None, as_json: bool) -> None:
     """Messages refused as permanently invalid, with the reason and the raw payload."""
-    body = api_get(api, "/quarantine", {"limit": limit})
-    if as_json:
-        print_json(body)
-        return
-    _print(quarantine_table(body["messages"]))
+    print_body(api_get(api, "/quarantine", {"limit": limit}), as_json, lambda body: quarantine_table(body["messages"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

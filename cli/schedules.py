@@ -8,30 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from registrar_cli.main import ApiError, _print, _table, _text, api_get, api_options, print_json, resolve_api_url
+from registrar_cli.main import _print, _table, _text, api_get, api_options, api_send, print_body, print_json
 
 TYPES = ("once", "hourly", "daily", "weekly", "monthly")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 STATUSES = ("all", "active", "paused", "completed")
-
-
-def api_send(method: str, api: str | None, path: str, body: dict[str, Any] | None = None) -> Any:
-    """A write request; the API's error message (400 naming the field, 409 naming the schedule, 502/503) is shown."""
-    import requests
-
-    url = resolve_api_url(api) + path
-    try:
-        response = requests.request(method, url, json=body, timeout=60)
-    except requests.RequestException as exc:
-        raise ApiError(f"cannot reach the registry API at {url}: {exc}") from exc
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if response.status_code >= 400:
-        error = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
-        raise ApiError(error.get("message") or f"HTTP {response.status_code} from {url}: {response.text[:300]}")
-    return payload
+# Writes apply the Cloud Scheduler job before answering, so they get longer than the CLI's default 30 s.
+WRITE_TIMEOUT = 60
 
 
 def _timing(schedule_type, at, minute, day_of_week, day_of_month, timezone, once_at) -> dict[str, Any]:
@@ -166,11 +149,7 @@ def list_schedules(model_name, status, page_size, api, as_json) -> None:
 @api_options
 def show(schedule_id: str, api, as_json) -> None:
     """One schedule with its timing, frozen config, statistics and scheduler job."""
-    body = api_get(api, f"/schedules/{schedule_id}")
-    if as_json:
-        print_json(body)
-        return
-    _print(schedule_detail(body))
+    print_body(api_get(api, f"/schedules/{schedule_id}"), as_json, schedule_detail)
 
 
 @schedules.command()
@@ -204,7 +183,7 @@ def create(run_id, config_file, model_name, name, description, schedule_type, at
     if model_name:
         body["model_name"] = model_name
     body["name"] = name or f"{model_name or run_id} retraining"
-    created = api_send("POST", api, "/schedules", body)
+    created = api_send(api, "POST", "/schedules", json=body, timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(created)
         return
@@ -229,7 +208,7 @@ def edit(schedule_id, name, description, schedule_type, at, minute, day_of_week,
         body["description"] = description
     if not body:
         raise click.UsageError("nothing to change: give --name, --description or timing options")
-    updated = api_send("PATCH", api, f"/schedules/{schedule_id}", body)
+    updated = api_send(api, "PATCH", f"/schedules/{schedule_id}", json=body, timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(updated)
         return
@@ -237,7 +216,8 @@ def edit(schedule_id, name, description, schedule_type, at, minute, day_of_week,
 
 
 def _action(schedule_id: str, action: str, api, as_json) -> None:
-    body = api_send("POST", api, f"/schedules/{schedule_id}:{action}", {"request_id": uuid.uuid4().hex})
+    body = api_send(api, "POST", f"/schedules/{schedule_id}:{action}", json={"request_id": uuid.uuid4().hex},
+                    timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(body)
         return
@@ -268,7 +248,7 @@ def delete(schedule_id, yes, api, as_json) -> None:
     """Delete the schedule and its Cloud Scheduler job (the model name is free again; runs and history stay)."""
     if not yes:
         click.confirm(f"delete schedule {schedule_id} and its Cloud Scheduler job?", abort=True)
-    body = api_send("DELETE", api, f"/schedules/{schedule_id}")
+    body = api_send(api, "DELETE", f"/schedules/{schedule_id}", timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(body)
         return
@@ -281,7 +261,8 @@ def delete(schedule_id, yes, api, as_json) -> None:
 @api_options
 def trigger(schedule_id, api, as_json) -> None:
     """Run now: one training run for the slot 'now'."""
-    body = api_send("POST", api, f"/schedules/{schedule_id}:trigger", {"requested_by": _user()})
+    body = api_send(api, "POST", f"/schedules/{schedule_id}:trigger", json={"requested_by": _user()},
+                    timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(body)
         return

@@ -8,10 +8,6 @@ Scheduler fails, the answer is 503 (transient) or 502 with the reason, the sched
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import re
 import uuid
 from typing import Any
@@ -19,6 +15,7 @@ from typing import Any
 from registrar import schedules, scheduling
 from registrar.api import BadParameter, check_id, error, int_param, json_body, jsonable, known_params
 from registrar.errors import TransientError
+from registrar.queries import decode_page_token, encode_page_token, query_fingerprint
 from registrar.schedules import InvalidSchedule
 from registrar.scheduling import ScheduleRefused
 
@@ -56,21 +53,6 @@ def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise BadParameter(unknown[0], f"is not a field of this request (known: {', '.join(allowed)})")
-
-
-def _page_token(offset: int, fingerprint: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode().rstrip("=")
-
-
-def _read_page_token(token: str, fingerprint: str) -> int:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        offset = int(data["o"])
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise BadParameter("page_token", "is not a token this API issued") from exc
-    if data.get("f") != fingerprint or offset < 0:
-        raise BadParameter("page_token", "belongs to a different query (filters changed)")
-    return offset
 
 
 def register_schedule_routes(app, store, services_factory) -> None:
@@ -181,9 +163,9 @@ def register_schedule_routes(app, store, services_factory) -> None:
         if status not in ("all", *scheduling.STATUSES):
             raise BadParameter("status", f"must be one of all, {', '.join(scheduling.STATUSES)}")
         page_size = int_param("page_size", 50, 1, MAX_PAGE_SIZE)
-        fingerprint = hashlib.sha256(json.dumps([model_name, status]).encode()).hexdigest()[:12]
+        fingerprint = query_fingerprint(model_name, status)
         token = request.args.get("page_token")
-        offset = _read_page_token(token, fingerprint) if token else 0
+        offset = decode_page_token(token, fingerprint, changed="filters") if token else 0
         equals: dict[str, Any] = {}
         if model_name:
             equals["model_name"] = model_name
@@ -196,7 +178,7 @@ def register_schedule_routes(app, store, services_factory) -> None:
         return jsonify(jsonable({
             "schedules": page,
             "total_size": len(docs),
-            "next_page_token": _page_token(following, fingerprint) if following < len(docs) else None,
+            "next_page_token": encode_page_token(following, fingerprint) if following < len(docs) else None,
         }))
 
     def get_schedule(schedule_id: str):

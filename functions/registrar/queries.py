@@ -72,18 +72,25 @@ def _matches_status(doc: Mapping[str, Any], status: str) -> bool:
     }[status]
 
 
-def _page_token(offset: int, fingerprint: str) -> str:
+def query_fingerprint(*values: Any) -> str:
+    """What a page token is bound to: the query's filters (and sort), so a token is refused for another query."""
+    return hashlib.sha256(json.dumps(list(values)).encode()).hexdigest()[:12]
+
+
+def encode_page_token(offset: int, fingerprint: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode().rstrip("=")
 
 
-def _read_page_token(token: str, fingerprint: str) -> int:
+def decode_page_token(token: str, fingerprint: str, *, changed: str = "filters or sort") -> int:
+    """The offset in `token`; BadParameter if this API did not issue it, or issued it for another query (what the
+    message says may have `changed`)."""
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         offset = int(data["o"])
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise BadParameter("page_token", "is not a token this API issued") from exc
     if data.get("f") != fingerprint or offset < 0:
-        raise BadParameter("page_token", "belongs to a different query (filters or sort changed)")
+        raise BadParameter("page_token", f"belongs to a different query ({changed} changed)")
     return offset
 
 
@@ -105,8 +112,8 @@ def list_models(
         raise BadParameter("sort", f"must be one of {', '.join(SORTS)}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise BadParameter("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
-    fingerprint = hashlib.sha256(json.dumps([model_type, status, search, sort]).encode()).hexdigest()[:12]
-    offset = _read_page_token(page_token, fingerprint) if page_token else 0
+    fingerprint = query_fingerprint(model_type, status, search, sort)
+    offset = decode_page_token(page_token, fingerprint) if page_token else 0
 
     equals: dict[str, Any] = {"is_live": status != "deleted"}
     if model_type:
@@ -122,7 +129,7 @@ def list_models(
     return {
         "models": [model_summary(d) for d in page],
         "total_size": len(docs),
-        "next_page_token": _page_token(next_offset, fingerprint) if next_offset < len(docs) else None,
+        "next_page_token": encode_page_token(next_offset, fingerprint) if next_offset < len(docs) else None,
     }
 
 

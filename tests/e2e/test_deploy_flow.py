@@ -6,13 +6,12 @@ Vertex AI is refused with the operators' message and nothing is deployed."""
 from __future__ import annotations
 
 import shutil
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from helpers import eventually, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
-from registrar.adapters.vertex import VertexModelRegistry
 from registrar.registration import MODEL_NOT_FOUND_MESSAGE, model_id_for
 from serving_bundle import ServingBundle, build_serving_bundle
 
@@ -23,17 +22,6 @@ pytestmark = pytest.mark.e2e
 MODEL_NAME = "e2e_deploy_retrieval"
 VERSION_DIR = "1763900000"
 SERVICE = f"{model_id_for(MODEL_NAME)}-serving"
-
-
-def eventually(check, *, timeout: float = 90.0, what: str = "", every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout:.0f}s: {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +133,7 @@ def test_deploy_predict_undeploy_and_refusals(vertex_stack, tmp_path, bundle):
     # A version deleted from Vertex AI (out of band, with the aiplatform client) is refused; nothing is created.
     deleted = register_run(stack, "e2e-deploy-run-b", artifacts(tmp_path, "e2e-deploy-run-b", bundle),
                            now + timedelta(seconds=5))
-    vertex = VertexModelRegistry(stack.env["GOOGLE_CLOUD_PROJECT"], stack.env["GOOGLE_CLOUD_REGION"],
-                                 api_endpoint=stack.env["VERTEX_API_ENDPOINT"])
+    vertex = vertex_registry(stack)
     vertex.merge_aliases(model_id, version_id, ["default"])  # Vertex refuses to delete the default version
     assert vertex.delete_version(model_id, deleted) is True
     refused = outcome(stack, deploy(stack, model_id, deleted)["request_id"], timeout=60)

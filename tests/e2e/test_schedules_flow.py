@@ -11,22 +11,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from helpers import eventually
 from registrar.schedules import parse_timing, slot_for, training_run_id
 
 pytestmark = pytest.mark.e2e
 
 MODEL_NAME = "e2e_scheduled_recs"
-
-
-def eventually(check, *, timeout: float = 90.0, what: str = "", every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout:.0f}s: {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import pytest
-from registrar.adapters.vertex import VertexModelRegistry
+from helpers import eventually as poll
+from helpers import vertex_registry
 from registrar.registration import model_id_for
 
 from localcloud.demo import pipeline_run_event
@@ -16,16 +18,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL_NAME = "e2e_products_retrieval"
 
-
-def eventually(check, *, timeout: float = 60.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"not true after {timeout:.0f}s: {what} (last: {last!r})")
+eventually = partial(poll, timeout=60.0, every=0.3)  # this flow's pace: quicker polls, a shorter default wait
 
 
 def pushed_model(tmp_path, run_id: str) -> str:
@@ -39,12 +32,6 @@ def succeeded(run_id: str, pushed_uri: str, when: datetime) -> dict:
     return pipeline_run_event(run_id, "SUCCEEDED", when, model_name=MODEL_NAME, stage="Pusher",
                               artifacts={"pushed_model_uri": pushed_uri}, metrics={"recall_at_100": 0.61},
                               blessed=True, retrieval_algorithm="brute_force")
-
-
-def vertex(stack) -> VertexModelRegistry:
-    env = stack.env
-    return VertexModelRegistry(env["GOOGLE_CLOUD_PROJECT"], env["GOOGLE_CLOUD_REGION"],
-                               api_endpoint=env["VERTEX_API_ENDPOINT"])
 
 
 def registered(stack, run_id: str):
@@ -62,7 +49,7 @@ def test_succeeded_run_registers_one_version_however_often_delivered_and_delete_
             vertex_stack.publish("pipeline-events", event)
         eventually(lambda run_id=run_id: registered(vertex_stack, run_id), what=f"{run_id} registered")
 
-    client = vertex(vertex_stack)
+    client = vertex_registry(vertex_stack)
     versions = client.list_versions(model_id)
     assert sorted(v.version_id for v in versions) == ["1", "2"]  # one Vertex version per run, not per delivery
     assert {v.labels["training_run_id"] for v in versions} == set(runs)
@@ -107,5 +94,5 @@ def test_failed_registration_is_recorded_and_cli_register_retries_it(vertex_stac
     assert "registered: projects/" in result.output
     run = vertex_stack.get(f"/training-runs/{run_id}")
     assert run["registration"]["status"] == "registered"
-    versions = vertex(vertex_stack).list_versions(model_id_for(MODEL_NAME))
+    versions = vertex_registry(vertex_stack).list_versions(model_id_for(MODEL_NAME))
     assert [v.labels["training_run_id"] for v in versions].count(run_id) == 1

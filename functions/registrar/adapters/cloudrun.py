@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
 from registrar.errors import PermanentError, TransientError
 from registrar.ports import ServiceSpec, ServiceState, ServingPlatform
 
@@ -24,17 +24,6 @@ CPU_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<milli>m?)$")
 MEMORY_RE = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
 MEMORY_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-_NOT_FOUND = object()
-
-
-def _aware_utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # protobuf Timestamps are UTC by definition
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
 
 def _cpu(value: str) -> Any:
     match = CPU_RE.match(value or "")
@@ -66,16 +55,8 @@ def service_state(service: Any) -> ServiceState:
         generation=int(service.generation),
         latest_ready_revision=service.latest_ready_revision.rsplit("/", 1)[-1],
         message=condition.message,
-        update_time=_aware_utc(service.update_time),
+        update_time=aware_utc(service.update_time),
     )
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - requests comes with the REST transport
-        return False
-    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
 
 
 class CloudRunServing(ServingPlatform):
@@ -96,18 +77,7 @@ class CloudRunServing(ServingPlatform):
         if self._client is None:
             from google.cloud import run_v2
 
-            if self.api_endpoint and self.api_endpoint.startswith("http://"):
-                from google.auth.credentials import AnonymousCredentials
-
-                self._client = run_v2.ServicesClient(
-                    transport="rest",
-                    client_options={"api_endpoint": self.api_endpoint},
-                    credentials=AnonymousCredentials(),
-                )
-            else:
-                self._client = run_v2.ServicesClient(
-                    client_options={"api_endpoint": self.api_endpoint or f"{self.region}-run.googleapis.com"},
-                )
+            self._client = gapic_client(run_v2.ServicesClient, self.api_endpoint, f"{self.region}-run.googleapis.com")
         return self._client
 
     @property
@@ -118,27 +88,19 @@ class CloudRunServing(ServingPlatform):
         return f"{self.parent}/services/{service_id}"
 
     def _call(self, action: Callable[[], T], what: str) -> T | object:
-        """Run one API interaction; NOT_FOUND → `_NOT_FOUND`, retry-worthy failures → TransientError, requests
-        Cloud Run refuses (invalid settings, a name it does not accept) → PermanentError."""
+        """Run one API interaction; NOT_FOUND → `NOT_FOUND`, ABORTED and retry-worthy failures → TransientError,
+        requests Cloud Run refuses (invalid settings, a name it does not accept) → PermanentError."""
         from google.api_core import exceptions as gexc
 
-        try:
-            return action()
-        except gexc.NotFound:
-            return _NOT_FOUND
-        except gexc.MethodNotImplemented as exc:
-            raise PermanentError(f"Cloud Run does not support {what}: {exc.message}", kind="invalid") from exc
-        except (gexc.ServerError, gexc.TooManyRequests, gexc.DeadlineExceeded, gexc.ServiceUnavailable,
-                gexc.RetryError, gexc.Aborted) as exc:
-            raise TransientError(f"Cloud Run {what} failed: {exc}") from exc
-        except gexc.BadRequest as exc:  # over REST, INVALID_ARGUMENT / FAILED_PRECONDITION arrive as 400s
-            raise PermanentError(f"Cloud Run refused {what}: {exc.message}", kind="invalid") from exc
-        except (TimeoutError, ConnectionError) as exc:  # TimeoutError includes an operation's result() timing out
-            raise TransientError(f"Cloud Run {what} failed: {exc}") from exc
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise TransientError(f"Cloud Run {what} failed: {exc}") from exc
-            raise
+        def refusals_permanent() -> T:
+            try:
+                return action()
+            except gexc.MethodNotImplemented as exc:  # a 501, which call_api would take for a retry-worthy 5xx
+                raise PermanentError(f"Cloud Run does not support {what}: {exc.message}", kind="invalid") from exc
+            except gexc.BadRequest as exc:  # over REST, INVALID_ARGUMENT / FAILED_PRECONDITION arrive as 400s
+                raise PermanentError(f"Cloud Run refused {what}: {exc.message}", kind="invalid") from exc
+
+        return call_api(refusals_permanent, f"Cloud Run {what}")
 
     # -- the port -----------------------------------------------------------------------------------------------
 
@@ -148,13 +110,13 @@ class CloudRunServing(ServingPlatform):
 
     def list_services(self) -> list[ServiceState]:
         pager = self._call(lambda: self.client.list_services(parent=self.parent), f"list services in {self.parent}")
-        if pager is _NOT_FOUND:
+        if pager is NOT_FOUND:
             return []
         pages = iter(pager.pages)
         states: list[ServiceState] = []
         while True:
             page = self._call(lambda: next(pages, None), f"list services in {self.parent}")
-            if page is None or page is _NOT_FOUND:
+            if page is None or page is NOT_FOUND:
                 return states
             states.extend(service_state(s) for s in page.services)
 
@@ -182,7 +144,7 @@ class CloudRunServing(ServingPlatform):
                 return service_state(self._settled(spec.service_id))
             else:
                 return service_state(current)
-        if operation is _NOT_FOUND:  # deleted between our read and the update: start over
+        if operation is NOT_FOUND:  # deleted between our read and the update: start over
             return self.apply_service(spec)
         return service_state(self._wait(operation, spec.service_id))
 
@@ -190,14 +152,14 @@ class CloudRunServing(ServingPlatform):
         name = self.service_name(service_id)
         result = self._call(lambda: self.client.delete_service(name=name).result(timeout=self.lro_timeout),
                             f"delete service {service_id}")
-        return result is not _NOT_FOUND
+        return result is not NOT_FOUND
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
     def _get(self, service_id: str):
         name = self.service_name(service_id)
         service = self._call(lambda: self.client.get_service(name=name), f"get service {service_id}")
-        return None if service is _NOT_FOUND else service
+        return None if service is NOT_FOUND else service
 
     def _wait(self, operation: Any, service_id: str):
         """The service once the operation is done. Cloud Run completes an operation whose revision failed with an

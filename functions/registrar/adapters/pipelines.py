@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from registrar.adapters.google_api import gapic_client, is_retry_worthy
 from registrar.errors import PermanentError, TransientError
 from registrar.ports import PipelineRunner
 
@@ -363,15 +364,8 @@ class VertexPipelineRunner(PipelineRunner):
         if self._client is None:
             from google.cloud import aiplatform_v1
 
-            if self.api_endpoint and self.api_endpoint.startswith("http://"):
-                from google.auth.credentials import AnonymousCredentials
-
-                self._client = aiplatform_v1.PipelineServiceClient(
-                    transport="rest", client_options={"api_endpoint": self.api_endpoint},
-                    credentials=AnonymousCredentials())
-            else:
-                self._client = aiplatform_v1.PipelineServiceClient(
-                    client_options={"api_endpoint": self.api_endpoint or f"{self.location}-aiplatform.googleapis.com"})
+            self._client = gapic_client(aiplatform_v1.PipelineServiceClient, self.api_endpoint,
+                                        f"{self.location}-aiplatform.googleapis.com")
         return self._client
 
     def template(self) -> dict[str, Any]:
@@ -417,7 +411,7 @@ class VertexPipelineRunner(PipelineRunner):
         except (gexc.InvalidArgument, gexc.FailedPrecondition, gexc.BadRequest) as exc:
             raise PipelineConfigError(f"Vertex AI refused PipelineJob {name}: {exc.message}") from exc
         except Exception as exc:
-            if _retry_worthy(exc):
+            if is_retry_worthy(exc):
                 raise TransientError(f"creating PipelineJob {name} failed: {exc}") from exc
             raise
         try:  # it exists: the first submission created it
@@ -425,22 +419,9 @@ class VertexPipelineRunner(PipelineRunner):
         except gexc.NotFound as exc:
             raise TransientError(f"PipelineJob {name} was reported to exist but cannot be read") from exc
         except Exception as exc:
-            if _retry_worthy(exc):
+            if is_retry_worthy(exc):
                 raise TransientError(f"reading PipelineJob {name} failed: {exc}") from exc
             raise
-
-
-def _retry_worthy(exc: Exception) -> bool:
-    from google.api_core import exceptions as gexc
-
-    if isinstance(exc, gexc.ServerError | gexc.TooManyRequests | gexc.DeadlineExceeded | gexc.ServiceUnavailable
-                  | gexc.RetryError | TimeoutError | ConnectionError):
-        return True
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - requests comes with the REST transport
-        return False
-    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
 from registrar.errors import PermanentError, TransientError
 from registrar.ports import SchedulerJob, SchedulerJobs, SchedulerJobSpec
 
@@ -22,7 +23,6 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
 
-_NOT_FOUND = object()
 _EXISTS = object()
 
 
@@ -48,12 +48,11 @@ def decode_payload(data: bytes) -> Mapping[str, object]:
     return decoded if isinstance(decoded, dict) else {"_value": decoded}
 
 
-def _aware_utc(moment: datetime | None) -> datetime | None:
+def _plain_utc(moment: datetime | None) -> datetime | None:
     """A plain aware UTC datetime (the client gives DatetimeWithNanoseconds; protobuf Timestamps are UTC)."""
+    moment = aware_utc(moment)
     if moment is None:
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
     return datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
                     moment.microsecond, tzinfo=timezone.utc)
 
@@ -68,8 +67,8 @@ def job_from_proto(job: Any) -> SchedulerJob:
         state=type(job).State(job.state).name,
         topic=target.topic_name.rsplit("/", 1)[-1],
         payload=decode_payload(target.data),
-        schedule_time=_aware_utc(job.schedule_time),
-        last_attempt_time=_aware_utc(job.last_attempt_time),
+        schedule_time=_plain_utc(job.schedule_time),
+        last_attempt_time=_plain_utc(job.last_attempt_time),
     )
 
 
@@ -92,18 +91,7 @@ class CloudSchedulerJobs(SchedulerJobs):
         if self._client is None:
             from google.cloud import scheduler_v1
 
-            if self.api_endpoint and self.api_endpoint.startswith("http://"):
-                from google.auth.credentials import AnonymousCredentials
-
-                self._client = scheduler_v1.CloudSchedulerClient(
-                    transport="rest",
-                    client_options={"api_endpoint": self.api_endpoint},
-                    credentials=AnonymousCredentials(),
-                )
-            elif self.api_endpoint:
-                self._client = scheduler_v1.CloudSchedulerClient(client_options={"api_endpoint": self.api_endpoint})
-            else:
-                self._client = scheduler_v1.CloudSchedulerClient()
+            self._client = gapic_client(scheduler_v1.CloudSchedulerClient, self.api_endpoint)
         return self._client
 
     @property
@@ -117,29 +105,22 @@ class CloudSchedulerJobs(SchedulerJobs):
         return f"projects/{self.project}/topics/{topic}"
 
     def _call(self, action: Callable[[], T], what: str, *, conflict_means_exists: bool = False) -> T | object:
-        """Run one API interaction; NOT_FOUND → `_NOT_FOUND`, retry-worthy failures → TransientError."""
+        """Run one API interaction; NOT_FOUND → `NOT_FOUND`, a 409 → `_EXISTS` (with `conflict_means_exists`) or
+        TransientError, a refused job → JobRejected, retry-worthy failures → TransientError."""
         from google.api_core import exceptions as gexc
 
-        try:
-            return action()
-        except gexc.NotFound:
-            return _NOT_FOUND
-        except gexc.Conflict as exc:
-            # Over REST an ALREADY_EXISTS arrives as a plain 409 Conflict, as does ABORTED (retry-worthy).
-            if conflict_means_exists and not isinstance(exc, gexc.Aborted):
-                return _EXISTS
-            raise TransientError(f"Cloud Scheduler {what} failed: {exc}") from exc
-        except (gexc.InvalidArgument, gexc.FailedPrecondition, gexc.BadRequest, gexc.OutOfRange) as exc:
-            raise JobRejected(f"Cloud Scheduler refused {what}: {exc.message}") from exc
-        except (gexc.ServerError, gexc.TooManyRequests, gexc.DeadlineExceeded, gexc.ServiceUnavailable,
-                gexc.RetryError) as exc:
-            raise TransientError(f"Cloud Scheduler {what} failed: {exc}") from exc
-        except (TimeoutError, ConnectionError) as exc:
-            raise TransientError(f"Cloud Scheduler {what} failed: {exc}") from exc
-        except Exception as exc:
-            if _is_connection_error(exc):
+        def conflicts_and_refusals() -> T | object:
+            try:
+                return action()
+            except gexc.Conflict as exc:
+                # Over REST an ALREADY_EXISTS arrives as a plain 409 Conflict, as does ABORTED (retry-worthy).
+                if conflict_means_exists and not isinstance(exc, gexc.Aborted):
+                    return _EXISTS
                 raise TransientError(f"Cloud Scheduler {what} failed: {exc}") from exc
-            raise
+            except (gexc.InvalidArgument, gexc.FailedPrecondition, gexc.BadRequest, gexc.OutOfRange) as exc:
+                raise JobRejected(f"Cloud Scheduler refused {what}: {exc.message}") from exc
+
+        return call_api(conflicts_and_refusals, f"Cloud Scheduler {what}")
 
     def desired_job(self, spec: SchedulerJobSpec):
         from google.cloud import scheduler_v1
@@ -190,11 +171,11 @@ class CloudSchedulerJobs(SchedulerJobs):
         name = desired.name
         job = self._call(lambda: self.client.create_job(parent=self.parent, job=desired, timeout=self.timeout),
                          f"create {name}", conflict_means_exists=True)
-        if job is _NOT_FOUND:
+        if job is NOT_FOUND:
             raise JobRejected(f"Cloud Scheduler has no location {self.parent}")
         if job is _EXISTS:
             job = self._call(lambda: self.client.get_job(name=name, timeout=self.timeout), f"get {name}")
-            if job is _NOT_FOUND:
+            if job is NOT_FOUND:
                 raise TransientError(f"{name} was reported to exist but is gone (deleted concurrently?)")
             paths = self.differences(job, desired)
             if not paths and job.state == scheduler_v1.Job.State.UPDATE_FAILED:
@@ -205,39 +186,39 @@ class CloudSchedulerJobs(SchedulerJobs):
                 job = self._call(
                     lambda: self.client.update_job(job=desired, update_mask=mask, timeout=self.timeout),
                     f"update {name} ({', '.join(paths)})")
-                if job is _NOT_FOUND:
+                if job is NOT_FOUND:
                     raise TransientError(f"{name} disappeared while being updated")
         state = scheduler_v1.Job.State
         if spec.paused and job.state == state.ENABLED:
             job = self._call(lambda: self.client.pause_job(name=name, timeout=self.timeout), f"pause {name}")
         elif not spec.paused and job.state == state.PAUSED:
             job = self._call(lambda: self.client.resume_job(name=name, timeout=self.timeout), f"resume {name}")
-        if job is _NOT_FOUND:
+        if job is NOT_FOUND:
             raise TransientError(f"{name} disappeared while its state was being set")
         return job_from_proto(job)
 
     def get_job(self, job_id: str) -> SchedulerJob | None:
         name = self.job_name(job_id)
         job = self._call(lambda: self.client.get_job(name=name, timeout=self.timeout), f"get {name}")
-        return None if job is _NOT_FOUND else job_from_proto(job)
+        return None if job is NOT_FOUND else job_from_proto(job)
 
     def delete_job(self, job_id: str) -> bool:
         name = self.job_name(job_id)
         result = self._call(lambda: self.client.delete_job(name=name, timeout=self.timeout), f"delete {name}")
-        return result is not _NOT_FOUND
+        return result is not NOT_FOUND
 
     def run_job(self, job_id: str) -> None:
         """Force a delivery now; LookupError if there is no such job (there is nothing to fire)."""
         name = self.job_name(job_id)
         result = self._call(lambda: self.client.run_job(name=name, timeout=self.timeout), f"run {name}")
-        if result is _NOT_FOUND:
+        if result is NOT_FOUND:
             raise LookupError(f"no Cloud Scheduler job {name}")
 
     def list_jobs(self) -> list[SchedulerJob]:
         """Every job in the location (paged as needed); not part of the port, for operators and tests."""
         pager = self._call(lambda: self.client.list_jobs(parent=self.parent, timeout=self.timeout),
                            f"list jobs in {self.parent}")
-        if pager is _NOT_FOUND:
+        if pager is NOT_FOUND:
             return []
         return self._call(lambda: [job_from_proto(j) for j in pager], f"list jobs in {self.parent}")
 
@@ -245,11 +226,3 @@ class CloudSchedulerJobs(SchedulerJobs):
 def _zone(name: str) -> str:
     """UTC has several spellings (Cloud Scheduler's default is UTC, and it takes `utc`)."""
     return "UTC" if name.strip().lower() in ("", "utc", "etc/utc", "gmt", "etc/gmt", "z", "zulu") else name
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - requests comes with the REST transport
-        return False
-    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, emulator_client
 from registrar.errors import TransientError
 from registrar.ports import ModelRegistry, ModelRegistryWriter, ModelVersionInfo
 
@@ -20,24 +20,13 @@ T = TypeVar("T")
 MODEL_NAME_RE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/models/(?P<model>[^/@]+)")
 DEFAULT_LRO_TIMEOUT = 600.0
 
-_NOT_FOUND = object()
-
-
-def _aware_utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # protobuf Timestamps are UTC by definition
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
 def version_info_from_model(model: Any, *, project: str = "", location: str = "") -> ModelVersionInfo:
     """A `ModelVersionInfo` from an `aiplatform_v1.Model` (one version of it), with aware UTC datetimes."""
     match = MODEL_NAME_RE.match(model.name)
     if not match:
         raise ValueError(f"not a model resource name: {model.name!r}")
-    create_time = _aware_utc(model.version_create_time) or _aware_utc(model.create_time)
-    update_time = _aware_utc(model.version_update_time) or _aware_utc(model.update_time) or create_time
+    create_time = aware_utc(model.version_create_time) or aware_utc(model.create_time)
+    update_time = aware_utc(model.version_update_time) or aware_utc(model.update_time) or create_time
     if create_time is None:
         raise ValueError(f"model {model.name} has no create time")
     return ModelVersionInfo(
@@ -73,18 +62,12 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
         if self._client is None:
             from google.cloud import aiplatform_v1
 
+            # Any explicit endpoint is the emulator here (VERTEX_API_ENDPOINT is only set locally), http:// or not.
             if self.api_endpoint:
-                from google.auth.credentials import AnonymousCredentials
-
-                self._client = aiplatform_v1.ModelServiceClient(
-                    transport="rest",
-                    client_options={"api_endpoint": self.api_endpoint},
-                    credentials=AnonymousCredentials(),
-                )
+                self._client = emulator_client(aiplatform_v1.ModelServiceClient, self.api_endpoint)
             else:
                 self._client = aiplatform_v1.ModelServiceClient(
-                    client_options={"api_endpoint": f"{self.location}-aiplatform.googleapis.com"},
-                )
+                    client_options={"api_endpoint": f"{self.location}-aiplatform.googleapis.com"})
         return self._client
 
     @property
@@ -98,22 +81,8 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
         return f"{self.model_name(model_id)}@{version_id}"
 
     def _call(self, action: Callable[[], T], what: str) -> T | object:
-        """Run one API interaction; NOT_FOUND → `_NOT_FOUND`, retry-worthy failures → TransientError."""
-        from google.api_core import exceptions as gexc
-
-        try:
-            return action()
-        except gexc.NotFound:
-            return _NOT_FOUND
-        except (gexc.ServerError, gexc.TooManyRequests, gexc.DeadlineExceeded, gexc.ServiceUnavailable,
-                gexc.RetryError, gexc.Aborted) as exc:
-            raise TransientError(f"Vertex AI {what} failed: {exc}") from exc
-        except (TimeoutError, ConnectionError) as exc:
-            raise TransientError(f"Vertex AI {what} failed: {exc}") from exc
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise TransientError(f"Vertex AI {what} failed: {exc}") from exc
-            raise
+        """Run one API interaction; NOT_FOUND → `NOT_FOUND`, ABORTED and retry-worthy failures → TransientError."""
+        return call_api(action, f"Vertex AI {what}")
 
     def _info(self, model) -> ModelVersionInfo:
         return version_info_from_model(model)
@@ -123,19 +92,19 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
     def get_version(self, model_id: str, version_id: str) -> ModelVersionInfo | None:
         name = self.version_name(model_id, version_id)
         model = self._call(lambda: self.client.get_model(name=name), f"get {name}")
-        return None if model is _NOT_FOUND else self._info(model)
+        return None if model is NOT_FOUND else self._info(model)
 
     def list_versions(self, model_id: str) -> list[ModelVersionInfo]:
         name = self.model_name(model_id)
         models = self._call(lambda: list(self.client.list_model_versions(name=name)), f"listVersions {name}")
-        return [] if models is _NOT_FOUND else [self._info(m) for m in models]
+        return [] if models is NOT_FOUND else [self._info(m) for m in models]
 
     def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
         from google.cloud import aiplatform_v1
 
         operation = self._call(lambda: self.client.get_operation(request={"name": operation_name}),
                                f"get operation {operation_name}")
-        if operation is _NOT_FOUND or not operation.done or operation.HasField("error"):
+        if operation is NOT_FOUND or not operation.done or operation.HasField("error"):
             return None
         response = aiplatform_v1.UploadModelResponse.deserialize(operation.response.value)
         match = MODEL_NAME_RE.match(response.model)
@@ -145,12 +114,12 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
 
     def iter_models(self) -> Iterator[tuple[str, str]]:
         pager = self._call(lambda: self.client.list_models(parent=self.parent), f"list models in {self.parent}")
-        if pager is _NOT_FOUND:
+        if pager is NOT_FOUND:
             return
         pages = iter(pager.pages)
         while True:
             page = self._call(lambda: next(pages, None), f"list models in {self.parent}")
-            if page is None or page is _NOT_FOUND:
+            if page is None or page is NOT_FOUND:
                 return
             for model in page.models:
                 match = MODEL_NAME_RE.match(model.name)
@@ -205,7 +174,7 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
             return self.client.upload_model(request=request).result(timeout=self.lro_timeout)
 
         response = self._call(upload, f"upload to {parent_model_id or model_id}")
-        if response is _NOT_FOUND:
+        if response is NOT_FOUND:
             raise LookupError(f"model {parent_model_id} does not exist in {self.parent}")
         match = MODEL_NAME_RE.match(response.model)
         uploaded = self.get_version(match["model"] if match else (parent_model_id or model_id),
@@ -221,7 +190,7 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
             lambda: list(self.client.list_model_versions(request={"name": name, "filter": f'labels.{key}="{value}"'})),
             f"listVersions {name}",
         )
-        if models is _NOT_FOUND:
+        if models is NOT_FOUND:
             return None
         found = [self._info(m) for m in models if m.labels.get(key) == value]
         return max(found, key=lambda v: int(v.version_id) if v.version_id.isdigit() else 0, default=None)
@@ -231,19 +200,11 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
         name = self.version_name(model_id, version_id)
         result = self._call(lambda: self.client.delete_model_version(name=name).result(timeout=self.lro_timeout),
                             f"delete {name}")
-        return result is not _NOT_FOUND
+        return result is not NOT_FOUND
 
     def merge_aliases(self, model_id: str, version_id: str, aliases: Sequence[str]) -> ModelVersionInfo | None:
         """Add (`"a"`) or remove (`"-a"`) aliases of a version; None if the version does not exist."""
         name = self.version_name(model_id, version_id)
         model = self._call(lambda: self.client.merge_version_aliases(name=name, version_aliases=list(aliases)),
                            f"mergeVersionAliases {name}")
-        return None if model is _NOT_FOUND else self._info(model)
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - requests comes with the REST transport
-        return False
-    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+        return None if model is NOT_FOUND else self._info(model)
