@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from helpers import eventually, vertex_registry
+from flow_helpers import eventually, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
 from registrar.registration import MODEL_NOT_FOUND_MESSAGE, model_id_for
 from serving_bundle import ServingBundle, build_serving_bundle

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from helpers import eventually
+from flow_helpers import eventually
 from registrar.schedules import parse_timing, slot_for, training_run_id
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 
 import pytest
-from helpers import eventually as poll
-from helpers import vertex_registry
+from flow_helpers import eventually as poll
+from flow_helpers import vertex_registry
 from registrar.registration import model_id_for
 
 from localcloud.demo import pipeline_run_event

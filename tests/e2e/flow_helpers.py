@@ -1,4 +1,5 @@
-"""Helpers the e2e flows share (importable as `helpers`: pytest puts this directory on sys.path)."""
+"""Helpers the e2e flows share (importable as `flow_helpers`: pytest puts this directory on sys.path; the name
+must differ from tests/unit/helpers.py, or whichever is imported first shadows the other)."""
 
 from __future__ import annotations
 
