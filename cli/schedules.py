@@ -182,7 +182,10 @@ def create(run_id, config_file, model_name, name, description, schedule_type, at
         body["source_training_run_id"] = _run_id(run_id)
     if model_name:
         body["model_name"] = model_name
-    body["name"] = name or f"{model_name or run_id} retraining"
+    if not name and not model_name:  # the run names the model the schedule retrains
+        model_name_of_run = api_get(api, f"/training-runs/{body['source_training_run_id']}").get("model_name")
+        name = f"{model_name_of_run or run_id} retraining"
+    body["name"] = name or f"{model_name} retraining"
     created = api_send(api, "POST", "/schedules", json=body, timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(created)

@@ -73,3 +73,11 @@ def test_api_errors_name_the_field(served):
     assert result.exit_code == 1 and "schedule_time" in result.output
     result = run("show", "sch-00000000000000000000")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_a_schedule_made_from_a_run_is_named_after_the_run_s_model(served):
+    served.store.set("training_runs/run-7", {"training_run_id": "run-7", "model_name": "rank", "model_type": "ranking",
+                                             "status": "SUCCEEDED", "training_config": {"model_type": "ranking"}})
+    created = run("create", "--from-run", "run-7", "--type", "daily", "--at", "06:00", "--json")
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["name"] == "rank retraining"
