@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from registrar.commands import Command
-from registrar.errors import PermanentError
+from registrar.errors import InvalidField, PermanentError
 from registrar.handlers import Change, Context, ModelAggregate, model_path, run_path
 from registrar.ports import ServiceSpec, ServiceState
 from registrar.store import AbstractUnitOfWork
@@ -74,13 +74,8 @@ def service_name_for(model_id: str, endpoint: str | None = None) -> str:
 # Settings: presets and overrides
 
 
-class InvalidSetting(ValueError):
+class InvalidSetting(InvalidField):
     """A deploy setting that Cloud Run (or we) would refuse; `field` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,15 @@ class Contention(TransientError):
     """A Firestore transaction lost a race; the bus retries it, then lets Pub/Sub redeliver."""
 
 
+class InvalidField(ValueError):
+    """A value that is refused; `field` names it, so the answer (a 400, a usage line) can name it too."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class PermanentError(Exception):
     """Retrying cannot help: the message is answered (quarantined with its reason) and acknowledged."""
 

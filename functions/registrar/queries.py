@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from registrar import domain
+from registrar.errors import InvalidField
 from registrar.store import DocumentStore
 
 MODEL_TYPES = ("retrieval", "ranking", "multitask")
@@ -20,11 +21,12 @@ SORTS = ("latest", "oldest", "name", "best_metric")
 MAX_PAGE_SIZE = 200
 
 
-class BadParameter(ValueError):
-    def __init__(self, parameter: str, message: str):
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-        self.message = message
+class BadParameter(InvalidField):
+    """An API request parameter (query string or body field) that is refused."""
+
+    @property
+    def parameter(self) -> str:
+        return self.field
 
 
 # The truth about serving: a function giving Cloud Run's snapshot (registrar.deployment.ServingSnapshot), installed

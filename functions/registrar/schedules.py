@@ -19,6 +19,7 @@ from croniter import croniter
 
 from registrar.clock import parse_rfc3339
 from registrar.domain import stable_id
+from registrar.errors import InvalidField
 
 TYPES = ("once", "hourly", "daily", "weekly", "monthly")
 HOURLY_MINUTES = (0, 15, 30, 45)
@@ -28,13 +29,8 @@ SLOT_TOLERANCE = timedelta(minutes=1)
 _TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
-class InvalidSchedule(ValueError):
+class InvalidSchedule(InvalidField):
     """A schedule field is invalid; `field` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True)
