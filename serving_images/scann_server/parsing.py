@@ -104,26 +104,26 @@ def _rows(instances, inputs: dict) -> dict[str, list]:
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise RequestError(f"instance {i} must be an object with features {list(inputs)}, got {_kind(instance)}")
-        missing = [name for name in inputs if name not in instance]
-        if missing:
-            raise RequestError(f"instance {i} is missing feature(s) {missing} (expected {list(inputs)})")
-        extra = sorted(set(instance) - set(inputs))
-        if extra:
-            raise RequestError(f"instance {i} has unknown feature(s) {extra} (expected {list(inputs)})")
+        _check_features(f"instance {i}", instance, inputs)
         for name, dtype in inputs.items():
             columns[name].append(_convert(name, instance[name], dtype, f" in instance {i}"))
     return columns
 
 
+def _check_features(where: str, given: dict, inputs: dict) -> None:
+    """Exactly the serving signature's features, or a 400 naming the missing and the unknown ones."""
+    missing = [name for name in inputs if name not in given]
+    if missing:
+        raise RequestError(f"{where} is missing feature(s) {missing} (expected {list(inputs)})")
+    extra = sorted(set(given) - set(inputs))
+    if extra:
+        raise RequestError(f"{where} has unknown feature(s) {extra} (expected {list(inputs)})")
+
+
 def _columns(data, inputs: dict) -> dict[str, list]:
     if not isinstance(data, dict):
         raise RequestError(f"'inputs' must be an object mapping each feature to a list, got {_kind(data)}")
-    missing = [name for name in inputs if name not in data]
-    if missing:
-        raise RequestError(f"'inputs' is missing feature(s) {missing} (expected {list(inputs)})")
-    extra = sorted(set(data) - set(inputs))
-    if extra:
-        raise RequestError(f"'inputs' has unknown feature(s) {extra} (expected {list(inputs)})")
+    _check_features("'inputs'", data, inputs)
     columns: dict[str, list] = {}
     for name, dtype in inputs.items():
         values = data[name]
