@@ -27,10 +27,13 @@ from pathlib import Path
 
 from _common import quiet_logs, table
 from fakes import RecordingPublisher
-from registrar import domain, reconcile
+from registrar.adapters.memory import InMemoryStore
 from registrar.bootstrap import bootstrap
-from registrar.domain import AliasFact, Model, Version
-from registrar.inmemory import InMemoryStore
+from registrar.kernel import model as domain
+from registrar.kernel.model import AliasFact, Model, Version
+from registrar.reconcile.audit import DEFAULT_CONCURRENCY
+from registrar.reconcile.report import CATEGORIES
+from registrar.reconcile.tick import run_reconcile
 
 from localcloud import auditlog
 
@@ -152,7 +155,7 @@ def build_store(kind: str, docs: dict[str, dict], workdir: Path):
         pid = processes.start_firestore_emulator(port, workdir / "firestore.log")
         os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{port}"
         os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
-        store = FirestoreStore.from_env()
+        store = FirestoreStore.connect(PROJECT)
         items = list(docs.items())
         for start in range(0, len(items), 500):
             batch = store.client.batch()
@@ -177,7 +180,7 @@ def main() -> None:
     parser.add_argument("--versions-per-model", type=int, default=5)
     parser.add_argument("--store", choices=["indexed", "plain", "firestore"], default="indexed")
     parser.add_argument("--firestore", action="store_true", help="same as --store firestore")
-    parser.add_argument("--concurrency", type=int, default=reconcile.DEFAULT_CONCURRENCY,
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help="models inspected at once")
     args = parser.parse_args()
     store_kind = "firestore" if args.firestore else args.store
@@ -206,12 +209,12 @@ def main() -> None:
             for phase, repair in (("audit (dry run)", False), ("audit + fix", True), ("audit after fix", False)):
                 emulator.calls.clear()
                 began = time.monotonic()
-                report = reconcile.run_reconcile(services, fix=repair, now=datetime.now(timezone.utc),
+                report = run_reconcile(services, fix=repair, now=datetime.now(timezone.utc),
                                                  concurrency=args.concurrency)
                 wall = time.monotonic() - began
                 calls = sum(emulator.calls.values())
                 found = ", ".join(f"{c} {n}" for c, n in report.counts.items()
-                                  if c in reconcile.CATEGORIES and n) or "clean"
+                                  if c in CATEGORIES and n) or "clean"
                 rows.append((phase, wall, calls, args.models / wall, "-" if report.repairs is None else report.repairs,
                              found))
                 reports.append((phase, dict(emulator.calls)))

@@ -74,20 +74,20 @@ def audit(repair: bool, as_json: bool, reservation_age_hours: float, concurrency
     import json
     from datetime import timedelta
 
-    from registrar import reconcile
-    from registrar.clock import utcnow
-    from registrar.errors import TransientError
+    from registrar.kernel.clock import utcnow
+    from registrar.kernel.errors import TransientError
+    from registrar.reconcile.tick import run_reconcile
 
     load_local_env(state_dir)
     services = build_services()
     age = timedelta(hours=reservation_age_hours)
     try:
         with progress_bar(enabled=not as_json) as progress:
-            report = reconcile.run_reconcile(services, fix=repair, now=utcnow(), reservation_age=age,
-                                             progress=progress, concurrency=concurrency)
+            report = run_reconcile(services, fix=repair, now=utcnow(), reservation_age=age,
+                                   progress=progress, concurrency=concurrency)
         verification = None
         if repair and not report.is_clean:
-            verification = reconcile.run_reconcile(services, fix=False, now=utcnow(), reservation_age=age,
+            verification = run_reconcile(services, fix=False, now=utcnow(), reservation_age=age,
                                                    concurrency=concurrency)
     except TransientError as exc:
         raise click.ClickException(f"audit interrupted (each repair is applied whole or not at all; run it again to continue): {exc}") from exc

@@ -45,7 +45,7 @@ def settled_outcome(api: str | None, request_id: str, timeout: float, as_json: b
 
 
 def _settings(preset, min_instances, max_instances, memory, cpu, concurrency) -> dict[str, Any]:
-    from registrar.deployment import InvalidSetting, resolve_settings
+    from registrar.deployments.settings import InvalidSetting, resolve_settings
 
     overrides = {"min_instances": min_instances, "max_instances": max_instances, "memory": memory, "cpu": cpu,
                  "concurrency": concurrency}
@@ -77,7 +77,8 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
 
     body = _settings(preset, min_instances, max_instances, memory, cpu, concurrency)
     if service_name is not None:
-        from registrar.deployment import InvalidSetting, validate_service_name
+        from registrar.deployments.naming import validate_service_name
+        from registrar.deployments.settings import InvalidSetting
 
         try:
             validate_service_name(service_name)

@@ -169,7 +169,7 @@ class VertexStory:
 
     @property
     def model_id(self) -> str:
-        from registrar.registration import model_id_for
+        from registrar.registration.upload import model_id_for
 
         return model_id_for(self.model_name)
 
@@ -199,7 +199,7 @@ class VertexStory:
 
     def upload_second_version(self):
         """Another team uploads a version of the same model with the aiplatform client; it takes `default`."""
-        from registrar.registration import serving_image
+        from registrar.registration.upload import serving_image
 
         return self.registry().upload_version(
             display_name=self.model_name,

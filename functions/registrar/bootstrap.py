@@ -1,16 +1,36 @@
-"""Wiring: one place that builds the message bus and its dependencies, by parameter (tests pass fakes)."""
+"""Wiring: the one place that reads the environment, builds the services, and holds the two tables.
+
+- `ENTRY_POINTS`: each event entry point of `main.py` → the topic it consumes and the decoder of its payload.
+- `ROUTES`: each command → its handler (inside the transaction) and its follow-up (after the commit).
+
+Adding an event type: a row in `ENTRY_POINTS` (or an action of an existing decoder), a decoder, and a handler with
+its row in `ROUTES`. Tests pass fakes for any dependency by parameter.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from registrar.clock import utcnow
-from registrar.handlers import Context, RegistrationSeam
-from registrar.messagebus import MessageBus
-from registrar.ports import (
+from registrar.config import Config
+from registrar.deployments import follow_ups as deploy_follow_ups
+from registrar.deployments import handlers as deployments
+from registrar.deployments.commands import (
+    RecordDeployment,
+    RecordUndeployment,
+    RefuseDeployment,
+    RequestDeployment,
+    RequestUndeployment,
+)
+from registrar.deployments.decode import decode_deploy, decode_undeploy
+from registrar.kernel import schemas
+from registrar.kernel.changes import Context
+from registrar.kernel.clock import utcnow
+from registrar.kernel.ports import (
     ArtifactStore,
     EventPublisher,
     ModelRegistry,
@@ -18,7 +38,91 @@ from registrar.ports import (
     SchedulerJobs,
     ServingPlatform,
 )
-from registrar.store import DocumentStore
+from registrar.kernel.store import DocumentStore
+from registrar.messaging.bus import MessageBus, Route
+from registrar.messaging.consume import EntryPoint, by_action
+from registrar.reconcile import tick as reconcile_tick
+from registrar.registration import follow_ups as registration_follow_ups
+from registrar.registration import handlers as registration
+from registrar.registration.commands import (
+    RecordPipelineRun,
+    RecordRegistration,
+    ReleaseReservation,
+    RequestRegistration,
+)
+from registrar.registration.decode import decode_pipeline_event, decode_register_request
+from registrar.registry import handlers as registry
+from registrar.registry.commands import (
+    CorrectResourceNames,
+    DeleteModel,
+    DeleteVersion,
+    MergeAliases,
+    RegisterUploadedVersion,
+    UpdateLabels,
+)
+from registrar.registry.decode import decode_audit_entry
+from registrar.schedules import handlers as schedules
+from registrar.schedules.commands import (
+    CreateSchedule,
+    DeleteSchedule,
+    PauseSchedule,
+    ResumeSchedule,
+    RunScheduledSlot,
+    UpdateScheduleTiming,
+)
+from registrar.schedules.decode import decode_tick as decode_schedule_tick
+from registrar.schedules.submission import submit_slot_run
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tables
+
+ENTRY_POINTS: dict[str, EntryPoint] = {
+    "on_pipeline_event": EntryPoint("pipeline-events", decode_pipeline_event),
+    "on_model_audit_event": EntryPoint("model-audit-events", decode_audit_entry),
+    "on_deploy_request": EntryPoint("deploy-requests", by_action("events/deploy-request.v1.json", {
+        "deploy": decode_deploy,
+        "undeploy": decode_undeploy,
+        "register": decode_register_request,
+    })),
+    "on_schedule_tick": EntryPoint("schedule-ticks", decode_schedule_tick),
+    "on_reconcile_tick": EntryPoint("reconcile-ticks", reconcile_tick.decode_tick),
+}
+
+_SCHEDULE_HISTORY = schedules.schedule_of
+
+ROUTES: dict[type, Route] = {
+    # registry: what Vertex AI says happened to a model (audit log, reconciler repairs)
+    RegisterUploadedVersion: Route(registry.register_uploaded_version),
+    DeleteVersion: Route(registry.delete_version),
+    DeleteModel: Route(registry.delete_model),
+    MergeAliases: Route(registry.merge_aliases),
+    UpdateLabels: Route(registry.update_labels),
+    CorrectResourceNames: Route(registry.correct_resource_names),
+    # registration: training runs and their registration in Vertex AI
+    RecordPipelineRun: Route(registration.record_pipeline_run, registration_follow_ups.register_if_pending),
+    RecordRegistration: Route(registration.record_registration),
+    RequestRegistration: Route(registration.request_registration, registration_follow_ups.register_requested),
+    ReleaseReservation: Route(registration.release_reservation),
+    # deployments: serving versions on Cloud Run
+    RequestDeployment: Route(deployments.request_deployment, deploy_follow_ups.deploy),
+    RequestUndeployment: Route(deployments.request_undeployment, deploy_follow_ups.undeploy),
+    RecordDeployment: Route(deployments.record_deployment),
+    RecordUndeployment: Route(deployments.record_undeployment),
+    RefuseDeployment: Route(deployments.refuse_deployment),
+    # schedules: retraining on a rhythm (their changes are also kept in the schedule's history)
+    CreateSchedule: Route(schedules.create_schedule, history_of=_SCHEDULE_HISTORY),
+    UpdateScheduleTiming: Route(schedules.update_schedule_timing, history_of=_SCHEDULE_HISTORY),
+    PauseSchedule: Route(schedules.pause_schedule, history_of=_SCHEDULE_HISTORY),
+    ResumeSchedule: Route(schedules.resume_schedule, history_of=_SCHEDULE_HISTORY),
+    DeleteSchedule: Route(schedules.delete_schedule, history_of=_SCHEDULE_HISTORY),
+    RunScheduledSlot: Route(schedules.run_scheduled_slot, submit_slot_run, history_of=_SCHEDULE_HISTORY),
+    # reconcile: a tick runs the reconciler, whose repairs are the commands above
+    reconcile_tick.RunReconcile: Route(reconcile_tick.record_tick, reconcile_tick.reconcile_on_tick),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Services
 
 
 @dataclasses.dataclass
@@ -28,6 +132,8 @@ class Services:
     registry: ModelRegistry
     now: Callable[[], datetime]
     artifacts: ArtifactStore
+    config: Config = dataclasses.field(default_factory=Config)
+    entry_points: Mapping[str, EntryPoint] = dataclasses.field(default_factory=lambda: ENTRY_POINTS)
     # Built on first use: most entry points never need them, and their clients are heavy (cold starts).
     serving_factory: Callable[[], ServingPlatform] | None = None
     scheduler_factory: Callable[[], SchedulerJobs] | None = None
@@ -56,90 +162,96 @@ class Services:
 
 def bootstrap(
     *,
+    config: Config | None = None,
     store: DocumentStore | None = None,
     publisher: EventPublisher | None = None,
     registry: ModelRegistry | None = None,
     now: Callable[[], datetime] = utcnow,
-    registration: RegistrationSeam | None = None,
     artifacts: ArtifactStore | None = None,
     serving: ServingPlatform | Callable[[], ServingPlatform] | None = None,
     scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
-    **bus_options,
+    routes: Mapping[type, Route] = ROUTES,
+    **bus_options: Any,
 ) -> Services:
+    """The services production runs with (`config` from the environment when not given); anything passed in
+    replaces the adapter the configuration would build."""
+    if config is None:
+        config = Config.from_environ(os.environ, repository=_repository())
+    schemas.use_directory(config.schemas_dir)
     if store is None:
         from registrar.adapters.firestore import FirestoreStore
 
-        store = FirestoreStore.from_env()
+        store = FirestoreStore.connect(config.project, config.firestore_database)
     if publisher is None:
         from registrar.adapters.pubsub import PubSubPublisher
 
-        publisher = PubSubPublisher(_project())
+        publisher = PubSubPublisher(config.require_project())
     if registry is None:
-        registry = _registry_from_env()
+        registry = _registry(config)
     if artifacts is None:
         from registrar.adapters.artifacts import StorageArtifactStore
 
-        artifacts = StorageArtifactStore(os.environ.get("GOOGLE_CLOUD_PROJECT"))
-    context = Context(now=now, registration=registration or RegistrationSeam())
-    bus = MessageBus(
-        store,
-        publisher,
-        context,
-        events_topic=os.environ.get("REGISTRAR_EVENTS_TOPIC", "registry-events"),
-        ledger_ttl=timedelta(days=int(os.environ.get("REGISTRAR_LEDGER_TTL_DAYS", "30"))),
-        **bus_options,
-    )
-    return Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts,
-                    serving_factory=_factory(serving, _serving_from_env),
-                    scheduler_factory=_factory(scheduler, _scheduler_from_env),
-                    runner_factory=_factory(runner, _runner_from_env))
+        artifacts = StorageArtifactStore(config.project)
+    bus = MessageBus(store, publisher, Context(now=now), routes, events_topic=config.events_topic,
+                     ledger_ttl=config.ledger_ttl, **bus_options)
+    services = Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts, config=config,
+                        serving_factory=_factory(serving, lambda: _serving(config)),
+                        scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
+                        runner_factory=_factory(runner, lambda: _runner(config)))
+    bus.services = services
+    return services
 
 
-def _factory(given, from_env: Callable[[], object]) -> Callable[[], object]:
-    """A fake passed by a test (an instance), a factory, or the production adapter built from the environment."""
+def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
+    """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
-        return from_env
+        return from_config
     if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner)):
         return lambda: given
     return given
 
 
-def _serving_from_env() -> ServingPlatform:
+def _repository() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+# Adapters are imported when first built: their Google clients are heavy, and most entry points never need them.
+
+def _serving(config: Config) -> ServingPlatform:
     from registrar.adapters.cloudrun import CloudRunServing
 
-    return CloudRunServing(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"),
-                           api_endpoint=os.environ.get("CLOUD_RUN_API_ENDPOINT"))
+    return CloudRunServing(config.require_project(), config.region, api_endpoint=config.cloud_run_endpoint)
 
 
-def _scheduler_from_env() -> SchedulerJobs:
+def _scheduler(config: Config) -> SchedulerJobs:
     from registrar.adapters.scheduler import CloudSchedulerJobs
 
-    return CloudSchedulerJobs(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"),
-                              api_endpoint=os.environ.get("SCHEDULER_API_ENDPOINT"))
+    return CloudSchedulerJobs(config.require_project(), config.region, api_endpoint=config.scheduler_endpoint)
 
 
-def _runner_from_env() -> PipelineRunner:
-    from registrar.adapters.pipelines import runner_from_env
+def _runner(config: Config) -> PipelineRunner:
+    from registrar.adapters import pipelines
 
-    return runner_from_env(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"))
+    settings, project = config.pipeline, config.require_project()
+    if settings.runner == "vertex":
+        return pipelines.VertexPipelineRunner(
+            project, config.region, settings.template, pipeline_root=settings.pipeline_root,
+            service_account=settings.service_account, network=settings.network, api_endpoint=settings.api_endpoint)
+    if settings.runner == "local":
+        return pipelines.LocalPipelineRunner(project, python=settings.local_python, runs_dir=settings.local_runs_dir,
+                                             env=os.environ)
+    runs_dir = Path(settings.local_runs_dir) if settings.local_runs_dir else None
+    return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
+                                         artifacts_root=settings.events_artifacts_root
+                                         or (str(runs_dir / "events") if runs_dir else None))
 
 
-def _project() -> str:
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
-    if not project:
-        raise RuntimeError("GOOGLE_CLOUD_PROJECT is not set")
-    return project
-
-
-def _registry_from_env() -> ModelRegistry:
-    endpoint = os.environ.get("VERTEX_API_ENDPOINT")
-    try:
+def _registry(config: Config) -> ModelRegistry:
+    if config.vertex_endpoint or config.in_cloud:
         from registrar.adapters.vertex import VertexModelRegistry
-    except ImportError:  # the Vertex adapter is optional while it is being built
-        VertexModelRegistry = None  # noqa: N806
-    if VertexModelRegistry is not None and (endpoint or os.environ.get("K_SERVICE")):
-        return VertexModelRegistry(_project(), os.environ.get("GOOGLE_CLOUD_REGION", "us-central1"), api_endpoint=endpoint)
+
+        return VertexModelRegistry(config.require_project(), config.region, api_endpoint=config.vertex_endpoint)
     from registrar.adapters.null_registry import UnreachableModelRegistry
 
     return UnreachableModelRegistry()

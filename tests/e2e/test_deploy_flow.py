@@ -12,7 +12,8 @@ import pytest
 import requests
 from flow_helpers import eventually, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
-from registrar.registration import MODEL_NOT_FOUND_MESSAGE, model_id_for
+from registrar.registration.upload import model_id_for
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE
 from serving_bundle import ServingBundle, build_serving_bundle
 
 from localcloud.demo import pipeline_run_event

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 from flow_helpers import eventually
-from registrar.schedules import parse_timing, slot_for, training_run_id
+from registrar.schedules.timing import parse_timing, slot_for, training_run_id
 
 pytestmark = pytest.mark.e2e
 

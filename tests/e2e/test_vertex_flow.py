@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 from flow_helpers import eventually as poll
 from flow_helpers import vertex_registry
-from registrar.registration import model_id_for
+from registrar.registration.upload import model_id_for
 
 from localcloud.demo import pipeline_run_event
 

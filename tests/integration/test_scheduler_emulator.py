@@ -21,9 +21,9 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import scheduler_v1
-from registrar import schedules
 from registrar.adapters.scheduler import CloudSchedulerJobs, JobRejected
-from registrar.ports import SchedulerJobSpec
+from registrar.kernel.ports import SchedulerJobSpec
+from registrar.schedules import timing as schedules
 
 from localcloud import processes
 from localcloud.scheduler_emulator import SchedulerState

@@ -14,9 +14,9 @@ from flask import Flask, request
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
-from registrar import schemas
 from registrar.adapters.vertex import VertexModelRegistry
-from registrar.errors import TransientError
+from registrar.kernel import schemas
+from registrar.kernel.errors import TransientError
 from werkzeug.serving import make_server
 
 from localcloud.vertex_emulator import AuditPublisher, PubSubRestPublisher, create_app

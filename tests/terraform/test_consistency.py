@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TF_ROOT = ROOT / "terraform"
 TOPOLOGY_FILE = ROOT / "schemas" / "topology.json"
 MAIN_PY = ROOT / "functions" / "main.py"
-DECODE_PY = ROOT / "functions" / "registrar" / "decode.py"
+DECODE_PY = ROOT / "functions" / "registrar" / "registry" / "decode.py"
 MODULE_DIRS = [
     TF_ROOT,
     *sorted(p for p in (TF_ROOT / "modules").iterdir() if p.is_dir()),
@@ -591,7 +591,7 @@ def test_every_subscription_has_a_dead_letter_policy(tf, topology):
 
 def test_sink_filters_name_the_methods_the_handler_understands(tf):
     handled = handled_audit_methods(DECODE_PY.read_text())
-    assert handled, "no ModelService methods found in functions/registrar/decode.py"
+    assert handled, "no ModelService methods found in functions/registrar/registry/decode.py"
     assert check_log_sinks(tf, handled) == []
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 
-from registrar.errors import TransientError
-from registrar.ports import EventPublisher, ModelRegistry, ModelVersionInfo, ServiceSpec, ServiceState, ServingPlatform
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import (
+    EventPublisher,
+    ModelRegistry,
+    ModelVersionInfo,
+    ServiceSpec,
+    ServiceState,
+    ServingPlatform,
+)
 
 PROJECT = "demo-registrar"
 LOCATION = "us-central1"

@@ -10,21 +10,22 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import main
+from cloudevents.http import CloudEvent
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at  # noqa: F401
-from registrar import consume
-from registrar.bootstrap import Services, bootstrap
-from registrar.commands import (
+from registrar.adapters.memory import InMemoryStore
+from registrar.bootstrap import ENTRY_POINTS, Services, bootstrap
+from registrar.kernel.ids import stable_id
+from registrar.kernel.ports import ModelVersionInfo
+from registrar.kernel.store import DocumentStore
+from registrar.registration.commands import RecordPipelineRun
+from registrar.registry.commands import (
     DeleteModel,
     DeleteVersion,
     MergeAliases,
-    RecordPipelineRun,
     RegisterUploadedVersion,
     UpdateLabels,
 )
-from registrar.domain import stable_id
-from registrar.inmemory import InMemoryStore
-from registrar.ports import ModelVersionInfo
-from registrar.store import DocumentStore
 
 from localcloud import auditlog
 
@@ -50,6 +51,24 @@ def envelope(payload: Any, message_id: str | None = None, *, raw: bytes | None =
     if attributes:
         msg["attributes"] = dict(attributes)
     return {"message": msg, "subscription": f"projects/{PROJECT}/subscriptions/x"}
+
+
+def pubsub_cloud_event(envelope_data: Mapping[str, Any], topic: str) -> CloudEvent:
+    """The CloudEvent Eventarc delivers for a Pub/Sub message (functions-framework builds the same from a push)."""
+    message = envelope_data.get("message") if isinstance(envelope_data, Mapping) else None
+    message_id = (message or {}).get("messageId") if isinstance(message, Mapping) else None
+    return CloudEvent({
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/{topic}",
+        "id": str(message_id or stable_id(repr(envelope_data), length=16)),
+    }, envelope_data)
+
+
+def deliver(services: Services, entry_point: str, envelope_data: Any):
+    """Call the entry point in main.py with a real CloudEvent, as Cloud Functions would, on `services`; returns
+    what the message did (the bus outcome, or None when it was ignored or quarantined)."""
+    main._services = services  # the instance's services: built by bootstrap, here with this test's fakes
+    return getattr(main, entry_point)(pubsub_cloud_event(envelope_data, ENTRY_POINTS[entry_point].topic))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,24 +196,22 @@ def run_cmd(run_id: str, state: str, when: datetime, route: str = "event", **kw:
 
 class World:
     def __init__(self, store: DocumentStore | None = None, *, publisher: RecordingPublisher | None = None,
-                 registry: FakeModelRegistry | None = None, **bus_options: Any) -> None:
+                 registry: FakeModelRegistry | None = None, now=lambda: NOW, **bus_options: Any) -> None:
         self.store = store if store is not None else InMemoryStore()
         self.publisher = publisher or RecordingPublisher()
         self.registry = registry or FakeModelRegistry()
         bus_options.setdefault("sleep", lambda seconds: None)
         self.services: Services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry,
-                                            now=lambda: NOW, **bus_options)
+                                            now=now, **bus_options)
         self.bus = self.services.bus
 
     def audit(self, entry_or_envelope: Mapping[str, Any], message_id: str | None = None):
         env = entry_or_envelope if _is_envelope(entry_or_envelope) else envelope(entry_or_envelope, message_id)
-        return consume.consume_message(self.services, env, topic=AUDIT_TOPIC, entry_point="on_model_audit_event",
-                                       to_command=consume.model_audit_command)
+        return deliver(self.services, "on_model_audit_event", env)
 
     def pipeline(self, payload_or_envelope: Mapping[str, Any], message_id: str | None = None):
         env = payload_or_envelope if _is_envelope(payload_or_envelope) else envelope(payload_or_envelope, message_id)
-        return consume.consume_message(self.services, env, topic=PIPELINE_TOPIC, entry_point="on_pipeline_event",
-                                       to_command=consume.pipeline_event_command)
+        return deliver(self.services, "on_pipeline_event", env)
 
     def handle(self, cmd):
         return self.bus.handle(cmd)

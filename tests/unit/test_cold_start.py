@@ -28,7 +28,7 @@ def _probe(imports: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("imports", [
     "import main",
-    "import main\nfrom registrar import bootstrap, api, consume, decode, messagebus, deployment, scheduling",
+    "import main\nimport registrar.bootstrap, registrar.api.app",
     "import registrar.adapters.cloudrun",
     "import registrar.adapters.scheduler",
     "import registrar.adapters.pipelines",

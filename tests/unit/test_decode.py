@@ -1,4 +1,4 @@
-"""Decoding real-shaped entries, and every kind of malformed payload through `consume.consume_message`."""
+"""Decoding real-shaped entries, and every kind of malformed payload through the entry points."""
 
 from __future__ import annotations
 
@@ -18,16 +18,12 @@ from helpers import (
     pipeline_log_entry,
     upload_entries,
 )
-from registrar import decode
-from registrar.commands import (
-    DeleteModel,
-    DeleteVersion,
-    MergeAliases,
-    RecordPipelineRun,
-    RegisterUploadedVersion,
-    UpdateLabels,
-)
-from registrar.errors import PermanentError, TransientError
+from registrar.kernel.errors import Ignored, PermanentError, TransientError
+from registrar.kernel.messages import json_payload
+from registrar.registration.commands import RecordPipelineRun
+from registrar.registration.decode import pipeline_command
+from registrar.registry.commands import DeleteModel, DeleteVersion, MergeAliases, RegisterUploadedVersion, UpdateLabels
+from registrar.registry.decode import audit_command
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NAMESPACES = ("v1", "v1beta1", "ui")
@@ -55,26 +51,26 @@ def registry_for(ns: str) -> FakeModelRegistry:
 @pytest.mark.parametrize("ns", NAMESPACES)
 def test_fixtures_decode_to_commands(ns):
     mid, reg = MODEL_IDS[ns], registry_for(ns)
-    first = decode.audit_command(fixture(f"audit_{ns}_UploadModel_first"), reg)
-    last = decode.audit_command(fixture(f"audit_{ns}_UploadModel_last"), reg)
+    first = audit_command(fixture(f"audit_{ns}_UploadModel_first"), reg)
+    last = audit_command(fixture(f"audit_{ns}_UploadModel_last"), reg)
     assert isinstance(first, RegisterUploadedVersion) and first.model_id == mid
     assert first.version is not None and first.version.version_id == "2", "resolved through the registry port"
     assert first.idempotency_key == last.idempotency_key, "first and last entries are one business fact"
     assert first.occurred_at == at(0).replace(microsecond=0), "nanosecond timestamps parse, in UTC"
     assert first.occurred_at.tzinfo is not None and first.principal.endswith("gserviceaccount.com")
-    unresolved = decode.audit_command(fixture(f"audit_{ns}_UploadModel_first"), FakeModelRegistry())
+    unresolved = audit_command(fixture(f"audit_{ns}_UploadModel_first"), FakeModelRegistry())
     assert unresolved.version is None and unresolved.version_id is None
     assert unresolved.labels["model_type"] == "retrieval"
-    no_registry = decode.audit_command(fixture(f"audit_{ns}_UploadModel_last"), None)
+    no_registry = audit_command(fixture(f"audit_{ns}_UploadModel_last"), None)
     assert no_registry.version is None and no_registry.version_id == "2"
 
-    dv = decode.audit_command(fixture(f"audit_{ns}_DeleteModelVersion"), reg)
+    dv = audit_command(fixture(f"audit_{ns}_DeleteModelVersion"), reg)
     assert isinstance(dv, DeleteVersion) and (dv.model_id, dv.version_id, dv.occurred_at) == (mid, "1", at(10))
-    dm = decode.audit_command(fixture(f"audit_{ns}_DeleteModel"), reg)
+    dm = audit_command(fixture(f"audit_{ns}_DeleteModel"), reg)
     assert isinstance(dm, DeleteModel) and dm.model_id == mid and dm.occurred_at == at(20)
-    ma = decode.audit_command(fixture(f"audit_{ns}_MergeVersionAliases"), reg)
+    ma = audit_command(fixture(f"audit_{ns}_MergeVersionAliases"), reg)
     assert isinstance(ma, MergeAliases) and ma.version_id == "2" and ma.aliases == ("prod", "-candidate")
-    ul = decode.audit_command(fixture(f"audit_{ns}_UpdateModel"), reg)
+    ul = audit_command(fixture(f"audit_{ns}_UpdateModel"), reg)
     assert isinstance(ul, UpdateLabels) and ul.labels == {"training_run_id": "run-20261102-0900", "blessed": "false"}
     assert ul.method == f"google.cloud.aiplatform.{ns}.ModelService.UpdateModel"
 
@@ -96,8 +92,8 @@ def test_fixture_story_applies_in_each_namespace(ns):
 
 
 def test_pipeline_fixtures_decode_to_the_same_run():
-    event = decode.pipeline_command(fixture("pipeline_run_event"))
-    log = decode.pipeline_command(fixture("pipeline_job_log_entry"))
+    event = pipeline_command(fixture("pipeline_run_event"))
+    log = pipeline_command(fixture("pipeline_job_log_entry"))
     assert isinstance(event, RecordPipelineRun) and isinstance(log, RecordPipelineRun)
     assert event.training_run_id == log.training_run_id == "run-20261102-0900"
     assert (event.state, log.state) == ("SUCCEEDED", "SUCCEEDED")
@@ -110,8 +106,8 @@ def test_pipeline_fixtures_decode_to_the_same_run():
 def test_untracked_pipeline_state_is_ignored():
     entry = pipeline_log_entry("run-1", "RUNNING", at(1))
     entry["jsonPayload"]["state"] = "PIPELINE_STATE_QUEUED"
-    with pytest.raises(decode.Ignored, match="QUEUED"):
-        decode.pipeline_command(entry)
+    with pytest.raises(Ignored, match="QUEUED"):
+        pipeline_command(entry)
     w = World()
     assert w.pipeline(entry) is None
     assert w.quarantined() == {} and w.store.docs == {}
@@ -286,10 +282,10 @@ def test_transient_registry_error_propagates_for_redelivery(which):
 
 def test_permanent_error_carries_kind():
     with pytest.raises(PermanentError) as info:
-        decode.json_payload(b"[]")
+        json_payload(b"[]")
     assert info.value.kind == "schema"
     with pytest.raises(PermanentError, match="empty"):
-        decode.json_payload(None)
+        json_payload(None)
 
 
 def test_alias_merge_on_model_name_takes_version_from_response():
@@ -297,5 +293,5 @@ def test_alias_merge_on_model_name_takes_version_from_response():
     entry["protoPayload"]["request"]["name"] = "projects/demo-registrar/locations/us-central1/models/m1"
     entry["protoPayload"]["response"] = {"name": "projects/demo-registrar/locations/us-central1/models/m1",
                                          "versionId": "3"}
-    cmd = decode.audit_command(entry, None)
+    cmd = audit_command(entry, None)
     assert isinstance(cmd, MergeAliases) and (cmd.model_id, cmd.version_id, cmd.aliases) == ("m1", "3", ("prod",))

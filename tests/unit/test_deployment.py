@@ -9,19 +9,37 @@ import re
 
 import pytest
 from fakes import FakeModelRegistry, FakeServingPlatform, RecordingPublisher, at
-from helpers import run_cmd, upload_cmd
+from helpers import deliver, run_cmd, upload_cmd
 from hypothesis import given
 from hypothesis import strategies as st
-from registrar import deployment as dep
-from registrar import queries
-from registrar.api import create_app
-from registrar.bootstrap import bootstrap
-from registrar.consume import after_deploy_request, consume_message, deploy_request_command
-from registrar.errors import PermanentError, TransientError
-from registrar.handlers import Context
-from registrar.inmemory import InMemoryStore
-from registrar.ports import ServiceState
-from registrar.registration import MODEL_NOT_FOUND_MESSAGE
+from registrar.adapters.memory import InMemoryStore
+from registrar.api.app import create_app
+from registrar.bootstrap import ENTRY_POINTS, bootstrap
+from registrar.config import Config
+from registrar.deployments.commands import (
+    RecordDeployment,
+    RecordUndeployment,
+    RefuseDeployment,
+    RequestDeployment,
+    RequestUndeployment,
+)
+from registrar.deployments.handlers import (
+    record_deployment,
+    record_undeployment,
+    refuse_deployment,
+    request_deployment,
+    request_undeployment,
+)
+from registrar.deployments.naming import DEFAULT_ENDPOINT, service_name_for, validate_service_name
+from registrar.deployments.settings import InvalidSetting, resolve_settings
+from registrar.deployments.spec import bundle_path_for, serving_image_for
+from registrar.kernel.changes import Context
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.messages import Message
+from registrar.kernel.ports import ServiceState
+from registrar.kernel.serving import MANAGED_BY_LABEL, VERSION_LABEL, CachedServing, service_labels
+from registrar.registry import queries
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE
 
 SERVICE_RE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")
 MODEL = "recs-retrieval"
@@ -65,8 +83,7 @@ class Deployments:
         self.messages += 1
         data = base64.b64encode(json.dumps(payload).encode()).decode()
         envelope = {"message": {"data": data, "messageId": message_id or f"m{self.messages}"}}
-        return consume_message(self.services, envelope, topic="deploy-requests", entry_point="on_deploy_request",
-                               to_command=deploy_request_command, after=after_deploy_request)
+        return deliver(self.services, "on_deploy_request", envelope)
 
     def request(self, payload: dict):
         return self.store.get(f"deployments/{payload['request_id']}")
@@ -99,43 +116,43 @@ def world() -> Deployments:
 
 @given(st.text(min_size=1, max_size=200))
 def test_derived_service_names_are_always_valid(model_id):
-    assert SERVICE_RE.match(dep.service_name_for(model_id))
-    assert len(dep.service_name_for(model_id)) <= 49
+    assert SERVICE_RE.match(service_name_for(model_id))
+    assert len(service_name_for(model_id)) <= 49
 
 
 @given(st.text(min_size=1, max_size=80), st.text(min_size=1, max_size=80))
 def test_derived_service_names_differ_for_different_models(a, b):
     if a != b:
-        assert dep.service_name_for(a) != dep.service_name_for(b)
+        assert service_name_for(a) != service_name_for(b)
 
 
 @given(st.from_regex(r"[a-z0-9-]{1,60}", fullmatch=True), st.from_regex(r"[a-z0-9-]{1,60}", fullmatch=True),
        st.one_of(st.none(), st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)))
 def test_derived_service_names_differ_for_vertex_like_ids_and_endpoints(a, b, endpoint):
-    names = {dep.service_name_for(a), dep.service_name_for(b, endpoint)}
-    assert len(names) == 2 or (a == b and endpoint in (None, dep.DEFAULT_ENDPOINT))
+    names = {service_name_for(a), service_name_for(b, endpoint)}
+    assert len(names) == 2 or (a == b and endpoint in (None, DEFAULT_ENDPOINT))
     assert all(SERVICE_RE.match(n) for n in names)
 
 
 def test_plain_model_ids_get_a_readable_name_and_the_rest_a_hashed_one():
-    assert dep.service_name_for("recs-retrieval") == "recs-retrieval-serving"
-    numeric = dep.service_name_for("5241525861236080640")  # Vertex-generated ids start with a digit
+    assert service_name_for("recs-retrieval") == "recs-retrieval-serving"
+    numeric = service_name_for("5241525861236080640")  # Vertex-generated ids start with a digit
     assert numeric.startswith("m-5241525861236080640-") and SERVICE_RE.match(numeric)
-    assert dep.service_name_for("123") != dep.service_name_for("m-123")
-    long_name = dep.service_name_for("a" * 60)
-    assert len(long_name) == 49 and long_name != dep.service_name_for("a" * 61)
+    assert service_name_for("123") != service_name_for("m-123")
+    long_name = service_name_for("a" * 60)
+    assert len(long_name) == 49 and long_name != service_name_for("a" * 61)
 
 
 @pytest.mark.parametrize("name", ["", "Recs", "1recs", "recs-", "recs_serving", "a" * 50, "recs.serving"])
 def test_explicit_service_names_are_validated_naming_the_rule(name):
-    with pytest.raises(dep.InvalidSetting) as raised:
-        dep.validate_service_name(name)
+    with pytest.raises(InvalidSetting) as raised:
+        validate_service_name(name)
     assert raised.value.field == "service_name"
     assert "lowercase letters, digits and hyphens, 1-49 characters" in raised.value.message
 
 
 def test_a_valid_explicit_name_is_kept():
-    assert dep.validate_service_name("recs-canary-2") == "recs-canary-2"
+    assert validate_service_name("recs-canary-2") == "recs-canary-2"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,14 +161,14 @@ def test_a_valid_explicit_name_is_kept():
 
 def test_presets_match_the_platform_presets():
     assert [(s.min_instances, s.max_instances, s.memory, s.cpu) for s in
-            (dep.resolve_settings(p) for p in ("development", "production", "high-traffic"))] == [
+            (resolve_settings(p) for p in ("development", "production", "high-traffic"))] == [
         (0, 2, "2Gi", "1"), (1, 10, "4Gi", "2"), (2, 50, "8Gi", "4")]
-    assert dep.resolve_settings().preset == "production"
-    assert dep.resolve_settings("High_Traffic").preset == "high-traffic"
+    assert resolve_settings().preset == "production"
+    assert resolve_settings("High_Traffic").preset == "high-traffic"
 
 
 def test_overrides_replace_preset_values():
-    settings = dep.resolve_settings("production", {"min_instances": 0, "max_instances": 3, "memory": "8Gi",
+    settings = resolve_settings("production", {"min_instances": 0, "max_instances": 3, "memory": "8Gi",
                                                    "cpu": 4, "concurrency": 40})
     assert settings.to_doc() == {"preset": "production", "min_instances": 0, "max_instances": 3, "memory": "8Gi",
                                  "cpu": "4", "concurrency": 40, "timeout_seconds": 300}
@@ -174,34 +191,34 @@ def test_overrides_replace_preset_values():
     ("production", {"gpu": 1}, "gpu", "not a deploy setting"),
 ])
 def test_bad_settings_name_the_field(preset, overrides, field, fragment):
-    with pytest.raises(dep.InvalidSetting) as raised:
-        dep.resolve_settings(preset, overrides)
+    with pytest.raises(InvalidSetting) as raised:
+        resolve_settings(preset, overrides)
     assert raised.value.field == field
     assert fragment in raised.value.message
 
 
-def test_image_is_chosen_by_retrieval_algorithm(monkeypatch):
-    monkeypatch.delenv("REGISTRAR_RUN_IMAGE_SCANN", raising=False)
-    monkeypatch.delenv("REGISTRAR_RUN_IMAGE_TF_SERVING", raising=False)
-    assert dep.serving_image_for("brute_force", project="p", region="europe-central2") == \
+def test_image_is_chosen_by_retrieval_algorithm():
+    assert serving_image_for("brute_force", project="p", region="europe-central2") == \
         "europe-central2-docker.pkg.dev/p/registrar-serving/tf-serving-native:latest"
-    assert dep.serving_image_for(None, project="p", region="r").endswith("/tf-serving-native:latest")
-    assert dep.serving_image_for("scann", project="p", region="r") == "r-docker.pkg.dev/p/registrar-serving/scann-server:latest"
-    monkeypatch.setenv("REGISTRAR_RUN_IMAGE_SCANN", "example/scann:1")
-    assert dep.serving_image_for("scann", project="p", region="r") == "example/scann:1"
+    assert serving_image_for(None, project="p", region="r").endswith("/tf-serving-native:latest")
+    assert serving_image_for("scann", project="p", region="r") == "r-docker.pkg.dev/p/registrar-serving/scann-server:latest"
+    overrides = Config.from_environ({"REGISTRAR_RUN_IMAGE_SCANN": "example/scann:1"}).run_images
+    assert serving_image_for("scann", project="p", region="r", overrides=overrides) == "example/scann:1"
+    assert serving_image_for("brute_force", project="p", region="r", overrides=overrides).endswith(
+        "/tf-serving-native:latest")
     with pytest.raises(PermanentError, match="unknown retrieval algorithm 'annoy'"):
-        dep.serving_image_for("annoy", project="p", region="r")
+        serving_image_for("annoy", project="p", region="r")
 
 
 def test_labels_follow_cloud_run_label_rules():
-    labels = dep.service_labels("Recs.Retrieval_V2" + "x" * 80, "12")
-    assert labels[dep.MANAGED_BY_LABEL] == "registrar" and labels[dep.VERSION_LABEL] == "12"
+    labels = service_labels("Recs.Retrieval_V2" + "x" * 80, "12")
+    assert labels[MANAGED_BY_LABEL] == "registrar" and labels[VERSION_LABEL] == "12"
     assert all(re.match(r"^[a-z][a-z0-9_-]{0,62}$", k) and re.match(r"^[a-z0-9_-]{0,63}$", v)
                for k, v in labels.items())
 
 
 def test_bundle_path_falls_back_to_the_pipeline_convention():
-    assert dep.bundle_path_for(PUSHED) == BUNDLE
+    assert bundle_path_for(PUSHED) == BUNDLE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,7 +278,7 @@ def test_crash_between_apply_and_record_converges_on_redelivery(world):
     died = []
 
     def die_before_recording(cmd, **kw):
-        if isinstance(cmd, dep.RecordDeployment) and not died:
+        if isinstance(cmd, RecordDeployment) and not died:
             died.append(cmd)
             raise InstanceDied()
         return original(cmd, **kw)
@@ -415,15 +432,15 @@ def _apply(world, handler, cmd):
 
 
 def test_every_handler_is_idempotent(world):
-    settings = dep.resolve_settings().to_doc()
+    settings = resolve_settings().to_doc()
     commands = [
-        (dep.request_deployment, dep.RequestDeployment("r-1", MODEL, "1", "svc-a", settings, at(50))),
-        (dep.record_deployment, dep.RecordDeployment("r-1", MODEL, "1", "svc-a", "https://a", "svc-a-1", 1, True,
+        (request_deployment, RequestDeployment("r-1", MODEL, "1", "svc-a", settings, at(50))),
+        (record_deployment, RecordDeployment("r-1", MODEL, "1", "svc-a", "https://a", "svc-a-1", 1, True,
                                                      settings, "img", at(51))),
-        (dep.request_undeployment, dep.RequestUndeployment("r-2", MODEL, at(52))),
-        (dep.record_undeployment, dep.RecordUndeployment("r-2", MODEL, ("svc-a",), at(53))),
-        (dep.request_deployment, dep.RequestDeployment("r-3", MODEL, "1", "svc-b", settings, at(54))),
-        (dep.refuse_deployment, dep.RefuseDeployment("r-3", MODEL, "no", "invalid", at(55), "1")),
+        (request_undeployment, RequestUndeployment("r-2", MODEL, at(52))),
+        (record_undeployment, RecordUndeployment("r-2", MODEL, ("svc-a",), at(53))),
+        (request_deployment, RequestDeployment("r-3", MODEL, "1", "svc-b", settings, at(54))),
+        (refuse_deployment, RefuseDeployment("r-3", MODEL, "no", "invalid", at(55), "1")),
     ]
     for handler, cmd in commands:
         assert _apply(world, handler, cmd)
@@ -433,11 +450,11 @@ def test_every_handler_is_idempotent(world):
 
 
 def test_an_older_deploy_outcome_never_overwrites_a_newer_one(world):
-    settings = dep.resolve_settings().to_doc()
-    newer = dep.RecordDeployment("r-new", MODEL, "2", "svc", "https://svc", "svc-00002", 2, True, settings, "i", at(60))
-    older = dep.RecordDeployment("r-old", MODEL, "1", "svc", "https://svc", "svc-00001", 1, True, settings, "i", at(59))
-    _apply(world, dep.record_deployment, newer)
-    changes = _apply(world, dep.record_deployment, older)
+    settings = resolve_settings().to_doc()
+    newer = RecordDeployment("r-new", MODEL, "2", "svc", "https://svc", "svc-00002", 2, True, settings, "i", at(60))
+    older = RecordDeployment("r-old", MODEL, "1", "svc", "https://svc", "svc-00001", 1, True, settings, "i", at(59))
+    _apply(world, record_deployment, newer)
+    changes = _apply(world, record_deployment, older)
     assert changes[0].details["stale"] is True
     endpoint = world.store.get("endpoints/svc")
     assert (endpoint["version_id"], endpoint["revision"]) == ("2", "svc-00002")
@@ -502,7 +519,7 @@ def test_status_is_unknown_when_cloud_run_cannot_be_reached(world):
 def test_cloud_run_is_listed_once_per_cache_period():
     ticks = {"now": 0.0}
     serving = FakeServingPlatform()
-    cache = dep.CachedServing(lambda: serving, ttl=10, clock=lambda: ticks["now"])
+    cache = CachedServing(lambda: serving, ttl=10, clock=lambda: ticks["now"])
     for _ in range(5):
         assert cache.snapshot().known
     assert serving.list_calls == 1
@@ -595,8 +612,9 @@ def test_routes_answer_503_when_nothing_can_publish(world):
 
 
 def test_decoded_deploy_request_carries_resolved_settings():
-    cmd = deploy_request_command(deploy_payload(preset="high-traffic", overrides={"min_instances": 3}), None)
-    assert isinstance(cmd, dep.RequestDeployment)
+    decode = ENTRY_POINTS["on_deploy_request"].decode
+    cmd = decode(deploy_payload(preset="high-traffic", overrides={"min_instances": 3}), Message(b"", {}, "m-1"), None)
+    assert isinstance(cmd, RequestDeployment)
     assert cmd.service_id == "recs-retrieval-serving" and cmd.settings["min_instances"] == 3
     assert cmd.requested_at.tzinfo is not None and cmd.idempotency_key == "deploy-request:req-deploy-1"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from registrar.api import jsonable
+from registrar.kernel.http import jsonable
 from test_contract import DOCUMENT_SCHEMAS, _errors, _openapi, _response_schema, _validator, registry  # noqa: F401
 from test_deployment import MODEL, Deployments, deploy_payload, undeploy_payload
 

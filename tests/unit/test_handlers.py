@@ -15,9 +15,9 @@ from helpers import (
     upload_cmd,
     upload_entries,
 )
-from registrar import schemas
-from registrar.commands import RegisterUploadedVersion
-from registrar.errors import PermanentError
+from registrar.kernel import schemas
+from registrar.kernel.errors import PermanentError
+from registrar.registry.commands import RegisterUploadedVersion
 
 
 def kinds(outcome) -> list[str]:
@@ -223,7 +223,7 @@ def test_unresolvable_late_upload_entry_does_not_re_add_a_live_version(w):
     """The registration path recorded version 1 (Vertex's create time). The upload's own audit entry arrives late,
     after someone deleted the version in Vertex (so Vertex cannot resolve it) but before that delete's entry: it
     carries only its later log timestamp, which proves no new incarnation — nothing changes, nothing is re-added."""
-    from registrar.commands import RegisterUploadedVersion
+    from registrar.registry.commands import RegisterUploadedVersion
 
     w.handle(upload_cmd("m1", "1", at(1)))
     late = RegisterUploadedVersion(model_id="m1", operation_id="projects/p/locations/l/models/m1/operations/77",

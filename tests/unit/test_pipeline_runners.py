@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from fakes import FakeModelRegistry, RecordingPublisher
 from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
-from registrar import schemas
 from registrar.adapters import pipelines
+from registrar.adapters.memory import InMemoryStore
 from registrar.adapters.pipelines import (
     EventEmittingRunner,
     LocalPipelineRunner,
@@ -27,10 +28,12 @@ from registrar.adapters.pipelines import (
     pipeline_job_body,
     pipeline_job_id,
     pipeline_parameters,
-    runner_from_env,
 )
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import PipelineRunner
+from registrar.bootstrap import bootstrap
+from registrar.config import Config
+from registrar.kernel import schemas
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.ports import PipelineRunner
 
 from pipeline import events as pipeline_events
 
@@ -385,7 +388,7 @@ def started(tmp_path: Path, want: int, timeout: float = 10.0) -> list[list[str]]
 def test_local_runner_starts_one_process_per_run(tmp_path, recording_python):
     runs = tmp_path / "runs"
     runner = LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs,
-                                 env={"PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"})
+                                 env={**os.environ, "PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"})
 
     first = runner.submit(scheduled_run())
     second = runner.submit(scheduled_run())
@@ -404,13 +407,13 @@ def test_local_runner_starts_one_process_per_run(tmp_path, recording_python):
 
 def test_a_second_runner_finds_the_marker_of_the_first(tmp_path, recording_python):
     runs = tmp_path / "runs"
-    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs).submit(scheduled_run())
+    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs, env=os.environ).submit(scheduled_run())
 
-    name = LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs).submit(scheduled_run())
+    name = LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs, env=os.environ).submit(scheduled_run())
 
     assert name == "local/sched-0123456789abcdefghijklmnop"
     assert len(started(tmp_path, want=1)) == 1
-    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs).submit(scheduled_run("sched-other"))
+    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs, env=os.environ).submit(scheduled_run("sched-other"))
     assert len(started(tmp_path, want=2)) == 2
 
 
@@ -507,6 +510,14 @@ def test_an_unknown_outcome_is_refused(tmp_path):
 # -- selection ----------------------------------------------------------------------------------------------------
 
 
+def runner_for(env: dict[str, str], repository=None) -> PipelineRunner:
+    """The runner the wiring builds for an environment (as a function instance's services would)."""
+    config = Config.from_environ({"GOOGLE_CLOUD_PROJECT": PROJECT, "GOOGLE_CLOUD_REGION": REGION, **env},
+                                 repository=repository)
+    return bootstrap(config=config, store=InMemoryStore(), publisher=RecordingPublisher(),
+                     registry=FakeModelRegistry()).runner
+
+
 @pytest.mark.parametrize("env, expected", [
     ({"REGISTRAR_PIPELINE_RUNNER": "vertex"}, VertexPipelineRunner),
     ({"REGISTRAR_PIPELINE_RUNNER": "local"}, LocalPipelineRunner),
@@ -514,34 +525,29 @@ def test_an_unknown_outcome_is_refused(tmp_path):
     ({"K_SERVICE": "on_schedule_tick"}, VertexPipelineRunner),
     ({}, EventEmittingRunner),
 ])
-def test_runner_from_env(monkeypatch, env, expected):
-    for name in ("REGISTRAR_PIPELINE_RUNNER", "K_SERVICE", "PUBSUB_EMULATOR_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    runner = runner_from_env(PROJECT, REGION)
+def test_runner_from_the_environment(env, expected):
+    runner = runner_for(env)
 
     assert isinstance(runner, expected) and isinstance(runner, PipelineRunner)
 
 
-def test_local_is_the_default_with_the_emulator_and_a_pipeline_venv(monkeypatch, tmp_path):
-    for name in ("REGISTRAR_PIPELINE_RUNNER", "K_SERVICE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8681")
-    monkeypatch.setattr(pipelines, "ROOT", tmp_path)
-    assert isinstance(runner_from_env(PROJECT, REGION), EventEmittingRunner)
+def test_an_unknown_runner_is_refused():
+    with pytest.raises(ValueError, match="vertex, local or events"):
+        Config.from_environ({"REGISTRAR_PIPELINE_RUNNER": "kubeflow"})
+
+
+def test_local_is_the_default_with_the_emulator_and_a_pipeline_venv(tmp_path):
+    env = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"}
+    assert isinstance(runner_for(env, repository=tmp_path), EventEmittingRunner)
     (tmp_path / ".venv-pipeline").mkdir()
-    assert isinstance(runner_from_env(PROJECT, REGION), LocalPipelineRunner)
+    assert isinstance(runner_for(env, repository=tmp_path), LocalPipelineRunner)
 
 
-def test_vertex_settings_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("REGISTRAR_PIPELINE_RUNNER", "vertex")
-    monkeypatch.setenv("REGISTRAR_PIPELINE_TEMPLATE", "gs://b/pipeline.json")
-    monkeypatch.setenv("REGISTRAR_PIPELINE_ROOT", "gs://b/root")
-    monkeypatch.setenv("REGISTRAR_PIPELINE_SERVICE_ACCOUNT", "pipelines@p.iam.gserviceaccount.com")
-
-    runner = runner_from_env(PROJECT, REGION)
+def test_vertex_settings_come_from_the_environment():
+    runner = runner_for({"REGISTRAR_PIPELINE_RUNNER": "vertex",
+                         "REGISTRAR_PIPELINE_TEMPLATE": "gs://b/pipeline.json",
+                         "REGISTRAR_PIPELINE_ROOT": "gs://b/root",
+                         "REGISTRAR_PIPELINE_SERVICE_ACCOUNT": "pipelines@p.iam.gserviceaccount.com"})
 
     assert (runner.template_uri, runner.pipeline_root, runner.service_account) == (
         "gs://b/pipeline.json", "gs://b/root", "pipelines@p.iam.gserviceaccount.com")

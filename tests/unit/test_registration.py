@@ -7,29 +7,21 @@ from datetime import timedelta
 
 import pytest
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
+from helpers import deliver
 from hypothesis import given
 from hypothesis import strategies as st
-from registrar import queries
 from registrar.adapters.artifacts import StorageArtifactStore
+from registrar.adapters.memory import InMemoryStore
 from registrar.bootstrap import bootstrap
-from registrar.consume import (
-    after_deploy_request,
-    after_pipeline_event,
-    consume_message,
-    deploy_request_command,
-    pipeline_event_command,
-)
-from registrar.errors import PermanentError, TransientError
-from registrar.inmemory import InMemoryStore
-from registrar.ports import ModelRegistryWriter, ModelVersionInfo
-from registrar.registration import (
-    MODEL_NOT_FOUND_MESSAGE,
-    model_id_for,
-    resolve_saved_model_dir,
-    sanitize_label_key,
-    sanitize_label_value,
-    verify_version_exists,
-)
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.labels import sanitize_label_key, sanitize_label_value
+from registrar.kernel.paths import model_path
+from registrar.kernel.ports import ModelRegistryWriter, ModelVersionInfo
+from registrar.messaging.history import history
+from registrar.registration.queries import training_run
+from registrar.registration.upload import model_id_for, resolve_saved_model_dir
+from registrar.registry import queries
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE, verify_version_exists
 
 LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -106,8 +98,7 @@ def make_services(writer=None, now=lambda: at(100), **options):
 
 
 def deliver_pipeline(services, payload):
-    return consume_message(services, envelope(payload), topic="pipeline-events", entry_point="on_pipeline_event",
-                           to_command=pipeline_event_command, after=after_pipeline_event)
+    return deliver(services, "on_pipeline_event", envelope(payload))
 
 
 def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
@@ -123,7 +114,7 @@ def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
     assert upload["labels"]["blessed"] == "true"
     assert upload["labels"]["metric_recall_at_100"] == "0_8012"
     assert all(KEY_RE.match(k) and LABEL_RE.match(v) for k, v in upload["labels"].items())
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["registration"]["status"] == "registered"
     assert run["registration"]["version_id"] == "1"
     model = queries.get_model(services.store, upload["model"])
@@ -156,7 +147,7 @@ def test_crash_between_upload_and_commit_does_not_upload_twice(pushed):
     clock["now"] = at(100) + timedelta(minutes=11)  # the lease has expired
     deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1  # found by its run label, not uploaded again
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["registration"]["status"] == "registered" and run["registration"]["version_id"] == "1"
 
 
@@ -166,11 +157,11 @@ def test_transient_failure_is_recorded_then_retried_on_redelivery(pushed):
     services, _ = make_services(writer)
     with pytest.raises(TransientError):
         deliver_pipeline(services, succeeded_event(pushed))
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["status"] == "SUCCEEDED"
     assert run["registration"]["status"] == "pending" and "503" in run["registration"]["reason"]
     deliver_pipeline(services, succeeded_event(pushed))
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
     assert len(writer.uploads) == 1
 
 
@@ -179,7 +170,7 @@ def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pu
     empty = tmp_path / "empty" / "pushed_model"
     empty.mkdir(parents=True)
     deliver_pipeline(services, succeeded_event(empty))
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["status"] == "SUCCEEDED"  # a registration failure does not fail the run
     assert run["registration"]["status"] == "failed"
     assert "no saved_model.pb" in run["registration"]["reason"]
@@ -191,9 +182,8 @@ def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pu
     request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000001", "action": "register",
                "training_run_id": "run-1", "requested_at": at(200).isoformat(), "requested_by": "ops@example.com"}
     for _ in range(2):
-        consume_message(services, envelope(request), topic="deploy-requests", entry_point="on_deploy_request",
-                        to_command=deploy_request_command, after=after_deploy_request)
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+        deliver(services, "on_deploy_request", envelope(request))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
     assert len(writer.uploads) == 1
 
 
@@ -225,9 +215,9 @@ def test_precondition_refuses_deleted_version_and_never_uploads(pushed):
     assert refused.value.reason == MODEL_NOT_FOUND_MESSAGE
     assert len(writer.uploads) == 1
     assert queries.kpis(services.store)["total"] == 0
-    history = queries.history(services.store, f"models/{model_id}", 50)
+    entries = history(services.store, model_path(model_id), 50)
     assert any(e["kind"] == "model.version_deleted" and e["details"]["principal"] == "registrar-deploy-precondition"
-               for e in history)
+               for e in entries)
 
 
 def test_precondition_passes_for_existing_version(pushed):
@@ -257,35 +247,40 @@ def test_model_ids_are_valid_and_distinct(a, b):
 
 def test_concurrent_deliveries_of_one_completion_upload_once(pushed):
     """Pub/Sub may hand the same completion to several instances at once: the registration lease lets one upload;
-    the others are told to come back (TransientError → redelivery) and then find it registered."""
+    the others are told to come back (TransientError → redelivery) and then find it registered. The first upload is
+    held until the three other deliveries have answered, so the interleaving is forced, not hoped for."""
     import threading
-    import time as _time
 
-    class SlowWriter(FakeVertexWriter):
+    others_answered = threading.Event()
+
+    class HeldWriter(FakeVertexWriter):
         def upload_version(self, *args, **kwargs):
-            _time.sleep(0.3)
+            assert others_answered.wait(timeout=60), "the other deliveries never answered"
             return super().upload_version(*args, **kwargs)
 
-    services, writer = make_services(SlowWriter())
-    start = threading.Barrier(4)
+    services, writer = make_services(HeldWriter())
     outcomes: list[str] = []
+    lock = threading.Lock()
 
-    def deliver():
-        start.wait()
+    def deliver_once():
         try:
             deliver_pipeline(services, succeeded_event(pushed))
-            outcomes.append("acked")
+            outcome = "acked"
         except TransientError:
-            outcomes.append("redeliver")
+            outcome = "redeliver"
+        with lock:
+            outcomes.append(outcome)
+            if outcomes.count("redeliver") == 3:
+                others_answered.set()
 
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    threads = [threading.Thread(target=deliver_once) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=120)
+    assert sorted(outcomes) == ["acked", "redeliver", "redeliver", "redeliver"]
     assert len(writer.uploads) == 1
-    assert "redeliver" in outcomes
     for _ in range(outcomes.count("redeliver")):  # the redeliveries
         deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"

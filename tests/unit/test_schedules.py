@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from registrar.schedules import (
+from registrar.schedules.timing import (
     InvalidSchedule,
     Timing,
     cron,

@@ -11,14 +11,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from fakes import FakeModelRegistry, RecordingPublisher
-from helpers import pipeline_event, pipeline_log_entry
-from registrar import consume, scheduling
-from registrar.api import create_app
+from helpers import deliver, pipeline_event, pipeline_log_entry
+from registrar.adapters.memory import InMemoryStore
+from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
-from registrar.errors import TransientError
-from registrar.inmemory import InMemoryStore
-from registrar.ports import PipelineRunner, SchedulerJob, SchedulerJobs
-from registrar.schedules import parse_timing, runs_between, training_run_id
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import PipelineRunner, SchedulerJob, SchedulerJobs
+from registrar.schedules import commands as scheduling
+from registrar.schedules.jobs import job_id_for, tick_payload
+from registrar.schedules.timing import parse_timing, runs_between, training_run_id
 
 UTC = timezone.utc
 
@@ -118,20 +119,17 @@ class Env:
 
     def tick(self, schedule_id: str, published: datetime, *, slot: datetime | None = None, message_id: str | None = None,
              payload: dict | None = None):
-        body = payload if payload is not None else scheduling.tick_payload(schedule_id, slot)
+        body = payload if payload is not None else tick_payload(schedule_id, slot)
         envelope = {"message": {"data": base64.b64encode(json.dumps(body).encode()).decode(),
                                 "messageId": message_id or str(next(self.ids)),
                                 "publishTime": published.isoformat().replace("+00:00", "Z")},
                     "subscription": "projects/p/subscriptions/on-schedule-tick"}
-        return consume.consume_message(self.services, envelope, topic="schedule-ticks", entry_point="on_schedule_tick",
-                                       to_command=scheduling.tick_command_for(envelope),
-                                       after=scheduling.after_schedule_tick)
+        return deliver(self.services, "on_schedule_tick", envelope)
 
     def pipeline(self, payload):
         envelope = {"message": {"data": base64.b64encode(json.dumps(payload).encode()).decode(),
                                 "messageId": str(next(self.ids)), "publishTime": "2026-11-02T09:00:00Z"}}
-        return consume.consume_message(self.services, envelope, topic="pipeline-events", entry_point="on_pipeline_event",
-                                       to_command=consume.pipeline_event_command)
+        return deliver(self.services, "on_pipeline_event", envelope)
 
     def schedule(self, schedule_id: str) -> dict | None:
         return self.store.get(f"schedules/{schedule_id}")
@@ -161,7 +159,7 @@ def test_create_from_config_writes_schedule_claim_and_job(env):
     assert doc["next_run_at"] == "2026-11-02T09:00:00+00:00"
     assert doc["statistics"] == {"total": 0, "successful": 0, "failed": 0}
     assert doc["scheduler_job"]["status"] == "applied" and doc["scheduler_job"]["state"] == "ENABLED"
-    job = env.scheduler.jobs[scheduling.job_id_for(sid)]
+    job = env.scheduler.jobs[job_id_for(sid)]
     assert (job.cron, job.time_zone, job.topic) == ("0 9 * * *", "UTC", "schedule-ticks")
     assert job.payload == {"schema": "registrar.schedule-tick.v1", "schedule_id": sid}
     assert env.store.get("schedule_names/recs")["schedule_id"] == sid
@@ -257,7 +255,7 @@ def test_scheduler_failure_is_answered_visible_and_repaired_by_a_retry(env):
     assert job["status"] == "error" and "503" in job["error"]
     retried = env.create(request_id="req-1")
     assert retried.status_code == 200 and retried.get_json()["scheduler_job"]["status"] == "applied"
-    assert scheduling.job_id_for(sid) in env.scheduler.jobs
+    assert job_id_for(sid) in env.scheduler.jobs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -357,14 +355,14 @@ def test_pause_ignores_ticks_and_resume_recomputes_next_run(env):
     env.clock.now += timedelta(minutes=1)
     paused = env.client.post(f"/schedules/{sid}:pause").get_json()
     assert paused["status"] == "paused" and paused["next_run_at"] is None
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].state == "PAUSED"
+    assert env.scheduler.jobs[job_id_for(sid)].state == "PAUSED"
     env.tick(sid, utc(2026, 11, 2, 9, 0, 1))
     assert env.runs(sid) == {} and env.history_kinds(sid)[-1] == "ignored.schedule_paused"
     assert env.client.post(f"/schedules/{sid}:pause").status_code == 200  # pausing twice is no change
     env.clock.now = utc(2026, 11, 5, 12, 0)
     resumed = env.client.post(f"/schedules/{sid}:resume").get_json()
     assert resumed["status"] == "active" and resumed["next_run_at"] == "2026-11-06T09:00:00+00:00"
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].state == "ENABLED"
+    assert env.scheduler.jobs[job_id_for(sid)].state == "ENABLED"
     assert env.history_kinds(sid) == ["schedule.created", "schedule.paused", "ignored.schedule_paused",
                                       "schedule.resumed"]
 
@@ -377,8 +375,8 @@ def test_edit_changes_timing_only(env):
     doc = response.get_json()
     assert response.status_code == 200 and doc["cron"] == "30 6 * * 3" and doc["name"] == "midweek"
     assert doc["generation"] == 2 and doc["next_run_at"] == "2026-11-04T05:30:00+00:00"
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].cron == "30 6 * * 3"
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].time_zone == "Europe/Warsaw"
+    assert env.scheduler.jobs[job_id_for(sid)].cron == "30 6 * * 3"
+    assert env.scheduler.jobs[job_id_for(sid)].time_zone == "Europe/Warsaw"
     for body, field in (({"training_config": {"model_type": "ranking"}}, "training_config"),
                         ({"model_name": "other"}, "model_name"), ({"day_of_week": 9}, "day_of_week"),
                         ({"name": "  "}, "name"), ({}, "body")):

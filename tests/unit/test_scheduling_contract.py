@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from helpers import pipeline_event, pipeline_log_entry
-from registrar.api import jsonable
+from registrar.kernel.http import jsonable
 from test_contract import OPENAPI_URI, _errors, _openapi, _response_schema, _validator, registry  # noqa: F401
 from test_scheduling import Env, utc
 
@@ -86,7 +86,7 @@ def test_outbox_payloads_validate(flow, registry):  # noqa: F811
 
 def test_tick_payloads_validate(flow, registry):  # noqa: F811
     env, weekly, *_ = flow
-    from registrar import scheduling
+    from registrar.schedules import jobs as scheduling
 
     validator = _validator({"$ref": "https://registrar.dev/schemas/events/schedule-tick.v1.json"}, registry)
     assert _errors(validator, scheduling.tick_payload(weekly)) == []

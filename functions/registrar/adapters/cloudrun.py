@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import ServiceSpec, ServiceState, ServingPlatform
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.ports import ServiceSpec, ServiceState, ServingPlatform
 
 T = TypeVar("T")
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from registrar.errors import Contention, TransientError
-from registrar.store import AbstractUnitOfWork, Doc, DocumentStore
+from registrar.kernel.errors import Contention, TransientError
+from registrar.kernel.store import AbstractUnitOfWork, Doc, DocumentStore
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +100,10 @@ class FirestoreStore(DocumentStore):
         self.client = client
 
     @classmethod
-    def from_env(cls) -> FirestoreStore:
+    def connect(cls, project: str | None, database: str = "(default)") -> FirestoreStore:
+        """A store on Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set, as the client itself decides)."""
         from google.cloud import firestore
 
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT")
-        database = os.environ.get("REGISTRAR_FIRESTORE_DATABASE", "(default)")
         return cls(firestore.Client(project=project, database=database))
 
     def unit_of_work(self) -> FirestoreUnitOfWork:

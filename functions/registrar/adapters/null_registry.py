@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registrar.ports import ModelRegistry, ModelVersionInfo
+from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
 
 
 class UnreachableModelRegistry(ModelRegistry):

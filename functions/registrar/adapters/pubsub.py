@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from registrar.errors import TransientError
-from registrar.ports import EventPublisher
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import EventPublisher
 
 
 class PubSubPublisher(EventPublisher):

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import SchedulerJob, SchedulerJobs, SchedulerJobSpec
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.ports import SchedulerJob, SchedulerJobs, SchedulerJobSpec
 
 T = TypeVar("T")
 

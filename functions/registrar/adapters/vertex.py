@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, emulator_client
-from registrar.errors import TransientError
-from registrar.ports import ModelRegistry, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import ModelAlreadyExists, ModelRegistry, ModelRegistryWriter, ModelVersionInfo
 
 T = TypeVar("T")
 
@@ -171,7 +171,14 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
             request.model_id = model_id
 
         def upload():
-            return self.client.upload_model(request=request).result(timeout=self.lro_timeout)
+            from google.api_core import exceptions as gexc
+
+            try:
+                return self.client.upload_model(request=request).result(timeout=self.lro_timeout)
+            except (gexc.AlreadyExists, gexc.Conflict) as exc:
+                if model_id:
+                    raise ModelAlreadyExists(f"model {model_id} exists in {self.parent}") from exc
+                raise
 
         response = self._call(upload, f"upload to {parent_model_id or model_id}")
         if response is NOT_FOUND:

@@ -1,0 +1,51 @@
+"""registry_api: the registry over HTTP, described in schemas/openapi.yaml. Every answer is JSON.
+
+Reads come from each capability's read model; writes go through the message bus (schedules) or are published as
+requests (`deploy-requests`). The routes of each resource are in their own module here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from registrar.api import audit, deployments, models, schedules
+from registrar.api.context import Api
+from registrar.kernel.http import BadParameter, error
+from registrar.kernel.serving import CachedServing
+from registrar.kernel.store import DocumentStore
+
+STATUS_CACHE_SECONDS = 10.0
+
+
+def create_app(store_factory: Callable[[], DocumentStore], services_factory: Callable[[], Any] | None = None):
+    """`services_factory` gives the write side (bus, publisher, Cloud Run, Cloud Scheduler) to the routes that
+    change things; read routes only need the store."""
+    app = Flask("registry_api")
+    app.json.sort_keys = False
+    api = Api(store_factory, services_factory,
+              CachedServing(lambda: services_factory().serving, ttl=STATUS_CACHE_SECONDS) if services_factory else None)
+
+    @app.errorhandler(BadParameter)
+    def bad_parameter(exc: BadParameter):
+        return error(400, f"invalid parameter {exc.parameter!r}: {exc.message}", parameter=exc.parameter)
+
+    @app.errorhandler(404)
+    def not_found(exc):
+        return error(404, f"no such resource: {request.path}")
+
+    @app.errorhandler(405)
+    def not_allowed(exc):
+        return error(405, f"method {request.method} is not allowed on {request.path}")
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    models.register(app, api)
+    deployments.register(app, api)
+    schedules.register(app, api)
+    audit.register(app, api)
+    return app

@@ -1,0 +1,154 @@
+"""Routes of deployments.
+
+Deploy and undeploy are requests: validated here (400 naming the field, 404 for what the registry does not know,
+409 for another model's service), published to `deploy-requests` through the bus's publisher, and answered 202
+with a request id; `on_deploy_request` carries them out and records the outcome at `GET /deployments/{id}`.
+Whether a model is deployed is read from Cloud Run (cached briefly per API instance); `unknown` when Cloud Run
+cannot be asked.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import jsonify
+
+from registrar.api.context import Api
+from registrar.deployments import queries as deployments
+from registrar.deployments.naming import service_name_for, validate_service_name
+from registrar.deployments.settings import OVERRIDES, InvalidSetting, resolve_settings
+from registrar.kernel.clock import utcnow
+from registrar.kernel.errors import TransientError
+from registrar.kernel.http import BadParameter, check_id, error, json_body, jsonable, known_params
+from registrar.kernel.paths import endpoint_path, version_path
+from registrar.registry.queries import registered_model
+
+DEPLOY_REQUESTS_TOPIC = "deploy-requests"
+DEPLOY_REQUEST_SCHEMA = "registrar.deploy-request.v1"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def register(app, api: Api) -> None:
+    def publish(payload: dict[str, Any]):
+        if api.services_factory is None:
+            return error(503, "deploys are not configured on this API (no publisher)")
+        try:
+            api.services().bus.publisher.publish(DEPLOY_REQUESTS_TOPIC, payload["request_id"], payload)
+        except TransientError as exc:
+            return error(503, f"the request could not be published to {DEPLOY_REQUESTS_TOPIC}; retry: {exc}")
+        if api.serving is not None:
+            api.serving.invalidate()
+        return None
+
+    def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, str]:
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise BadParameter(unknown[0], f"is not a field of this request (known: {', '.join(allowed)})")
+        request_id = body.get("request_id") or uuid.uuid4().hex
+        if not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id):
+            raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
+        requested_by = body.get("requested_by") or "registry-api"
+        if not isinstance(requested_by, str) or len(requested_by) > 256:
+            raise BadParameter("requested_by", "must be a string of at most 256 characters")
+        return request_id, requested_by
+
+    @app.post("/models/<model_id>/versions/<version_id>:deploy")
+    def deploy_version(model_id: str, version_id: str):
+        known_params()
+        check_id("model_id", model_id)
+        check_id("version_id", version_id)
+        body = json_body()
+        request_id, requested_by = request_fields(
+            body, ("preset", *OVERRIDES, "service_name", "request_id", "requested_by"))
+        try:
+            if body.get("preset") is not None and not isinstance(body["preset"], str):
+                raise InvalidSetting("preset", "must be a string")
+            settings = resolve_settings(body.get("preset"), {k: body[k] for k in OVERRIDES if k in body})
+            service = (validate_service_name(body["service_name"]) if body.get("service_name") is not None
+                       else service_name_for(model_id))
+        except InvalidSetting as exc:
+            raise BadParameter(exc.field, exc.message) from None
+        if registered_model(api.store(), model_id) is None:
+            return error(404, f"model {model_id!r} is not in the registry")
+        # Any version the registry knows goes on to the precondition, which asks Vertex AI (a deleted one is refused
+        # there with the reason, and the refusal is recorded on the request).
+        if api.store().get(version_path(model_id, version_id)) is None:
+            return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
+        endpoint = api.store().get(endpoint_path(service))
+        if endpoint and endpoint.get("model_id") != model_id and endpoint.get("status") != "deleted":
+            return error(409, f"Cloud Run service {service!r} belongs to model {endpoint.get('model_id')!r}; a model "
+                              "can update only its own services")
+        overrides = {k: v for k, v in settings.to_doc().items() if k != "preset"}
+        payload = {
+            "schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "deploy", "model_id": model_id,
+            "version_id": version_id, "preset": settings.preset, "overrides": overrides, "service_name": service,
+            "requested_at": utcnow().isoformat(), "requested_by": requested_by,
+        }
+        failed = publish(payload)
+        if failed is not None:
+            return failed
+        response = jsonify(jsonable({
+            "request_id": request_id, "action": "deploy", "status": "requested", "model_id": model_id,
+            "version_id": version_id, "service_name": service, "settings": settings.to_doc(),
+            "status_url": f"/deployments/{request_id}",
+        }))
+        response.status_code = 202
+        return response
+
+    @app.post("/models/<model_id>:undeploy")
+    def undeploy_model(model_id: str):
+        known_params()
+        check_id("model_id", model_id)
+        body = json_body()
+        request_id, requested_by = request_fields(body, ("version", "service_name", "request_id", "requested_by"))
+        version = body.get("version")
+        if version is not None:
+            if not isinstance(version, str):
+                raise BadParameter("version", "must be a version id (string)")
+            check_id("version", version)
+        service = body.get("service_name")
+        if service is not None:
+            try:
+                validate_service_name(service)
+            except InvalidSetting as exc:
+                raise BadParameter(exc.field, exc.message) from None
+        if registered_model(api.store(), model_id) is None:
+            return error(404, f"model {model_id!r} is not in the registry")
+        payload = {"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "undeploy",
+                   "model_id": model_id, "requested_at": utcnow().isoformat(), "requested_by": requested_by}
+        if version:
+            payload["version_id"] = version
+        if service:
+            payload["service_name"] = service
+        failed = publish(payload)
+        if failed is not None:
+            return failed
+        response = jsonify({"request_id": request_id, "action": "undeploy", "status": "requested",
+                            "model_id": model_id, "version_id": version, "service_name": service,
+                            "status_url": f"/deployments/{request_id}"})
+        response.status_code = 202
+        return response
+
+    @app.get("/models/<model_id>/endpoints")
+    def model_endpoints(model_id: str):
+        known_params()
+        check_id("model_id", model_id)
+        if registered_model(api.store(), model_id) is None:
+            return error(404, f"model {model_id!r} is not in the registry")
+        snapshot = api.snapshot() if api.snapshot else None
+        endpoints = deployments.model_endpoints(api.store(), model_id, snapshot)
+        status = "unknown" if snapshot is None or not snapshot.known else "known"
+        return jsonify(jsonable({"model_id": model_id, "cloud_run": status, "endpoints": endpoints}))
+
+    @app.get("/deployments/<request_id>")
+    def deployment_request(request_id: str):
+        known_params()
+        if not _REQUEST_ID_RE.match(request_id):
+            raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
+        doc = deployments.deploy_request(api.store(), request_id)
+        if doc is None:
+            return error(404, f"deploy request {request_id!r} is not recorded (yet): it is recorded when "
+                              "on_deploy_request receives it")
+        return jsonify(jsonable(doc))

@@ -1,0 +1,178 @@
+"""Handlers of deployments: record a request (claiming the service name for its model), and record what Cloud
+Run did with it. Order of a deploy: record the request (transaction) → precondition → `apply_service`
+(idempotent) → record the outcome (transaction). A crash between any two steps is followed by a redelivery that
+repeats the rest (`follow_ups`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from registrar.deployments.commands import (
+    RecordDeployment,
+    RecordUndeployment,
+    RefuseDeployment,
+    RequestDeployment,
+    RequestUndeployment,
+)
+from registrar.kernel.aggregate import ModelAggregate
+from registrar.kernel.changes import Change, Context
+from registrar.kernel.paths import ENDPOINTS, endpoint_path, model_path, request_path
+from registrar.kernel.store import AbstractUnitOfWork
+
+TERMINAL_REQUEST_STATES = ("deployed", "failed", "undeployed", "refused")
+
+
+def _request_doc(cmd: RequestDeployment | RequestUndeployment, action: str, ctx: Context) -> dict[str, Any]:
+    return {
+        "request_id": cmd.request_id,
+        "action": action,
+        "model_id": cmd.model_id,
+        "version_id": cmd.version_id,
+        "service_id": cmd.service_id,
+        "settings": dict(cmd.settings) if isinstance(cmd, RequestDeployment) else None,
+        "requested_at": cmd.requested_at,
+        "requested_by": cmd.requested_by,
+        "status": "requested",
+        "reason": None,
+        "uri": None,
+        "revision": None,
+        "services": [],
+        "completed_at": None,
+        "updated_at": ctx.now(),
+    }
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def request_deployment(cmd: RequestDeployment, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    if uow.get(request_path(cmd.request_id)) is not None:
+        return []
+    doc = _request_doc(cmd, "deploy", ctx)
+    model = uow.get(model_path(cmd.model_id))
+    endpoint = uow.get(endpoint_path(cmd.service_id))
+    if endpoint is not None and endpoint.get("status") == "deleted" and endpoint.get("model_id") != cmd.model_id:
+        endpoint = None  # the service is gone; its name can be claimed again
+    reason = kind = None
+    if model is None or not (model.get("is_live") or model.get("first_registered_at")):
+        reason, kind = f"model {cmd.model_id!r} is not in the registry", "not_found"
+    elif endpoint is not None and endpoint.get("model_id") != cmd.model_id:
+        reason = (f"Cloud Run service {cmd.service_id!r} belongs to model {endpoint.get('model_id')!r}; "
+                  "a model can update only its own services")
+        kind = "not_owner"
+    if reason:
+        doc.update(status="refused", reason=reason, completed_at=cmd.requested_at)
+        uow.set(request_path(cmd.request_id), doc)
+        return [Change("model.deployment_refused", cmd.requested_at, cmd.model_id, cmd.version_id,
+                       details={"request_id": cmd.request_id, "service": cmd.service_id, "reason": reason,
+                                "kind": kind})]
+    uow.set(request_path(cmd.request_id), doc)
+    if endpoint is None:
+        # Claims the name for this model in the same transaction: a second model asking for it is refused.
+        endpoint = {"service_id": cmd.service_id, "model_id": cmd.model_id, "status": "deploying",
+                    "claimed_by_request": cmd.request_id, "created_at": ctx.now(), "version_id": None, "uri": None,
+                    "revision": None, "generation": None, "settings": None, "image": None, "deployed_at": None,
+                    "deployed_by": None, "request_id": None, "deleted_at": None, "undeploy_requested_at": None}
+    endpoint["last_deploy_requested_at"] = _later(endpoint.get("last_deploy_requested_at"), cmd.requested_at)
+    endpoint["updated_at"] = ctx.now()
+    uow.set(endpoint_path(cmd.service_id), endpoint)
+    return [Change("model.deployment_requested", cmd.requested_at, cmd.model_id, cmd.version_id,
+                   details={"request_id": cmd.request_id, "service": cmd.service_id, "settings": dict(cmd.settings),
+                            "requested_by": cmd.requested_by})]
+
+
+def request_undeployment(cmd: RequestUndeployment, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    if uow.get(request_path(cmd.request_id)) is not None:
+        return []
+    uow.set(request_path(cmd.request_id), _request_doc(cmd, "undeploy", ctx))
+    for service_id, endpoint in uow.children(ENDPOINTS).items():
+        if endpoint.get("model_id") != cmd.model_id or (cmd.service_id and service_id != cmd.service_id):
+            continue
+        if cmd.version_id and endpoint.get("version_id") not in (cmd.version_id, None):
+            continue
+        endpoint["undeploy_requested_at"] = _later(endpoint.get("undeploy_requested_at"), cmd.requested_at)
+        endpoint["updated_at"] = ctx.now()
+        uow.set(endpoint_path(service_id), endpoint)
+    return [Change("model.undeployment_requested", cmd.requested_at, cmd.model_id, cmd.version_id,
+                   details={"request_id": cmd.request_id, "service": cmd.service_id, "requested_by": cmd.requested_by})]
+
+
+def record_deployment(cmd: RecordDeployment, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    request = uow.get(request_path(cmd.request_id))
+    if request is not None and request.get("status") in TERMINAL_REQUEST_STATES:
+        return []
+    status = "deployed" if cmd.ready else "failed"
+    if request is not None:
+        request.update(status=status, uri=cmd.uri, revision=cmd.revision, reason=None if cmd.ready else cmd.message,
+                       completed_at=cmd.occurred_at, updated_at=ctx.now())
+        uow.set(request_path(cmd.request_id), request)
+    endpoint = uow.get(endpoint_path(cmd.service_id)) or {"service_id": cmd.service_id, "created_at": ctx.now(),
+                                                          "undeploy_requested_at": None,
+                                                          "last_deploy_requested_at": None, "deleted_at": None}
+    stale = (endpoint.get("generation") is not None and endpoint.get("status") in ("serving", "failed")
+             and int(endpoint["generation"]) > cmd.generation)
+    if not stale:
+        # Cloud Run's generation orders applies to one service: an older apply's report never overwrites a newer.
+        endpoint.update(model_id=cmd.model_id, version_id=cmd.version_id, uri=cmd.uri, revision=cmd.revision,
+                        generation=cmd.generation, settings=dict(cmd.settings), image=cmd.image,
+                        status="serving" if cmd.ready else "failed", message=cmd.message,
+                        deployed_at=cmd.occurred_at, deployed_by=cmd.requested_by, request_id=cmd.request_id,
+                        deleted_at=None, claimed_by_request=None, updated_at=ctx.now())
+        uow.set(endpoint_path(cmd.service_id), endpoint)
+        agg = ModelAggregate.load(uow, cmd.model_id)
+        if cmd.ready:
+            agg.model.serving[cmd.service_id] = {"version_id": cmd.version_id, "uri": cmd.uri,
+                                                 "revision": cmd.revision, "at": cmd.occurred_at}
+        else:
+            agg.model.serving.pop(cmd.service_id, None)
+        agg.save(uow, ctx.now(), [])
+    kind = "model.deployed" if cmd.ready else "model.deployment_failed"
+    return [Change(kind, cmd.occurred_at, cmd.model_id, cmd.version_id,
+                   details={"request_id": cmd.request_id, "service": cmd.service_id, "uri": cmd.uri,
+                            "revision": cmd.revision, "settings": dict(cmd.settings), "image": cmd.image,
+                            "requested_by": cmd.requested_by, "message": cmd.message, "stale": stale})]
+
+
+def record_undeployment(cmd: RecordUndeployment, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    request = uow.get(request_path(cmd.request_id))
+    if request is not None and request.get("status") in TERMINAL_REQUEST_STATES:
+        return []
+    if request is not None:
+        request.update(status="undeployed", services=list(cmd.services), completed_at=cmd.occurred_at,
+                       updated_at=ctx.now())
+        uow.set(request_path(cmd.request_id), request)
+    for service_id in cmd.services:
+        endpoint = uow.get(endpoint_path(service_id))
+        if endpoint is None or endpoint.get("model_id") != cmd.model_id:
+            continue
+        endpoint.update(status="deleted", deleted_at=cmd.occurred_at, uri=None, updated_at=ctx.now())
+        uow.set(endpoint_path(service_id), endpoint)
+    agg = ModelAggregate.load(uow, cmd.model_id)
+    if agg.existed:
+        for service_id in cmd.services:
+            agg.model.serving.pop(service_id, None)
+        agg.save(uow, ctx.now(), [])
+    return [Change("model.undeployed", cmd.occurred_at, cmd.model_id,
+                   details={"request_id": cmd.request_id, "services": list(cmd.services),
+                            "requested_by": cmd.requested_by})]
+
+
+def refuse_deployment(cmd: RefuseDeployment, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    request = uow.get(request_path(cmd.request_id))
+    if request is not None and request.get("status") in TERMINAL_REQUEST_STATES:
+        return []
+    if request is not None:
+        request.update(status="refused", reason=cmd.reason, completed_at=cmd.occurred_at, updated_at=ctx.now())
+        uow.set(request_path(cmd.request_id), request)
+        service_id = request.get("service_id")
+        endpoint = uow.get(endpoint_path(service_id)) if service_id else None
+        if endpoint and endpoint.get("status") == "deploying" and endpoint.get("claimed_by_request") == cmd.request_id:
+            uow.delete(endpoint_path(service_id))  # never served: the name is free again
+    return [Change("model.deployment_refused", cmd.occurred_at, cmd.model_id, cmd.version_id,
+                   details={"request_id": cmd.request_id, "reason": cmd.reason, "kind": cmd.kind})]

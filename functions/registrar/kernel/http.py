@@ -1,0 +1,102 @@
+"""HTTP helpers every API route uses: JSON errors, query and body parameters, page tokens.
+
+Every answer is JSON (schemas/openapi.yaml): a refused parameter is a 400 naming it, as `BadParameter` says.
+Flask is imported inside the helpers that need a request, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from typing import Any
+
+from registrar.kernel.errors import InvalidField
+from registrar.kernel.serialize import jsonable
+
+ID_RULE = "must be 1-128 letters, digits, '_' or '-'"
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+__all__ = ["BadParameter", "check_id", "decode_page_token", "encode_page_token", "error", "int_param",
+           "json_body", "jsonable", "known_params", "query_fingerprint"]
+
+
+class BadParameter(InvalidField):
+    """An API request parameter (query string or body field) that is refused."""
+
+    @property
+    def parameter(self) -> str:
+        return self.field
+
+
+def error(status: int, message: str, **extra):
+    from flask import jsonify
+
+    response = jsonify({"error": {"code": status, "message": message, **extra}})
+    response.status_code = status
+    return response
+
+
+def int_param(name: str, default: int, low: int, high: int) -> int:
+    from flask import request
+
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(name, f"must be between {low} and {high}")
+    return value
+
+
+def check_id(name: str, value: str) -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise BadParameter(name, ID_RULE)
+    return value
+
+
+def known_params(*names: str) -> None:
+    from flask import request
+
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise BadParameter(unknown[0], f"is not a parameter of {request.path} (known: {', '.join(names) or 'none'})")
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); 400 naming the problem otherwise."""
+    from flask import request
+
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadParameter("body", "must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def query_fingerprint(*values: Any) -> str:
+    """What a page token is bound to: the query's filters (and sort), so a token is refused for another query."""
+    return hashlib.sha256(json.dumps(list(values)).encode()).hexdigest()[:12]
+
+
+def encode_page_token(offset: int, fingerprint: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, fingerprint: str, *, changed: str = "filters or sort") -> int:
+    """The offset in `token`; BadParameter if this API did not issue it, or issued it for another query (what the
+    message says may have `changed`)."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset = int(data["o"])
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise BadParameter("page_token", "is not a token this API issued") from exc
+    if data.get("f") != fingerprint or offset < 0:
+        raise BadParameter("page_token", f"belongs to a different query ({changed} changed)")
+    return offset

@@ -1,0 +1,238 @@
+"""Audit: compare the registry with Vertex AI and report every discrepancy; changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from registrar.kernel import model as domain
+from registrar.kernel.labels import run_id_from_labels
+from registrar.kernel.paths import MODELS, TRAINING_RUNS, versions_path
+from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
+from registrar.kernel.store import DocumentStore
+from registrar.reconcile.report import (
+    ALIAS_MISMATCH,
+    CATEGORIES,
+    ORPHAN,
+    RESERVATION,
+    STALE_RESOURCE_NAME,
+    UNRECORDED_FOREIGN,
+    UNRECORDED_OURS,
+    AuditReport,
+    Discrepancy,
+    Progress,
+    report_id_for,
+)
+
+DEFAULT_RESERVATION_AGE = timedelta(hours=24)
+DEFAULT_CONCURRENCY = 8
+
+
+def audit(
+    store: DocumentStore,
+    registry: ModelRegistry,
+    *,
+    now: datetime,
+    reservation_age: timedelta = DEFAULT_RESERVATION_AGE,
+    progress: Progress | None = None,
+    report_id: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> AuditReport:
+    """Compare the registry with Vertex and report every discrepancy; changes nothing.
+
+    Vertex is listed with paging (`iter_models`, then `list_versions` per model). A registry version missing from
+    the listing is confirmed with `get_version` before it is called an orphan, so a version uploaded while the
+    listing ran is not reported. Models are inspected `concurrency` at a time (one `listVersions` call and one
+    registry query each, both waiting on the network); the report's order does not depend on it.
+    """
+    started = time.monotonic()
+    vertex_models = dict(registry.iter_models())
+    registry_models = {model_id: doc for model_id, doc in store.list(MODELS)}
+    live_registry_models = {m: d for m, d in registry_models.items() if d.get("is_live")}
+    to_check = sorted(set(vertex_models) | set(live_registry_models))
+    total = len(to_check)
+    if progress:
+        progress(0, total)
+
+    def inspect(model_id: str) -> tuple[str, dict[str, ModelVersionInfo], list[Discrepancy]]:
+        listed = {v.version_id: v for v in registry.list_versions(model_id)} if model_id in vertex_models else {}
+        model_doc = registry_models.get(model_id)
+        registry_versions = dict(store.list(versions_path(model_id))) if model_doc is not None else {}
+        return model_id, listed, _compare_model(registry, model_id, model_doc, registry_versions, listed,
+                                                vertex_models.get(model_id, ""))
+
+    found: list[Discrepancy] = []
+    vertex_versions: dict[tuple[str, str], ModelVersionInfo] = {}
+    vertex_aliases: dict[str, dict[str, str]] = {}
+    vertex_version_count = 0
+    with _mapper(concurrency) as mapper:
+        for done, (model_id, listed, model_found) in enumerate(mapper(inspect, to_check), start=1):
+            vertex_version_count += len(listed)
+            if model_found:
+                found.extend(model_found)
+                vertex_versions.update({(model_id, vid): info for vid, info in listed.items()})
+                if listed:
+                    vertex_aliases[model_id] = _vertex_alias_map(listed.values())
+            if progress:
+                progress(done, total)
+
+    live_names = {d.get("display_name") for d in live_registry_models.values()}
+    reservations = _reservations(store, live_names, now=now, reservation_age=reservation_age)
+    found.extend(reservations)
+    found.sort(key=lambda d: (CATEGORIES.index(d.category), d.display_name, d.model_id or "", version_key(d.version_id)))
+    counts = {
+        "vertex_models": len(vertex_models),
+        "vertex_versions": vertex_version_count,
+        "registry_models": len(live_registry_models),
+        "registry_records": len(live_registry_models) + len(reservations),
+        **{category: sum(1 for d in found if d.category == category) for category in CATEGORIES},
+    }
+    return AuditReport(
+        report_id=report_id or report_id_for(now),
+        generated_at=now,
+        reservation_age=reservation_age,
+        counts=counts,
+        discrepancies=found,
+        duration_seconds=time.monotonic() - started,
+        vertex_versions=vertex_versions,
+        vertex_aliases=vertex_aliases,
+    )
+
+
+@contextlib.contextmanager
+def _mapper(concurrency: int):
+    """An ordered `map` running up to `concurrency` calls at once (plain `map` for 1)."""
+    if concurrency <= 1:
+        yield map
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="audit") as pool:
+        try:
+            yield pool.map
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # a failed call ends the audit: start no more
+            raise
+
+
+def _compare_model(
+    registry: ModelRegistry,
+    model_id: str,
+    model_doc: Mapping[str, Any] | None,
+    registry_versions: Mapping[str, Mapping[str, Any]],
+    listed: Mapping[str, ModelVersionInfo],
+    vertex_display_name: str,
+) -> list[Discrepancy]:
+    found: list[Discrepancy] = []
+    display_name = (model_doc or {}).get("display_name") or vertex_display_name or model_id
+    live_ids = {vid for vid, doc in registry_versions.items() if doc.get("state") == domain.LIVE}
+
+    for version_id in sorted(live_ids - set(listed), key=version_key):
+        confirmed = registry.get_version(model_id, version_id)
+        if confirmed is not None:  # uploaded while the listing ran: it is there after all
+            continue
+        doc = registry_versions[version_id]
+        found.append(Discrepancy(
+            ORPHAN, model_id, version_id, doc.get("display_name") or display_name,
+            f"live in the registry, NOT_FOUND in Vertex AI ({doc.get('resource_name') or 'no resource name'})",
+            {"resource_name": doc.get("resource_name"), "training_run_id": doc.get("training_run_id")}))
+
+    for version_id in sorted(set(listed) - live_ids, key=version_key):
+        info = listed[version_id]
+        doc = registry_versions.get(version_id)
+        run_id = run_id_from_labels(info.labels)
+        state = doc.get("state") if doc else "absent"
+        found.append(Discrepancy(
+            UNRECORDED_OURS if run_id else UNRECORDED_FOREIGN, model_id, version_id, info.display_name,
+            f"in Vertex AI, {'not in the registry' if doc is None else f'{state} in the registry'}"
+            + (f"; training run {run_id}" if run_id else "; no training_run_id label")
+            + (f"; {info.artifact_uri}" if info.artifact_uri else ""),
+            {"registry_state": state, "training_run_id": run_id, "artifact_uri": info.artifact_uri,
+             "labels": dict(info.labels), "create_time": info.create_time}))
+
+    if model_doc is not None and model_doc.get("is_live") and listed:
+        any_info = next(iter(listed.values()))
+        if model_doc.get("resource_name") != any_info.model_resource_name:
+            found.append(Discrepancy(
+                STALE_RESOURCE_NAME, model_id, None, display_name,
+                f"model resource name {model_doc.get('resource_name')!r} ≠ {any_info.model_resource_name!r}",
+                {"registry": model_doc.get("resource_name"), "vertex": any_info.model_resource_name}))
+    for version_id in sorted(live_ids & set(listed), key=version_key):
+        recorded, actual = registry_versions[version_id].get("resource_name"), listed[version_id].resource_name
+        if recorded != actual:
+            found.append(Discrepancy(
+                STALE_RESOURCE_NAME, model_id, version_id, listed[version_id].display_name,
+                f"version resource name {recorded!r} ≠ {actual!r}", {"registry": recorded, "vertex": actual}))
+
+    if model_doc is not None and model_doc.get("is_live") and listed:
+        recorded_aliases = dict(model_doc.get("aliases") or {})
+        vertex_aliases = _vertex_alias_map(listed.values())
+        if recorded_aliases != vertex_aliases:
+            differing = sorted(a for a in set(recorded_aliases) | set(vertex_aliases)
+                               if recorded_aliases.get(a) != vertex_aliases.get(a))
+            found.append(Discrepancy(
+                ALIAS_MISMATCH, model_id, None, display_name,
+                "; ".join(f"{a}: registry {_at(recorded_aliases.get(a))}, Vertex {_at(vertex_aliases.get(a))}"
+                          for a in differing),
+                {"registry": recorded_aliases, "vertex": vertex_aliases, "aliases": differing}))
+    return found
+
+
+def _reservations(store: DocumentStore, live_names: set[str], *, now: datetime,
+                  reservation_age: timedelta) -> list[Discrepancy]:
+    """Names held by runs that never produced a live model, grouped by name; reported once every holding run is
+    older than the threshold (a younger run may still register it)."""
+    holders: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for run_id, run in store.list(TRAINING_RUNS):
+        name = run.get("model_name")
+        if not name or name in live_names or run.get("reservation_released_at"):
+            continue
+        registered = (run.get("registration") or {}).get("status") == "registered"
+        if run.get("status") == "SUCCEEDED" and registered:
+            continue
+        holders.setdefault(name, []).append((run_id, run))
+    found = []
+    for name, runs in sorted(holders.items()):
+        youngest = max(_run_started(run) or now for _, run in runs)
+        if now - youngest < reservation_age:
+            continue
+        described = ", ".join(f"{run_id} {_run_outcome(run)}" for run_id, run in runs)
+        found.append(Discrepancy(
+            RESERVATION, None, None, name,
+            f"no live model; held for {_age(now - youngest)} by {described}",
+            {"training_run_ids": [run_id for run_id, _ in runs], "youngest_run_at": youngest}))
+    return found
+
+
+def _run_started(run: Mapping[str, Any]) -> datetime | None:
+    return run.get("created_at") or run.get("started_at") or run.get("status_at")
+
+
+def _run_outcome(run: Mapping[str, Any]) -> str:
+    status = run.get("status") or "unknown"
+    if status == "SUCCEEDED":
+        registration = (run.get("registration") or {}).get("status") or "none"
+        return f"(SUCCEEDED, registration {registration})"
+    return f"({status})"
+
+
+def _age(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"
+
+
+def _vertex_alias_map(versions: Iterable[ModelVersionInfo]) -> dict[str, str]:
+    return {alias: info.version_id for info in versions for alias in info.aliases}
+
+
+def _at(version_id: str | None) -> str:
+    return f"@{version_id}" if version_id else "absent"
+
+
+def version_key(version_id: str | None) -> tuple[int, str]:
+    if version_id is None:
+        return (-1, "")
+    return (int(version_id), "") if version_id.isdigit() else (1 << 62, version_id)

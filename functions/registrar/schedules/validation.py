@@ -1,0 +1,102 @@
+"""What a schedule create / update may ask for: names, descriptions, training configs, timing fields; and the
+refusals a schedule request gets (with the HTTP status the API answers)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from registrar.kernel import schemas
+from registrar.schedules import timing as schedule_timing
+from registrar.schedules.timing import InvalidSchedule, Timing
+
+STATUSES = ("active", "paused", "completed")
+MODEL_TYPES = ("retrieval", "ranking", "multitask")
+MODEL_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
+NAME_MAX = 100
+DESCRIPTION_MAX = 2000
+CONFIG_MAX_KEYS = 100
+EDITABLE_FIELDS = ("name", "description", *schedule_timing.TIMING_FIELDS)
+# Fields of a schedule that can never change after creation (the training config is frozen).
+FROZEN_FIELDS = ("training_config", "model_name", "source_training_run_id", "model_type")
+
+
+class ScheduleRefused(Exception):
+    """The request cannot be applied as asked: `status` is the HTTP answer (404, 409), `field` what is wrong."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None, schedule_id: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.schedule_id = schedule_id
+
+
+def check_model_name(value: Any, field: str = "model_name") -> str:
+    if not isinstance(value, str) or not MODEL_NAME_RE.match(value):
+        raise InvalidSchedule(field, "must start with a letter and hold at most 128 letters, digits, '_' or '-', "
+                                     f"got {value!r}")
+    return value
+
+
+def check_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidSchedule("name", "cannot be empty")
+    if len(value) > NAME_MAX:
+        raise InvalidSchedule("name", f"must be at most {NAME_MAX} characters")
+    return value.strip()
+
+
+def check_description(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > DESCRIPTION_MAX:
+        raise InvalidSchedule("description", f"must be a string of at most {DESCRIPTION_MAX} characters")
+    return value
+
+
+def check_training_config(value: Any, field: str = "training_config") -> dict[str, Any]:
+    """A full training config: an object with `model_type`; values are JSON scalars, lists or objects."""
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidSchedule(field, "must be a non-empty JSON object with at least `model_type`")
+    if len(value) > CONFIG_MAX_KEYS:
+        raise InvalidSchedule(field, f"must have at most {CONFIG_MAX_KEYS} keys")
+    if value.get("model_type") not in MODEL_TYPES:
+        raise InvalidSchedule(f"{field}.model_type", f"must be one of {', '.join(MODEL_TYPES)}, "
+                                                     f"got {value.get('model_type')!r}")
+    from jsonschema import Draft202012Validator  # lazy: jsonschema is costly to import on a cold start
+
+    schema = schemas.load("documents/schedule.v1.json")["$defs"]["training_config"]
+    for error in sorted(Draft202012Validator(schema).iter_errors(dict(value)), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path)
+        raise InvalidSchedule(f"{field}.{where}" if where else field, error.message)
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidSchedule(field, f"keys must be non-empty strings, got {key!r}")
+        if isinstance(item, list) and any(isinstance(x, list) for x in item):
+            raise InvalidSchedule(f"{field}.{key}", "must not hold a list inside a list")
+    return dict(value)
+
+
+def timing_input(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in schedule_timing.TIMING_FIELDS if k in data}
+
+
+def timing_of(doc: Mapping[str, Any]) -> Timing:
+    return schedule_timing.parse_timing(timing_input(doc))
+
+
+def strip_timing(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in schedule_timing.TIMING_FIELDS}
+
+
+def merged_timing(doc: Mapping[str, Any], changes: Mapping[str, Any], now: datetime) -> Timing:
+    """The timing a schedule has after `changes`; a `once` datetime that is set or kept must still be ahead."""
+    merged = {**timing_input(doc), **timing_input(changes)}
+    if merged.get("schedule_type") != "once":
+        merged.pop("scheduled_datetime", None)
+    once_changed = merged.get("schedule_type") == "once" and (
+        "scheduled_datetime" in changes or doc.get("schedule_type") != "once")
+    return schedule_timing.parse_timing(merged, now=now if once_changed else None)
