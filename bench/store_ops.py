@@ -50,7 +50,10 @@ class Harness:
                                   now=lambda: at(1000 + next(clock) / 600), sleep=lambda _: None)
         self.ids = itertools.count(1)
         self.relay = Counts()
-        original = self.services.bus.relay
+        # The post-commit relay: `_publish` (events of one history document, then one write clearing its pending
+        # mark); layouts before Core v2 had an outbox `relay` that also swept older pending entries.
+        relay_name = "_publish" if hasattr(self.services.bus, "_publish") else "relay"
+        original = getattr(self.services.bus, relay_name)
 
         def counted_relay(*args, **kwargs):
             r, w = self.store.reads, self.store.writes
@@ -60,7 +63,7 @@ class Harness:
                 self.relay.reads += self.store.reads - r
                 self.relay.writes += self.store.writes - w
 
-        self.services.bus.relay = counted_relay
+        setattr(self.services.bus, relay_name, counted_relay)
 
     def deliver(self, topic: str, payload, message_id: str | None = None) -> tuple[Counts, Counts, str]:
         """(transaction counts, relay counts, outcome) of one delivery."""

@@ -31,7 +31,6 @@ from collections.abc import Hashable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import main as entry_points
 from _common import ENTRY_POINT_OF, envelope, quiet_logs, table
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher
 from helpers import pubsub_cloud_event
@@ -215,7 +214,9 @@ def deliveries(unique: list[tuple[str, dict]], duplicates: float, seed: int) -> 
 
 
 def build(store_kind: str, registry: FakeModelRegistry):
-    store = IndexedInMemoryStore() if store_kind == "indexed" else InMemoryStore()
+    # Stores since Core v2 index their collections themselves (and handlers no longer query per message).
+    indexed = store_kind == "indexed" and not hasattr(InMemoryStore, "candidates")
+    store = IndexedInMemoryStore() if indexed else InMemoryStore()
     clock = itertools.count()
     return bootstrap(store=store, publisher=RecordingPublisher(), registry=registry,
                      now=lambda: T0 + timedelta(days=30, microseconds=next(clock)), sleep=lambda _: None)
@@ -236,6 +237,8 @@ def run_direct(items, registry, store_kind):
 
 
 def run_consume(items, registry, store_kind):
+    import main as entry_points  # functions/ is on sys.path once _common is imported
+
     services = build(store_kind, registry)
     entry_points._services = services
     events = [(getattr(entry_points, ENTRY_POINT_OF[topic]), pubsub_cloud_event(envelope(payload, str(index)), topic))

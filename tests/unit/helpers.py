@@ -213,6 +213,9 @@ class World:
         env = payload_or_envelope if _is_envelope(payload_or_envelope) else envelope(payload_or_envelope, message_id)
         return deliver(self.services, "on_pipeline_event", env)
 
+    def deliver(self, entry_point: str, envelope_data: Any):
+        return deliver(self.services, entry_point, envelope_data)
+
     def handle(self, cmd):
         return self.bus.handle(cmd)
 
@@ -221,22 +224,83 @@ class World:
         return self.store.get(f"models/{model_id}")
 
     def versions(self, model_id: str) -> dict[str, dict]:
-        return dict(self.store.list(f"models/{model_id}/versions"))
+        return versions_of(self.store, model_id)
 
     def live_versions(self, model_id: str) -> set[str]:
         return {vid for vid, v in self.versions(model_id).items() if v["state"] == "live"}
 
     def history(self, parent: str) -> dict[str, dict]:
-        return dict(self.store.list(f"{parent}/history"))
+        return history_of(self.store, parent)
 
     def outbox(self) -> dict[str, dict]:
-        return dict(self.store.list("outbox"))
+        return outbound_events(self.store)
+
+    def applied_keys(self) -> int:
+        return applied_keys(self.store)
 
     def quarantined(self) -> dict[str, dict]:
         return dict(self.store.list("quarantine"))
 
     def published_types(self) -> list[str]:
         return [p["type"] for _, _, p in self.publisher.published]
+
+
+def versions_of(store: DocumentStore, model_id: str) -> dict[str, dict]:
+    """A model's versions (as the model document holds them), each with the aliases the model gives it."""
+    doc = store.get(f"models/{model_id}") or {}
+    aliases: dict[str, list[str]] = {}
+    for alias, vid in (doc.get("aliases") or {}).items():
+        aliases.setdefault(vid, []).append(alias)
+    return {vid: {**v, "aliases": sorted(aliases.get(vid, []))} for vid, v in (doc.get("versions") or {}).items()}
+
+
+def history_of(store: DocumentStore, parent: str) -> dict[str, dict]:
+    """entry id → entry of every change in the history of a model, training run or schedule (`kind/id`)."""
+    from registrar.messaging import history
+
+    kind, _, doc_id = parent.partition("/")
+    read = {"models": history.model_history, "training_runs": history.run_history,
+            "schedules": history.schedule_history}[kind]
+    return {e["entry_id"]: e for e in read(store, doc_id, 100_000)}
+
+
+def history_events(store: DocumentStore) -> list:
+    """Every event's history document (snapshots), in any collection."""
+    from registrar.kernel.store import Query
+
+    return store.query(Query("history", group=True))
+
+
+def outbound_events(store: DocumentStore) -> dict[str, dict]:
+    """event id → {payload, relayed} of every outbound registry event the history documents hold."""
+    return {payload["event_id"]: {"event_id": payload["event_id"], "payload": payload,
+                                  "relayed": not snap.data.get("pending")}
+            for snap in history_events(store) for payload in snap.data.get("events") or ()}
+
+
+def applied_keys(store: DocumentStore) -> int:
+    """How many facts the registry holds idempotency keys for (on aggregates, or in the ledger)."""
+    from registrar.kernel.store import Query
+
+    kept = sum(len(snap.data.get("applied") or {}) for collection in ("models", "training_runs", "schedules",
+                                                                         "deployments")
+               for snap in store.query(Query(collection)))
+    return kept + len(store.query(Query("idempotency")))
+
+
+def without_keys(store: InMemoryStore) -> dict[str, Any]:
+    """The store's documents without what idempotency keeps (the ledger, and the keys on aggregates)."""
+    return {path: {k: v for k, v in doc.items() if k != "applied"} for path, doc in snapshot(store).items()
+            if not path.startswith("idempotency/")}
+
+
+def forget_keys(store: InMemoryStore) -> None:
+    """Drop every idempotency key, so that only the handlers' own idempotency can recognise a repeated fact."""
+    for path, doc in list(store.docs.items()):
+        if path.startswith("idempotency/"):
+            store.delete(path)
+        elif "applied" in doc:
+            store.set(path, {k: v for k, v in doc.items() if k != "applied"})
 
 
 def _is_envelope(value) -> bool:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from fakes import FakeModelRegistry, FakeServingPlatform, RecordingPublisher, at
-from helpers import deliver, run_cmd, upload_cmd
+from helpers import deliver, history_of, run_cmd, upload_cmd, versions_of
 from hypothesis import given
 from hypothesis import strategies as st
 from registrar.adapters.memory import InMemoryStore
@@ -243,7 +243,7 @@ def test_deploy_applies_one_service_and_records_who_what_when(world):
     assert endpoint["deployed_by"] == "ops@example.com" and endpoint["settings"]["max_instances"] == 3
     assert endpoint["deployed_at"].tzinfo is not None
     assert world.store.get(f"models/{MODEL}")["deployed"] is True
-    kinds = sorted(h["kind"] for _, h in world.store.list(f"models/{MODEL}/history") if h["kind"].startswith("model.dep"))
+    kinds = sorted(h["kind"] for _, h in history_of(world.store, f"models/{MODEL}").items() if h["kind"].startswith("model.dep"))
     assert kinds == ["model.deployed", "model.deployment_requested"]
     assert {"model.deployed", "model.deployment_requested"} <= {p["type"] for _, _, p in world.publisher.published}
 
@@ -265,7 +265,7 @@ def test_redelivered_deploy_applies_once_and_keeps_one_endpoint(world):
     assert len(world.serving.applies) == 1
     assert list(world.serving.services) == ["recs-retrieval-serving"]
     assert [p for p, _ in world.store.list("endpoints")] == ["recs-retrieval-serving"]
-    deployed = [h for _, h in world.store.list(f"models/{MODEL}/history") if h["kind"] == "model.deployed"]
+    deployed = [h for _, h in history_of(world.store, f"models/{MODEL}").items() if h["kind"] == "model.deployed"]
     assert len(deployed) == 1
 
 
@@ -314,10 +314,10 @@ def test_deploying_a_version_deleted_from_vertex_is_refused_and_nothing_is_deplo
     assert request["reason"] == MODEL_NOT_FOUND_MESSAGE == (
         "Model not found in Vertex AI Model Registry. It may have been deleted.")
     assert world.serving.applies == [] and world.serving.services == {}
-    assert world.store.get(f"models/{MODEL}/versions/1")["state"] == "deleted"  # cleaned up
+    assert versions_of(world.store, MODEL)["1"]["state"] == "deleted"  # cleaned up
     assert world.store.get("endpoints/recs-retrieval-serving") is None  # the claim is released
     assert list(world.store.list("quarantine")) == []  # answered, not quarantined
-    refused = [h for _, h in world.store.list(f"models/{MODEL}/history") if h["kind"] == "model.deployment_refused"]
+    refused = [h for _, h in history_of(world.store, f"models/{MODEL}").items() if h["kind"] == "model.deployment_refused"]
     assert refused and refused[0]["details"]["reason"] == MODEL_NOT_FOUND_MESSAGE
     world.deliver(deploy_payload())  # a redelivery changes nothing
     assert world.serving.applies == []
@@ -621,5 +621,6 @@ def test_decoded_deploy_request_carries_resolved_settings():
 
 def test_stored_view_without_a_serving_platform_is_consistent(world):
     world.deliver(deploy_payload())
-    docs = queries.with_deployment(world.store, [world.store.get(f"models/{MODEL}")])
-    assert docs[0]["deployed"] is True and docs[0]["deployment"]["service"] == "recs-retrieval-serving"
+    doc = queries.overlay_deployment(world.store.get(f"models/{MODEL}"), None)
+    assert doc["deployed"] is True and doc["deployment"]["service"] == "recs-retrieval-serving"
+    assert queries.kpis(world.store)["deployed"] == 1

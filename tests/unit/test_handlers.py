@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from helpers import (
     NOW,
@@ -10,6 +12,7 @@ from helpers import (
     at,
     delete_model_cmd,
     delete_version_cmd,
+    history_events,
     labels_cmd,
     run_cmd,
     upload_cmd,
@@ -17,6 +20,7 @@ from helpers import (
 )
 from registrar.kernel import schemas
 from registrar.kernel.errors import PermanentError
+from registrar.kernel.ids import stable_id
 from registrar.registry.commands import RegisterUploadedVersion
 
 
@@ -191,11 +195,23 @@ def test_schema_rejects_a_bad_registry_event():
                          "events/registry-event.v1.json")
 
 
-def test_ledger_entry_has_ttl_and_names_the_fact(w):
+def test_the_idempotency_key_lives_in_the_aggregate_with_an_expiry_and_the_event_names_the_fact(w):
     w.bus.handle(upload_cmd("m1", "1", at(1)), message_id="abc")
+    key = "upload:m1@1:" + at(1).isoformat()
+    assert w.model("m1")["applied"] == {stable_id(key): NOW + timedelta(days=30)}
+    assert dict(w.store.list("idempotency")) == {}
+    [event] = [snap.data for snap in history_events(w.store)]
+    assert event["fact"] == key and event["recorded_at"] == NOW
+
+
+def test_ledger_entry_has_ttl_and_names_the_fact_when_no_aggregate_is_written(w):
+    unresolved = RegisterUploadedVersion(model_id="m1", operation_id="op-1", occurred_at=at(1), version=None)
+    w.bus.handle(unresolved, message_id="abc")
+    assert w.model("m1") is None
     [entry] = dict(w.store.list("idempotency")).values()
-    assert entry["key"] == "upload:m1@1:" + at(1).isoformat()
+    assert entry["key"] == "upload-op:op-1"
     assert entry["message_id"] == "abc" and entry["expire_at"] > entry["applied_at"] == NOW
+    assert w.bus.handle(unresolved).status == "duplicate"
 
 
 def test_same_upload_operation_resolved_then_unresolvable_is_not_a_second_version(w):

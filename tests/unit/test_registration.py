@@ -15,9 +15,8 @@ from registrar.adapters.memory import InMemoryStore
 from registrar.bootstrap import bootstrap
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.labels import sanitize_label_key, sanitize_label_value
-from registrar.kernel.paths import model_path
 from registrar.kernel.ports import ModelRegistryWriter, ModelVersionInfo
-from registrar.messaging.history import history
+from registrar.messaging.history import model_history
 from registrar.registration.queries import training_run
 from registrar.registration.upload import model_id_for, resolve_saved_model_dir
 from registrar.registry import queries
@@ -177,8 +176,7 @@ def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pu
     assert writer.uploads == []
 
     # The artifacts are repaired; an operator asks again (registrar register run-1 → deploy-requests).
-    run["artifacts"]["pushed_model_uri"] = str(pushed)
-    services.store.set("training_runs/run-1", run)
+    services.store.set("training_runs/run-1", {**run, "artifacts": {**run["artifacts"], "pushed_model_uri": str(pushed)}})
     request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000001", "action": "register",
                "training_run_id": "run-1", "requested_at": at(200).isoformat(), "requested_by": "ops@example.com"}
     for _ in range(2):
@@ -215,7 +213,7 @@ def test_precondition_refuses_deleted_version_and_never_uploads(pushed):
     assert refused.value.reason == MODEL_NOT_FOUND_MESSAGE
     assert len(writer.uploads) == 1
     assert queries.kpis(services.store)["total"] == 0
-    entries = history(services.store, model_path(model_id), 50)
+    entries = model_history(services.store, model_id, 50)
     assert any(e["kind"] == "model.version_deleted" and e["details"]["principal"] == "registrar-deploy-precondition"
                for e in entries)
 

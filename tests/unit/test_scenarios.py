@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from fakes import RecordingPublisher
@@ -18,6 +19,8 @@ from helpers import (
     delete_model_entry,
     delete_version_cmd,
     delete_version_entry,
+    envelope,
+    history_events,
     labels_entry,
     pipeline_event,
     pipeline_log_entry,
@@ -32,6 +35,8 @@ from registrar.kernel import model as domain
 from registrar.kernel.errors import Contention, TransientError
 from registrar.registry import queries
 from registrar.registry.commands import DeleteModel, DeleteVersion, MergeAliases, RegisterUploadedVersion
+
+from localcloud import auditlog
 
 EPOCH = at(-10**6)
 
@@ -392,7 +397,7 @@ def test_twenty_concurrent_uploads_of_one_model_lose_nothing():
     assert doc["live_version_count"] == len(versions) == 20
     assert doc["latest_version_id"] == "20"
     assert queries.kpis(w.store)["total"] == 1
-    assert len(dict(w.store.list("idempotency"))) == 20
+    assert w.applied_keys() == 20
     types = w.published_types()
     assert types.count("model.registered") == 1
     assert types.count("model.version_added") == 20
@@ -434,8 +439,9 @@ def crash_once():
     return crash
 
 
-def test_crash_after_commit_before_relay_is_relayed_by_next_invocation_once():
-    w = World(crash_after_commit=crash_once())
+def test_crash_after_commit_before_relay_is_published_by_the_sweep_once():
+    clock = {"now": NOW}
+    w = World(crash_after_commit=crash_once(), now=lambda: clock["now"])
     first, last = upload_entries(w.registry, "m1", "1", at(1))
     with pytest.raises(RuntimeError):
         w.audit(last, message_id="m-1")
@@ -446,19 +452,29 @@ def test_crash_after_commit_before_relay_is_relayed_by_next_invocation_once():
 
     outcome = w.audit(last, message_id="m-1")  # Pub/Sub redelivers the message that crashed
     assert outcome.status == "duplicate"
-    assert sorted(w.publisher.event_ids) == sorted(pending), "the redelivery's sweep relays the pending events"
-    assert w.bus.relay() == 0
+    assert w.publisher.published == [], "a duplicate relays nothing"
+    assert w.bus.sweep() == 0, "an event pending for less than a minute is left to its own relay"
+    clock["now"] = NOW + timedelta(minutes=2)
+    assert w.bus.sweep() == 1
+    assert sorted(w.publisher.event_ids) == sorted(pending)
+    assert w.bus.sweep() == 0
     w.audit(first, message_id="m-0")  # a later invocation: nothing left to relay, nothing twice
     assert sorted(w.publisher.event_ids) == sorted(pending)
     assert {d["relayed"] for d in w.outbox().values()} == {True}
 
 
-def test_crash_after_commit_pending_event_relayed_by_sweep_of_other_message():
-    w = World(crash_after_commit=crash_once())
+def test_another_message_publishes_only_its_own_events_and_the_reconcile_tick_sweeps_the_rest():
+    clock = {"now": NOW}
+    w = World(crash_after_commit=crash_once(), now=lambda: clock["now"])
     with pytest.raises(RuntimeError):
         w.handle(upload_cmd("m1", "1", at(1)))
     pending = set(w.outbox())
-    w.handle(upload_cmd("m2", "1", at(2)))
+    outcome = w.handle(upload_cmd("m2", "1", at(2)))
+    assert sorted(w.publisher.event_ids) == sorted(outcome.event_ids) and not pending & set(w.publisher.event_ids)
+    clock["now"] = NOW + timedelta(minutes=5)
+    tick = {"schema": "registrar.reconcile-tick.v1", "tick_id": "t-1", "requested_at": auditlog.rfc3339(NOW),
+            "fix": False}
+    w.deliver("on_reconcile_tick", envelope(tick, "t-1"))
     assert pending <= set(w.publisher.event_ids)
     assert len(w.publisher.event_ids) == len(set(w.publisher.event_ids)) == len(w.outbox())
 
@@ -484,28 +500,30 @@ def test_store_failing_at_commit_writes_nothing_and_retry_applies_once():
     first, last = upload_entries(w.registry, "m1", "1", at(1))
     with pytest.raises(TransientError):
         w.audit(last, message_id="m-1")
-    assert w.store.docs == {}, "no ledger, no state, no outbox"
+    assert w.store.docs == {}, "no key, no state, no history"
     assert w.quarantined() == {}
     outcome = w.audit(last, message_id="m-1")
     assert outcome.status == "applied"
     assert w.audit(last, message_id="m-1").status == "duplicate"
     assert w.live_versions("m1") == {"1"}
-    assert len(dict(w.store.list("idempotency"))) == 1
+    assert w.applied_keys() == 1
     assert w.published_types().count("model.version_added") == 1
 
 
-def test_publisher_failure_leaves_event_pending_until_relayed():
-    w = World(publisher=RecordingPublisher(fail_times=10))
+def test_publisher_failure_leaves_event_pending_until_swept():
+    clock = {"now": NOW}
+    w = World(publisher=RecordingPublisher(fail_times=10), now=lambda: clock["now"])
     outcome = w.handle(upload_cmd("m1", "1", at(1)))
     assert outcome.status == "applied" and outcome.event_ids
     assert w.publisher.published == []
     assert {d["relayed"] for d in w.outbox().values()} == {False}
     w.publisher.fail_times = 0
-    assert w.bus.relay() == len(outcome.event_ids)
+    clock["now"] = NOW + timedelta(minutes=2)
+    assert w.bus.sweep() == 1
     assert sorted(w.publisher.event_ids) == sorted(outcome.event_ids)
-    assert w.bus.relay() == 0
+    assert w.bus.sweep() == 0
     assert {d["relayed"] for d in w.outbox().values()} == {True}
-    assert all(d["relayed_at"] == NOW for d in w.outbox().values())
+    assert [snap.data["published_at"] for snap in history_events(w.store)] == [clock["now"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -629,7 +647,7 @@ def test_concurrent_duplicates_apply_once():
     # Round one: one of the thirty wins. Round two: its two copies find the ledger entry, one other wins; the other 26
     # lost twice and are redelivered.
     assert (w.store.units, redelivered) == (30 + 29 + 26, 26)
-    assert len(dict(w.store.list("idempotency"))) == 10
+    assert w.applied_keys() == 10
     assert w.model("m1")["live_version_count"] == 10
     types = w.published_types()
     assert types.count("model.version_added") == 10 and types.count("model.registered") == 1

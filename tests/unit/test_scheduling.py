@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from fakes import FakeModelRegistry, RecordingPublisher
-from helpers import deliver, pipeline_event, pipeline_log_entry
+from helpers import deliver, forget_keys, history_of, pipeline_event, pipeline_log_entry, snapshot, without_keys
 from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
@@ -138,7 +138,7 @@ class Env:
         return {k: v for k, v in self.store.list("training_runs") if v.get("schedule_id") == schedule_id}
 
     def history_kinds(self, schedule_id: str) -> list[str]:
-        entries = sorted((d for _, d in self.store.list(f"schedules/{schedule_id}/history")),
+        entries = sorted(history_of(self.store, f"schedules/{schedule_id}").values(),
                          key=lambda e: (e["occurred_at"], e["recorded_at"]))
         return [e["kind"] for e in entries]
 
@@ -283,12 +283,11 @@ def test_duplicate_and_late_firings_of_a_slot_create_one_run(env):
 def test_redelivery_five_times_changes_nothing(env):
     sid = env.created()["schedule_id"]
     env.tick(sid, utc(2026, 11, 2, 9, 0, 2), message_id="m-1")
-    before = {k: v for k, v in env.store.docs.items() if not k.startswith(("outbox/",))}
+    before = snapshot(env.store)
     submissions = env.runner.submissions
     for _ in range(5):
         assert env.tick(sid, utc(2026, 11, 2, 9, 0, 2), message_id="m-1").status == "duplicate"
-    after = {k: v for k, v in env.store.docs.items() if not k.startswith(("outbox/",))}
-    assert after == before and env.runner.submissions == submissions
+    assert snapshot(env.store) == before and env.runner.submissions == submissions
 
 
 def test_next_slots_create_new_runs_with_new_numbers(env):
@@ -515,9 +514,11 @@ def test_calendar_shape_past_runs_and_projection_consistent_with_next_run(env):
     paused = env.created(model_name="paused")["schedule_id"]
     env.client.post(f"/schedules/{paused}:pause")
     env.store.set("training_runs/done", {"training_run_id": "done", "status": "SUCCEEDED",
-                                         "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 9)})
+                                         "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 9),
+                                         "calendar_at": utc(2026, 10, 20, 9)})
     env.store.set("training_runs/bad", {"training_run_id": "bad", "status": "FAILED",
-                                        "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 23, 30)})
+                                        "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 23, 30),
+                                        "calendar_at": utc(2026, 10, 20, 23, 30)})
     body = env.client.get("/calendar?weeks_past=10&weeks_future=30").get_json()
     assert body["timezone"] == "UTC" and len(body["days"]) == 41 * 7
     assert body["days"][0]["weekday"] == 0 and body["days"][-1]["weekday"] == 6
@@ -576,10 +577,8 @@ def test_every_schedule_command_applied_twice_changes_nothing(env):
     ]
     for cmd in commands:
         env.services.bus.handle(cmd)
-        ledger = {p for p in env.store.docs if p.startswith("idempotency/")}
-        state = {p: d for p, d in env.store.docs.items() if not p.startswith(("idempotency/", "outbox/"))}
-        for path in ledger:
-            env.store.delete(path)  # forget the ledger: the handler itself must see the fact is applied
+        state = without_keys(env.store)
+        forget_keys(env.store)  # forget every idempotency key: the handler itself must see the fact is applied
         assert env.services.bus.handle(cmd).changes == ()
-        assert {p: d for p, d in env.store.docs.items() if not p.startswith(("idempotency/", "outbox/"))} == state
+        assert without_keys(env.store) == state
     assert env.schedule(sid) is None and len(env.runs(sid)) == 1

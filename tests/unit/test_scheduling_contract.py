@@ -18,11 +18,10 @@ DOCUMENTS = [
     (r"^schedules/[^/]+$", f"{DOC}/schedule.v1.json"),
     (r"^schedule_names/[^/]+$", f"{DOC}/schedule.v1.json#/$defs/name_claim"),
     (r"^run_numbers/[^/]+$", f"{DOC}/schedule.v1.json#/$defs/run_counter"),
-    (r"^schedules/[^/]+/history/[^/]+$", f"{DOC}/history-entry.v1.json"),
+    (r"^schedules/[^/]+/history/[^/]+$", f"{DOC}/history-event.v1.json"),
     (r"^training_runs/[^/]+$", f"{DOC}/training-run.v1.json"),
-    (r"^training_runs/[^/]+/history/[^/]+$", f"{DOC}/history-entry.v1.json"),
+    (r"^training_runs/[^/]+/history/[^/]+$", f"{DOC}/history-event.v1.json"),
     (r"^idempotency/[^/]+$", f"{DOC}/idempotency-record.v1.json"),
-    (r"^outbox/[^/]+$", f"{DOC}/outbox-entry.v1.json"),
     (r"^quarantine/[^/]+$", f"{DOC}/quarantine-entry.v1.json"),
 ]
 
@@ -75,10 +74,10 @@ def test_schedule_documents_validate(flow, registry):  # noqa: F811
     assert submissions == {"submitted", "error"}
 
 
-def test_outbox_payloads_validate(flow, registry):  # noqa: F811
+def test_outbound_event_payloads_validate(flow, registry):  # noqa: F811
     env = flow[0]
     validator = _validator({"$ref": "https://registrar.dev/schemas/events/registry-event.v1.json"}, registry)
-    payloads = [doc["payload"] for path, doc in env.store.docs.items() if path.startswith("outbox/")]
+    payloads = [payload for path, doc in env.store.docs.items() if "/history/" in path for payload in doc["events"]]
     assert {p["type"] for p in payloads} >= {"schedule.created", "schedule.updated", "schedule.paused",
                                              "schedule.deleted", "schedule.completed", "run.scheduled"}
     assert all(_errors(validator, p) == [] for p in payloads)

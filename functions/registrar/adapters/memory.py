@@ -1,25 +1,91 @@
-"""An in-process document store with optimistic transactions.
+"""An in-process document store with optimistic transactions and Firestore's query semantics.
 
-Used by unit tests (as the fake behind our real abstractions) and by the throughput benchmark. It keeps
-Firestore's semantics that matter to handlers: a unit of work sees a consistent snapshot, commits atomically, and
-loses with `Contention` if a document it read changed since.
+Used by unit tests (as the fake behind our real abstractions) and by the benchmarks. It keeps the semantics that
+matter to handlers and reads: a unit of work sees a consistent snapshot, commits atomically, and loses with
+`Contention` if a document it read (or a query result it saw) changed since; queries filter, order, page and
+count as Firestore does (a document without an ordered or filtered field is left out), and reads and writes are
+counted as Firestore bills them.
+
+Documents are copied once, when written, into frozen containers: a read hands out the stored document without
+copying it, and a caller that tries to change a nested value in place gets a TypeError instead of silently
+changing the store.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from registrar.kernel.errors import Contention
-from registrar.kernel.store import AbstractUnitOfWork, Doc, DocumentStore
+from registrar.kernel.store import AbstractUnitOfWork, Doc, DocumentStore, Query, Snapshot, evaluate
+
+
+def _refuse(self, *args, **kwargs):
+    raise TypeError("a stored document is read-only: build a new value and set it")
+
+
+class FrozenDict(dict):
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __copy__(self) -> dict:
+        return dict(self)
+
+    def __deepcopy__(self, memo) -> dict:
+        return thaw(self)
+
+    def __reduce__(self):
+        return dict, (thaw(self),)
+
+
+class FrozenList(list):
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __iadd__ = __imul__ = _refuse
+
+    def __copy__(self) -> list:
+        return list(self)
+
+    def __deepcopy__(self, memo) -> list:
+        return thaw(self)
+
+    def __reduce__(self):
+        return list, (thaw(self),)
+
+
+def freeze(value: Any) -> Any:
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value  # a scalar, or a value read from this store and written back
+    if kind is dict or isinstance(value, Mapping):
+        if _IMMUTABLE.issuperset(map(type, value.values())):  # the common case, checked and copied in C
+            return FrozenDict(value)
+        changed = {k: freeze(v) for k, v in value.items() if type(v) not in _IMMUTABLE}
+        return FrozenDict({**value, **changed})
+    if kind is list or kind is tuple:
+        return FrozenList([v if type(v) in _IMMUTABLE else freeze(v) for v in value])
+    return value
+
+
+_IMMUTABLE = frozenset({FrozenDict, FrozenList, str, int, float, bool, type(None), datetime})
+
+
+def thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [thaw(v) for v in value]
+    return value
 
 
 class InMemoryStore(DocumentStore):
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
         self.versions: dict[str, int] = {}
+        self._collections: dict[str, set[str]] = defaultdict(set)  # collection path → document paths
+        self._groups: dict[str, set[str]] = defaultdict(set)  # collection id → document paths
         self.lock = threading.RLock()
         self.reads = 0
         self.writes = 0
@@ -27,68 +93,64 @@ class InMemoryStore(DocumentStore):
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
 
+    # -- reads -----------------------------------------------------------------------------------------------
+
     def get(self, path: str) -> Doc | None:
         with self.lock:
             self.reads += 1
             doc = self.docs.get(path)
-            return copy.deepcopy(doc) if doc is not None else None
+        return None if doc is None else dict(doc)
 
-    def _children(self, collection: str) -> dict[str, Doc]:
-        prefix = collection + "/"
-        return {
-            path[len(prefix):]: copy.deepcopy(doc)
-            for path, doc in self.docs.items()
-            if path.startswith(prefix) and "/" not in path[len(prefix):]
-        }
+    def get_all(self, paths) -> dict[str, Doc | None]:
+        return {path: self.get(path) for path in paths}
 
-    def list(
-        self,
-        collection: str,
-        *,
-        equals: Mapping[str, Any] | None = None,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[str, Doc]]:
+    def candidates(self, query: Query) -> dict[str, Doc]:
+        paths = self._groups.get(query.collection, ()) if query.group else self._collections.get(query.collection, ())
+        return {path: self.docs[path] for path in paths}
+
+    def query(self, query: Query) -> list[Snapshot]:
         with self.lock:
-            items = [
-                (doc_id, doc)
-                for doc_id, doc in self._children(collection).items()
-                if all(doc.get(k) == v for k, v in (equals or {}).items())
-            ]
-        if order_by:
-            items = [i for i in items if i[1].get(order_by) is not None]
-            items.sort(key=lambda item: item[1][order_by], reverse=descending)
-        else:
-            items.sort(key=lambda item: item[0])
-        items = items[:limit] if limit else items
+            rows = evaluate(query, self.candidates(query))
+            self.reads += max(1, len(rows))  # Firestore bills the documents returned, at least one per query
+        return [Snapshot(path, dict(doc)) for path, doc in rows]
+
+    def count(self, query: Query) -> int:
         with self.lock:
-            self.reads += max(1, len(items))  # Firestore bills the documents returned (at least one per query)
-        yield from items
+            n = len(evaluate(query, self.candidates(query)))
+            self.reads += max(1, math.ceil(n / 1000))
+        return n
+
+    # -- writes ----------------------------------------------------------------------------------------------
 
     def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> None:
         with self.lock:
             base = self.docs.get(path, {}) if merge else {}
-            self._write(path, {**copy.deepcopy(base), **copy.deepcopy(dict(data))})
+            self._write(path, {**base, **data})
 
     def create(self, path: str, data: Mapping[str, Any]) -> bool:
         with self.lock:
             if path in self.docs:
                 return False
-            self._write(path, copy.deepcopy(dict(data)))
+            self._write(path, data)
             return True
 
     def delete(self, path: str) -> None:
         with self.lock:
             self._write(path, None)
 
-    def _write(self, path: str, data: Doc | None) -> None:
+    def _write(self, path: str, data: Mapping[str, Any] | None) -> None:
         self.writes += 1
         self.versions[path] = self.versions.get(path, 0) + 1
+        collection = path.rpartition("/")[0]
+        group = collection.rpartition("/")[2]
         if data is None:
             self.docs.pop(path, None)
+            self._collections[collection].discard(path)
+            self._groups[group].discard(path)
         else:
-            self.docs[path] = data
+            self.docs[path] = freeze(data)
+            self._collections[collection].add(path)
+            self._groups[group].add(path)
 
 
 class InMemoryUnitOfWork(AbstractUnitOfWork):
@@ -96,38 +158,37 @@ class InMemoryUnitOfWork(AbstractUnitOfWork):
         super().__init__()
         self.store = store
         self._seen: dict[str, int] = {}
-        self._seen_collections: dict[str, frozenset[str]] = {}
+        self._seen_queries: list[tuple[Query, list[tuple[str, int]]]] = []
 
     def _begin(self) -> None:
         self._seen = {}
-        self._seen_collections = {}
+        self._seen_queries = []
 
     def _read(self, path: str) -> Doc | None:
         with self.store.lock:
             self.store.reads += 1
             self._seen[path] = self.store.versions.get(path, 0)
-            doc = self.store.docs.get(path)
-            return copy.deepcopy(doc) if doc is not None else None
+            return self.store.docs.get(path)
 
-    def _read_collection(self, collection: str) -> dict[str, Doc]:
+    def _query(self, query: Query) -> list[Snapshot]:
         with self.store.lock:
-            docs = self.store._children(collection)
-            self.store.reads += max(1, len(docs))
-            self._seen_collections[collection] = frozenset(docs)
-            for doc_id in docs:
-                self._seen[f"{collection}/{doc_id}"] = self.store.versions.get(f"{collection}/{doc_id}", 0)
-            return docs
+            rows = evaluate(query, self.store.candidates(query))
+            self.store.reads += max(1, len(rows))
+            self._seen_queries.append((query, [(p, self.store.versions.get(p, 0)) for p, _ in rows]))
+            return [Snapshot(path, dict(doc)) for path, doc in rows]
 
     def _commit(self, writes: Mapping[str, Doc | None]) -> None:
         with self.store.lock:
             for path, version in self._seen.items():
                 if self.store.versions.get(path, 0) != version:
                     raise Contention(f"{path} changed since it was read")
-            for collection, ids in self._seen_collections.items():
-                if frozenset(self.store._children(collection)) != ids:
-                    raise Contention(f"{collection} changed since it was read")
+            for query, seen in self._seen_queries:
+                now = [(p, self.store.versions.get(p, 0)) for p, _ in evaluate(query, self.store.candidates(query))]
+                if now != seen:
+                    raise Contention(f"the result of a query on {query.collection} changed since it was read")
             for path, data in writes.items():
-                self.store._write(path, copy.deepcopy(data))
+                self.store._write(path, data)
 
     def _rollback(self) -> None:
         self._seen = {}
+        self._seen_queries = []

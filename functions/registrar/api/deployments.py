@@ -22,7 +22,7 @@ from registrar.deployments.settings import OVERRIDES, InvalidSetting, resolve_se
 from registrar.kernel.clock import utcnow
 from registrar.kernel.errors import TransientError
 from registrar.kernel.http import BadParameter, check_id, error, json_body, jsonable, known_params
-from registrar.kernel.paths import endpoint_path, version_path
+from registrar.kernel.paths import endpoint_path
 from registrar.registry.queries import registered_model
 
 DEPLOY_REQUESTS_TOPIC = "deploy-requests"
@@ -70,11 +70,12 @@ def register(app, api: Api) -> None:
                        else service_name_for(model_id))
         except InvalidSetting as exc:
             raise BadParameter(exc.field, exc.message) from None
-        if registered_model(api.store(), model_id) is None:
+        model = registered_model(api.store(), model_id)
+        if model is None:
             return error(404, f"model {model_id!r} is not in the registry")
         # Any version the registry knows goes on to the precondition, which asks Vertex AI (a deleted one is refused
         # there with the reason, and the refusal is recorded on the request).
-        if api.store().get(version_path(model_id, version_id)) is None:
+        if version_id not in (model.get("versions") or {}):
             return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
         endpoint = api.store().get(endpoint_path(service))
         if endpoint and endpoint.get("model_id") != model_id and endpoint.get("status") != "deleted":

@@ -6,9 +6,8 @@ from flask import jsonify, request
 
 from registrar.api.context import Api
 from registrar.kernel.http import check_id, error, int_param, jsonable, known_params
-from registrar.kernel.paths import model_path, run_path
+from registrar.messaging import history
 from registrar.messaging.consume import list_quarantined
-from registrar.messaging.history import history
 from registrar.registration.queries import training_run
 from registrar.registry import queries
 from registrar.registry.queries import DeploymentStatusUnknown
@@ -55,7 +54,7 @@ def register(app, api: Api) -> None:
         if queries.registered_model(api.store(), model_id) is None:
             return error(404, f"model {model_id!r} is not in the registry")
         limit = int_param("limit", 200, 1, 1000)
-        return jsonify(jsonable({"history": history(api.store(), model_path(model_id), limit)}))
+        return jsonify(jsonable({"history": history.model_history(api.store(), model_id, limit)}))
 
     @app.get("/training-runs/<run_id>")
     def get_training_run(run_id: str):
@@ -63,7 +62,7 @@ def register(app, api: Api) -> None:
         run = training_run(api.store(), check_id("run_id", run_id))
         if run is None:
             return error(404, f"training run {run_id!r} is not in the registry")
-        run["history"] = history(api.store(), run_path(run_id), 200)
+        run["history"] = history.run_history(api.store(), run_id, 200)
         return jsonify(jsonable(run))
 
     @app.get("/quarantine")

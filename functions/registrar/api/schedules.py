@@ -31,7 +31,8 @@ from registrar.kernel.http import (
     query_fingerprint,
 )
 from registrar.kernel.paths import SCHEDULES, schedule_path
-from registrar.messaging.history import history
+from registrar.kernel.store import without_internal
+from registrar.messaging import history
 from registrar.schedules import commands as schedule_commands
 from registrar.schedules import jobs, validation
 from registrar.schedules import timing as schedule_timing
@@ -114,7 +115,7 @@ def register(app, api: Api) -> None:
             doc = jobs.apply_job(services(), doc)
         except Exception as exc:  # recorded on the document by apply_job; answered, not hidden
             return _side_effect_failed(exc, "applying the Cloud Scheduler job", doc["schedule_id"])
-        return jsonify(jsonable(doc)), status
+        return jsonify(jsonable(without_internal(doc))), status
 
     # -----------------------------------------------------------------------------------------------------------
 
@@ -189,21 +190,21 @@ def register(app, api: Api) -> None:
         page = docs[offset:offset + page_size]
         following = offset + len(page)
         return jsonify(jsonable({
-            "schedules": page,
+            "schedules": [without_internal(doc) for doc in page],
             "total_size": len(docs),
             "next_page_token": encode_page_token(following, fingerprint) if following < len(docs) else None,
         }))
 
     def get_schedule(schedule_id: str):
         known_params()
-        return jsonify(jsonable(_existing(schedule_id)))
+        return jsonify(jsonable(without_internal(_existing(schedule_id))))
 
     @app.get("/schedules/<schedule_id>/history")
     def schedule_history(schedule_id: str):
         known_params("limit")
         check_id("schedule_id", schedule_id)
         limit = int_param("limit", 200, 1, 1000)
-        entries = history(store(), schedule_path(schedule_id), limit)
+        entries = history.schedule_history(store(), schedule_id, limit)
         if not entries and store().get(schedule_path(schedule_id)) is None:
             raise ScheduleRefused(404, f"schedule {schedule_id!r} does not exist and has no history")
         return jsonify(jsonable({"history": entries}))

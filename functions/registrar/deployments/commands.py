@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from registrar.kernel.commands import Command
+from registrar.kernel.paths import request_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,10 @@ class RequestDeployment(Command):
     def idempotency_key(self) -> str:
         return f"deploy-request:{self.request_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestUndeployment(Command):
@@ -41,6 +46,10 @@ class RequestUndeployment(Command):
     @property
     def idempotency_key(self) -> str:
         return f"undeploy-request:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +74,10 @@ class RecordDeployment(Command):
     def idempotency_key(self) -> str:
         return f"deployment:{self.request_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class RecordUndeployment(Command):
@@ -77,6 +90,10 @@ class RecordUndeployment(Command):
     @property
     def idempotency_key(self) -> str:
         return f"undeployment:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +110,7 @@ class RefuseDeployment(Command):
     @property
     def idempotency_key(self) -> str:
         return f"refusal:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)

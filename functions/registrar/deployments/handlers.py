@@ -18,7 +18,7 @@ from registrar.deployments.commands import (
 from registrar.kernel.aggregate import ModelAggregate
 from registrar.kernel.changes import Change, Context
 from registrar.kernel.paths import ENDPOINTS, endpoint_path, model_path, request_path
-from registrar.kernel.store import AbstractUnitOfWork
+from registrar.kernel.store import AbstractUnitOfWork, Query
 
 TERMINAL_REQUEST_STATES = ("deployed", "failed", "undeployed", "refused")
 
@@ -91,8 +91,9 @@ def request_undeployment(cmd: RequestUndeployment, uow: AbstractUnitOfWork, ctx:
     if uow.get(request_path(cmd.request_id)) is not None:
         return []
     uow.set(request_path(cmd.request_id), _request_doc(cmd, "undeploy", ctx))
-    for service_id, endpoint in uow.children(ENDPOINTS).items():
-        if endpoint.get("model_id") != cmd.model_id or (cmd.service_id and service_id != cmd.service_id):
+    for snap in uow.query(Query(ENDPOINTS).where("model_id", "==", cmd.model_id)):
+        service_id, endpoint = snap.id, snap.data
+        if cmd.service_id and service_id != cmd.service_id:
             continue
         if cmd.version_id and endpoint.get("version_id") not in (cmd.version_id, None):
             continue
@@ -131,7 +132,7 @@ def record_deployment(cmd: RecordDeployment, uow: AbstractUnitOfWork, ctx: Conte
                                                  "revision": cmd.revision, "at": cmd.occurred_at}
         else:
             agg.model.serving.pop(cmd.service_id, None)
-        agg.save(uow, ctx.now(), [])
+        agg.save(uow, ctx.now())
     kind = "model.deployed" if cmd.ready else "model.deployment_failed"
     return [Change(kind, cmd.occurred_at, cmd.model_id, cmd.version_id,
                    details={"request_id": cmd.request_id, "service": cmd.service_id, "uri": cmd.uri,
@@ -157,7 +158,7 @@ def record_undeployment(cmd: RecordUndeployment, uow: AbstractUnitOfWork, ctx: C
     if agg.existed:
         for service_id in cmd.services:
             agg.model.serving.pop(service_id, None)
-        agg.save(uow, ctx.now(), [])
+        agg.save(uow, ctx.now())
     return [Change("model.undeployed", cmd.occurred_at, cmd.model_id,
                    details={"request_id": cmd.request_id, "services": list(cmd.services),
                             "requested_by": cmd.requested_by})]

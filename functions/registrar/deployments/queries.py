@@ -7,7 +7,7 @@ from typing import Any
 
 from registrar.kernel.paths import ENDPOINTS, request_path
 from registrar.kernel.serving import ServingSnapshot, served_version
-from registrar.kernel.store import DocumentStore
+from registrar.kernel.store import DocumentStore, without_internal
 
 
 def model_endpoints(store: DocumentStore, model_id: str, snapshot: ServingSnapshot | None) -> list[dict[str, Any]]:
@@ -17,7 +17,7 @@ def model_endpoints(store: DocumentStore, model_id: str, snapshot: ServingSnapsh
 
 
 def deploy_request(store: DocumentStore, request_id: str) -> dict[str, Any] | None:
-    return store.get(request_path(request_id))
+    return without_internal(store.get(request_path(request_id)))
 
 
 def endpoint_view(endpoint: Mapping[str, Any], snapshot: ServingSnapshot | None) -> dict[str, Any]:

@@ -13,3 +13,9 @@ class Command:
     @property
     def idempotency_key(self) -> str:  # pragma: no cover - every command overrides it
         raise NotImplementedError
+
+    @property
+    def aggregate(self) -> str | None:
+        """The document this command changes, where its idempotency key is kept; None: it changes none (a
+        separate ledger document records it)."""
+        return None

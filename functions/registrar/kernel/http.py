@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from registrar.kernel.errors import InvalidField
@@ -19,8 +20,8 @@ from registrar.kernel.serialize import jsonable
 ID_RULE = "must be 1-128 letters, digits, '_' or '-'"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
-__all__ = ["BadParameter", "check_id", "decode_page_token", "encode_page_token", "error", "int_param",
-           "json_body", "jsonable", "known_params", "query_fingerprint"]
+__all__ = ["BadParameter", "check_id", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
+           "encode_page_token", "error", "int_param", "json_body", "jsonable", "known_params", "query_fingerprint"]
 
 
 class BadParameter(InvalidField):
@@ -87,6 +88,27 @@ def query_fingerprint(*values: Any) -> str:
 
 def encode_page_token(offset: int, fingerprint: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode().rstrip("=")
+
+
+def encode_cursor_token(cursor: tuple, fingerprint: str) -> str:
+    """A page token that continues a query after the document `cursor` names (`Snapshot.cursor`)."""
+    values = [{"t": v.isoformat()} if isinstance(v, datetime) else v for v in cursor]
+    return base64.urlsafe_b64encode(json.dumps({"c": values, "f": fingerprint}).encode()).decode().rstrip("=")
+
+
+def decode_cursor_token(token: str, fingerprint: str, *, changed: str = "filters or sort") -> tuple:
+    """The cursor in `token`; BadParameter if this API did not issue it, or issued it for another query."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        values = data["c"]
+        if not isinstance(values, list) or not values or not isinstance(values[-1], str):
+            raise ValueError("no cursor")
+        cursor = tuple(datetime.fromisoformat(v["t"]) if isinstance(v, dict) else v for v in values)
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise BadParameter("page_token", "is not a token this API issued") from exc
+    if data.get("f") != fingerprint:
+        raise BadParameter("page_token", f"belongs to a different query ({changed} changed)")
+    return cursor
 
 
 def decode_page_token(token: str, fingerprint: str, *, changed: str = "filters or sort") -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,19 +50,113 @@ class Version:
         return self.state == LIVE
 
     def sort_key(self) -> tuple:
-        try:
-            number = int(self.version_id)
-        except ValueError:
-            number = -1
-        return (self.uploaded_at or _EPOCH, number, self.version_id)
+        return sort_key(self.version_id, self.uploaded_at)
 
     def to_doc(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As stored in the model document. A deleted version is kept as a compact tombstone: what ordering facts,
+        counting and lineage need, not its labels and metrics (its history keeps those)."""
+        doc = {name: getattr(self, name) for name in (TOMBSTONE_FIELDS if self.state == DELETED else VERSION_FIELDS)}
+        if self.state != DELETED:
+            doc["labels"], doc["metrics"] = dict(self.labels), dict(self.metrics)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Version:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in fields})
+
+
+VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
+                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation")
+TOMBSTONE_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "training_run_id", "model_type", "blessed",
+                    "resource_name", "upload_operation")
+
+
+def sort_key(version_id: str, uploaded_at: datetime | None) -> tuple:
+    """Newest last: by upload time, then by version number."""
+    try:
+        number = int(version_id)
+    except ValueError:
+        number = -1
+    return (uploaded_at or _EPOCH, number, version_id)
+
+
+class Versions(MutableMapping):
+    """A model's versions, read from the stored map and built into `Version`s only when a handler asks for one:
+    an event builds the versions it touches, not all of them. `brief` answers what summaries need (state, upload
+    time, run, type) straight from the stored values."""
+
+    def __init__(self, docs: Mapping[str, Mapping[str, Any]] | None = None,
+                 archived: Callable[[str], Mapping[str, Any] | None] | None = None) -> None:
+        self._docs = dict(docs or {})
+        self._read = dict(self._docs)  # as stored, to tell what changed
+        self._built: dict[str, Version] = {}
+        self._archived = archived
+
+    def __getitem__(self, version_id: str) -> Version:
+        if version_id not in self._built:
+            doc = self._docs.get(version_id)
+            if doc is None and self._archived is not None:
+                doc = self._archived(version_id)
+                if doc is not None:
+                    self._docs[version_id] = doc
+            if doc is None:
+                raise KeyError(version_id)
+            self._built[version_id] = Version.from_doc(doc)
+        return self._built[version_id]
+
+    def __setitem__(self, version_id: str, version: Version) -> None:
+        self._built[version_id] = version
+        self._docs.setdefault(version_id, {})
+
+    def __delitem__(self, version_id: str) -> None:
+        self._built.pop(version_id, None)
+        del self._docs[version_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._docs)
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __contains__(self, version_id: object) -> bool:
+        return version_id in self._docs
+
+    def brief(self, version_id: str) -> tuple[str, datetime | None, str | None, str | None, datetime | None]:
+        """(state, uploaded_at, training_run_id, model_type, deleted_at) without building the version."""
+        if version_id in self._built:
+            v = self._built[version_id]
+            return v.state, v.uploaded_at, v.training_run_id, v.model_type, v.deleted_at
+        doc = self._docs[version_id]
+        return (doc.get("state"), doc.get("uploaded_at"), doc.get("training_run_id"), doc.get("model_type"),
+                doc.get("deleted_at"))
+
+    def briefs(self) -> Iterator[tuple[str, str, datetime | None, str | None, str | None, datetime | None]]:
+        """(version id, *brief) of every version in the document."""
+        built = self._built
+        for version_id, doc in self._docs.items():
+            if version_id in built:
+                v = built[version_id]
+                yield version_id, v.state, v.uploaded_at, v.training_run_id, v.model_type, v.deleted_at
+            else:
+                yield (version_id, doc.get("state"), doc.get("uploaded_at"), doc.get("training_run_id"),
+                       doc.get("model_type"), doc.get("deleted_at"))
+
+    def is_live(self, version_id: str) -> bool:
+        return version_id in self._docs and self.brief(version_id)[0] == LIVE
+
+    def built(self) -> bool:
+        """Whether any version was built (and so may have changed)."""
+        return bool(self._built)
+
+    def changed(self) -> Iterator[tuple[str, Mapping[str, Any] | None, dict[str, Any]]]:
+        """(version id, as stored or None, as it is now) of every version built."""
+        for version_id, version in self._built.items():
+            yield version_id, self._read.get(version_id), version.to_doc()
+
+    def docs(self) -> dict[str, Mapping[str, Any]]:
+        """The stored map: untouched versions as they were read, built ones as they are now."""
+        return {**self._docs, **{vid: v.to_doc() for vid, v in self._built.items()}}
 
 
 @dataclasses.dataclass
@@ -108,17 +202,35 @@ class Model:
         )
 
 
-def effective_aliases(model: Model, versions: Mapping[str, Version]) -> dict[str, str]:
+def _versions(versions: Mapping[str, Version]) -> Versions:
+    if isinstance(versions, Versions):
+        return versions
+    built = Versions()
+    for version_id, version in versions.items():
+        built[version_id] = version
+    return built
+
+
+def _newest_live(versions: Versions) -> str | None:
+    live = [(sort_key(vid, uploaded), vid) for vid, state, uploaded, *_ in versions.briefs() if state == LIVE]
+    return max(live)[1] if live else None
+
+
+def effective_aliases(model: Model, versions: Mapping[str, Version], *, newest_live: str | None = None
+                      ) -> dict[str, str]:
     """alias → live version. `default` is on exactly one version whenever one is live: if the version it was on
-    is gone (or no fact named one), it falls back to the newest live version."""
+    is gone (or no fact named one), it falls back to the newest live version (`newest_live`, when the caller knows
+    it already)."""
+    versions = _versions(versions)
     result = {
         alias: fact.version_id
         for alias, fact in model.alias_facts.items()
-        if fact.version_id is not None and fact.version_id in versions and versions[fact.version_id].live
+        if fact.version_id is not None and versions.is_live(fact.version_id)
     }
-    live = [v for v in versions.values() if v.live]
-    if live and DEFAULT_ALIAS not in result:
-        result[DEFAULT_ALIAS] = max(live, key=Version.sort_key).version_id
+    if DEFAULT_ALIAS not in result:
+        newest = newest_live if newest_live is not None else _newest_live(versions)
+        if newest is not None:
+            result[DEFAULT_ALIAS] = newest
     return result
 
 
@@ -136,29 +248,80 @@ def higher_is_better(metric: str) -> bool:
 
 def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:
     """The queryable summary stored on the model document. This is the ONE definition of whether a model counts:
-    `is_live` iff it has at least one live version (ARCHITECTURE.md §3.6)."""
-    live = sorted((v for v in versions.values() if v.live), key=Version.sort_key)
-    latest = live[-1] if live else None
-    aliases = effective_aliases(model, versions)
+    `is_live` iff it has at least one live version (ARCHITECTURE.md, "Rules"). One pass over the stored values;
+    only the newest live version is built."""
+    versions = _versions(versions)
+    live_count, newest_key, newest, any_deleted, deleted_at, typed_key, newest_type = 0, None, None, False, None, None, None
+    run_ids: set[str] = set()
+    for vid, state, uploaded, run_id, model_type, deleted in versions.briefs():
+        key = sort_key(vid, uploaded)
+        if state == LIVE:
+            live_count += 1
+            if newest_key is None or key > newest_key:
+                newest_key, newest = key, vid
+        elif state == DELETED:
+            any_deleted = True
+            if deleted is not None and (deleted_at is None or deleted > deleted_at):
+                deleted_at = deleted
+        if run_id:
+            run_ids.add(run_id)
+        if model_type and (typed_key is None or key > typed_key):
+            typed_key, newest_type = key, model_type
+    latest = versions[newest] if newest is not None else None
+    aliases = effective_aliases(model, versions, newest_live=newest)
     metric = best_metric(latest.metrics) if latest else None
+    blessed = bool(latest and latest.blessed)
+    deployed = any(versions.is_live(e.get("version_id")) for e in model.serving.values())
     return {
-        "is_live": bool(live),
-        "live_version_count": len(live),
-        "status": "registered" if live else (
-            "deleted" if model.deleted_at or any(v.state == DELETED for v in versions.values()) else "pending"),
-        "latest_version_id": latest.version_id if latest else None,
+        "is_live": live_count > 0,
+        "registered": live_count > 0 or model.first_registered_at is not None,
+        "live_version_count": live_count,
+        "status": "registered" if live_count else ("deleted" if model.deleted_at or any_deleted else "pending"),
+        "latest_version_id": newest,
         "latest_registered_at": latest.uploaded_at if latest else None,
-        "blessed": bool(latest and latest.blessed),
+        # What "latest" / "oldest" order models by: the newest live upload, else when the model went away.
+        "listed_at": (latest.uploaded_at if latest else None) or model.deleted_at or deleted_at
+        or model.first_registered_at,
+        "blessed": blessed,
         "evaluation": _evaluation(latest),
         # The stored view (for queries); the API answers from Cloud Run (registrar.registry.queries.overlay_deployment).
-        "deployed": any(e.get("version_id") in versions and versions[e["version_id"]].live
-                        for e in model.serving.values()),
-        "model_type": (latest.model_type if latest else None) or _first_model_type(versions.values()),
+        "deployed": deployed,
+        "idle": blessed and not deployed,
+        "model_type": (latest.model_type if latest else None) or newest_type,
         "aliases": aliases,
         "name_lower": model.display_name.lower(),
+        "search_terms": search_terms(model.display_name, model.model_id),
         "best_metric": {"name": metric[0], "value": metric[1]} if metric else None,
-        "training_run_ids": sorted({v.training_run_id for v in versions.values() if v.training_run_id}),
+        "best_metric_rank": metric_rank(metric),
+        "training_run_ids": sorted(run_ids),
     }
+
+
+NO_METRIC_RANK = 1e300  # models without a metric sort after every ranked one
+MAX_SEARCH_TERM = 32
+
+
+def metric_rank(metric: tuple[str, float] | None) -> float:
+    """Lower ranks first: the better the best metric, the lower (higher-is-better metrics are negated)."""
+    if metric is None:
+        return NO_METRIC_RANK
+    name, value = metric
+    return -value if higher_is_better(name) else value
+
+
+def search_terms(*names: str) -> list[str]:
+    """What a name search matches: every prefix (up to MAX_SEARCH_TERM characters) of each name and of each of
+    its words, lowercased — so `retr` finds "Recs Retrieval" and "another-retrieval"."""
+    terms: set[str] = set()
+    for name in names:
+        text = (name or "").lower()
+        for word in {text, *(w for w in re.split(r"[^0-9a-z]+", text) if w)}:
+            terms.update(word[:n] for n in range(1, min(len(word), MAX_SEARCH_TERM) + 1))
+    return sorted(terms)
+
+
+def search_term(query: str) -> str:
+    return query.strip().lower()[:MAX_SEARCH_TERM]
 
 
 def _evaluation(latest: Version | None) -> str | None:
@@ -183,10 +346,3 @@ def kpis(model_docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "idle": sum(1 for m in live if m.get("blessed") and not m.get("deployed")),
         "latest_registered_at": latest,
     }
-
-
-def _first_model_type(versions: Iterable[Version]) -> str | None:
-    for v in sorted(versions, key=Version.sort_key, reverse=True):
-        if v.model_type:
-            return v.model_type
-    return None

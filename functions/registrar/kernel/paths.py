@@ -8,7 +8,7 @@ DEPLOYMENTS = "deployments"
 ENDPOINTS = "endpoints"
 SCHEDULES = "schedules"
 QUARANTINE = "quarantine"
-OUTBOX = "outbox"
+HISTORY = "history"
 AUDITS = "audits"
 LATEST_AUDIT = f"{AUDITS}/latest"
 
@@ -25,21 +25,23 @@ def version_path(model_id: str, version_id: str) -> str:
     return f"{versions_path(model_id)}/{version_id}"
 
 
+def archive_path(model_id: str, chunk: int) -> str:
+    """A chunk of a model's archived tombstones (kernel/aggregate.py)."""
+    return f"{MODELS}/{model_id}/archive/{chunk}"
+
+
 def run_path(run_id: str) -> str:
     return f"{TRAINING_RUNS}/{run_id}"
 
 
-def history_path(parent: str) -> str:
-    """The history collection under a model, a training run or a schedule document."""
-    return f"{parent}/history"
+def history_path(parent: str | None) -> str:
+    """The history collection under a model, a training run or a schedule document (a top-level one for events
+    that concern none)."""
+    return f"{parent}/{HISTORY}" if parent else HISTORY
 
 
 def ledger_path(key_id: str) -> str:
     return f"idempotency/{key_id}"
-
-
-def outbox_path(event_id: str) -> str:
-    return f"{OUTBOX}/{event_id}"
 
 
 def quarantine_path(quarantine_id: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
 
@@ -66,6 +66,12 @@ class EventPublisher(abc.ABC):
     @abc.abstractmethod
     def publish(self, topic: str, event_id: str, payload: Mapping) -> None:
         """Publish one event; raises TransientError when the broker cannot take it now."""
+
+    def publish_all(self, topic: str, events: Sequence[tuple[str, Mapping]]) -> None:
+        """Publish several events and wait for all of them together (an adapter sends them at once); raises
+        TransientError if any could not be published. This default publishes them one after the other."""
+        for event_id, payload in events:
+            self.publish(topic, event_id, payload)
 
 
 class ModelAlreadyExists(Exception):

@@ -73,7 +73,6 @@ def consume(services, entry_point: str, envelope: Mapping[str, Any] | None) -> O
     except Ignored as ignored:
         log("INFO", f"{entry_point}: ignored message {message.message_id}: {ignored.reason}",
             message_id=message.message_id)
-        services.bus.relay()
         return None
     except PermanentError as error:
         quarantine(services, spec.topic, entry_point, message, error)

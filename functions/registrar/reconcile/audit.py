@@ -10,7 +10,7 @@ from typing import Any
 
 from registrar.kernel import model as domain
 from registrar.kernel.labels import run_id_from_labels
-from registrar.kernel.paths import MODELS, TRAINING_RUNS, versions_path
+from registrar.kernel.paths import MODELS, TRAINING_RUNS
 from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
 from registrar.kernel.store import DocumentStore
 from registrar.reconcile.report import (
@@ -60,7 +60,7 @@ def audit(
     def inspect(model_id: str) -> tuple[str, dict[str, ModelVersionInfo], list[Discrepancy]]:
         listed = {v.version_id: v for v in registry.list_versions(model_id)} if model_id in vertex_models else {}
         model_doc = registry_models.get(model_id)
-        registry_versions = dict(store.list(versions_path(model_id))) if model_doc is not None else {}
+        registry_versions = dict((model_doc or {}).get("versions") or {})
         return model_id, listed, _compare_model(registry, model_id, model_doc, registry_versions, listed,
                                                 vertex_models.get(model_id, ""))
 

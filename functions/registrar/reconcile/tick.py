@@ -91,8 +91,12 @@ def record_tick(cmd: RunReconcile, uow: AbstractUnitOfWork, ctx: Context) -> lis
 
 
 def reconcile_on_tick(services, cmd: RunReconcile, outcome) -> None:
-    """The tick's follow-up, on every delivery: a redelivered tick overwrites the same report, and its repairs are
-    duplicates of the first delivery's (see `run_reconcile`)."""
+    """The tick's follow-up, on every delivery: first publish the registry events a crash or a broker failure left
+    pending (`MessageBus.sweep`); then the reconciler — a redelivered tick overwrites the same report, and its
+    repairs are duplicates of the first delivery's (see `run_reconcile`)."""
+    swept = services.bus.sweep()
+    if swept:
+        log("INFO", f"on_reconcile_tick: published the pending registry events of {swept} history documents")
     report = run_reconcile(services, fix=cmd.fix, now=cmd.requested_at, report_id=cmd.report_id)
     log("INFO", f"on_reconcile_tick: audit {report.report_id} {'clean' if report.is_clean else 'found drift'}",
         counts=report.counts, repairs=report.repairs or 0)

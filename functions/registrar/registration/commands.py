@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from registrar.kernel.commands import Command
+from registrar.kernel.paths import run_path
 
 RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
@@ -36,6 +37,10 @@ class RecordPipelineRun(Command):
         # our own event), while the state transition itself is applied once by the domain.
         return f"run:{self.training_run_id}:{self.state}:{self.route}"
 
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class RecordRegistration(Command):
@@ -56,6 +61,10 @@ class RecordRegistration(Command):
     def idempotency_key(self) -> str:
         return f"registration:{self.training_run_id}:{self.status}:{self.attempt_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestRegistration(Command):
@@ -69,6 +78,10 @@ class RequestRegistration(Command):
     @property
     def idempotency_key(self) -> str:
         return f"register-request:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,3 +97,7 @@ class ReleaseReservation(Command):
     @property
     def idempotency_key(self) -> str:
         return f"release-reservation:{self.training_run_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)

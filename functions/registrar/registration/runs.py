@@ -69,6 +69,7 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
         if cmd.artifacts:
             doc["artifacts"] = {**doc["artifacts"], **dict(cmd.artifacts)}
     doc.setdefault("blessed", None)
+    doc["calendar_at"] = doc.get("finished_at") or doc["created_at"]
     routes = set(doc.get("routes", []))
     routes.add(cmd.route)
     doc["routes"] = sorted(routes)

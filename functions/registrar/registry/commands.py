@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from registrar.kernel.commands import Command
+from registrar.kernel.paths import model_path
 from registrar.kernel.ports import ModelVersionInfo
 
 
@@ -35,6 +36,10 @@ class RegisterUploadedVersion(Command):
             return f"upload:{self.model_id}@{self.version_id}:{self.operation_id}"
         return f"upload-op:{self.operation_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class DeleteVersion(Command):
@@ -48,6 +53,10 @@ class DeleteVersion(Command):
     def idempotency_key(self) -> str:
         return f"delete-version:{self.model_id}@{self.version_id}:{self.occurred_at.isoformat()}"
 
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class DeleteModel(Command):
@@ -59,6 +68,10 @@ class DeleteModel(Command):
     @property
     def idempotency_key(self) -> str:
         return f"delete-model:{self.model_id}:{self.occurred_at.isoformat()}"
+
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +86,10 @@ class MergeAliases(Command):
     @property
     def idempotency_key(self) -> str:
         return f"aliases:{self.model_id}@{self.version_id}:{','.join(self.aliases)}:{self.occurred_at.isoformat()}"
+
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +107,10 @@ class UpdateLabels(Command):
         labels = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
         return f"labels:{self.model_id}@{self.version_id}:{labels}:{self.occurred_at.isoformat()}"
 
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class CorrectResourceNames(Command):
@@ -105,3 +126,7 @@ class CorrectResourceNames(Command):
     @property
     def idempotency_key(self) -> str:
         return f"resource-name:{self.model_id}@{self.version_id}:{self.resource_name}:{self.occurred_at.isoformat()}"
+
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)

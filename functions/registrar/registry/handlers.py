@@ -55,14 +55,14 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         _note_existence(agg, info.display_name if info else cmd.display_name, created_at)
         if existing.uploaded_at is None:
             existing.uploaded_at = created_at
-        agg.save(uow, ctx.now(), [version_id])
+        agg.save(uow, ctx.now())
         return [Change("ignored.late_upload", cmd.occurred_at, cmd.model_id, version_id,
                        details={"reason": "the version was deleted after this upload", "deleted_at": existing.deleted_at})]
     if agg.model.deleted_at is not None and agg.model.deleted_at >= created_at:
         _note_existence(agg, info.display_name if info else cmd.display_name, created_at)
         agg.versions[version_id] = Version(version_id=version_id, state=DELETED, uploaded_at=created_at,
                                            deleted_at=agg.model.deleted_at)
-        agg.save(uow, ctx.now(), [version_id])
+        agg.save(uow, ctx.now())
         return [Change("ignored.late_upload", cmd.occurred_at, cmd.model_id, version_id,
                        details={"reason": "the model was deleted after this upload", "deleted_at": agg.model.deleted_at})]
 
@@ -98,7 +98,7 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         fact = agg.model.alias_facts.get(alias)
         if fact is None or fact.at < created_at:
             agg.model.alias_facts[alias] = AliasFact(version_id, created_at)
-    agg.save_with_aliases(uow, ctx.now(), aliases_before, [version_id])
+    agg.save(uow, ctx.now())
     changes = agg.live_changes(cmd.occurred_at)
     changes.append(Change("model.version_added", created_at, cmd.model_id, version_id,
                           training_run_id=version.training_run_id,
@@ -151,7 +151,7 @@ def delete_version(cmd: DeleteVersion, uow: AbstractUnitOfWork, ctx: Context) ->
             # Already deleted by an older fact (e.g. its model's delete); remember the newest delete, or a later
             # upload of a re-created version that this delete removed would come back to life.
             version.deleted_at = cmd.occurred_at
-            agg.save(uow, ctx.now(), [cmd.version_id])
+            agg.save(uow, ctx.now())
         return []
     if version is not None and version.uploaded_at is not None and version.uploaded_at > cmd.occurred_at:
         return [Change("ignored.stale_delete", cmd.occurred_at, cmd.model_id, cmd.version_id,
@@ -163,7 +163,7 @@ def delete_version(cmd: DeleteVersion, uow: AbstractUnitOfWork, ctx: Context) ->
         version.state = DELETED
         version.deleted_at = cmd.occurred_at
     agg.versions[cmd.version_id] = version
-    agg.save_with_aliases(uow, ctx.now(), aliases_before, [cmd.version_id])
+    agg.save(uow, ctx.now())
     changes = [Change("model.version_deleted", cmd.occurred_at, cmd.model_id, cmd.version_id,
                       training_run_id=version.training_run_id, details={"principal": cmd.principal, "method": cmd.method})]
     changes.extend(agg.alias_changes(aliases_before, cmd.occurred_at))
@@ -175,15 +175,15 @@ def delete_model(cmd: DeleteModel, uow: AbstractUnitOfWork, ctx: Context) -> lis
     agg = ModelAggregate.load(uow, cmd.model_id)
     if agg.model.deleted_at is not None and agg.model.deleted_at >= cmd.occurred_at:
         return []
-    aliases_before = agg.aliases()
     agg.model.deleted_at = cmd.occurred_at
     touched = []
-    for version in agg.versions.values():
-        if version.live and (version.uploaded_at is None or version.uploaded_at <= cmd.occurred_at):
+    for vid, state, uploaded_at, *_ in list(agg.versions.briefs()):
+        if state == LIVE and (uploaded_at is None or uploaded_at <= cmd.occurred_at):
+            version = agg.versions[vid]
             version.state = DELETED
             version.deleted_at = cmd.occurred_at
-            touched.append(version.version_id)
-    agg.save_with_aliases(uow, ctx.now(), aliases_before, touched)
+            touched.append(vid)
+    agg.save(uow, ctx.now())
     changes = [Change("model.version_deleted", cmd.occurred_at, cmd.model_id, vid,
                       details={"principal": cmd.principal, "method": cmd.method, "with_model": True})
                for vid in sorted(touched)]
@@ -212,9 +212,9 @@ def merge_aliases(cmd: MergeAliases, uow: AbstractUnitOfWork, ctx: Context) -> l
                        details={"aliases": list(cmd.aliases)})]
     if not agg.existed and not agg.versions:
         # Aliases on a model we have not seen yet: keep the facts, there is nothing to show.
-        agg.save(uow, ctx.now(), [])
+        agg.save(uow, ctx.now())
         return []
-    agg.save_with_aliases(uow, ctx.now(), before)
+    agg.save(uow, ctx.now())
     return agg.alias_changes(before, cmd.occurred_at)
 
 
@@ -227,7 +227,7 @@ def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> l
         # The upload has not arrived yet: keep the fact, the upload applies it (order is not promised).
         agg.versions[cmd.version_id] = Version(version_id=cmd.version_id, state=ANNOUNCED, labels=dict(cmd.labels),
                                                labels_at=cmd.occurred_at)
-        agg.save(uow, ctx.now(), [cmd.version_id])
+        agg.save(uow, ctx.now())
         return [Change("ignored.labels_before_upload", cmd.occurred_at, cmd.model_id, cmd.version_id,
                        details={"labels": dict(cmd.labels), "reason": "kept until the version's upload arrives"})]
     if not version.live:
@@ -244,7 +244,7 @@ def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> l
     _enrich_from_run(uow, version)
     if cmd.display_name:
         agg.model.display_name = cmd.display_name
-    agg.save(uow, ctx.now(), [cmd.version_id])
+    agg.save(uow, ctx.now())
     if version.training_run_id:
         _link_run(uow, version.training_run_id, cmd.model_id, cmd.version_id)
     return [Change("model.labels_updated", cmd.occurred_at, cmd.model_id, cmd.version_id,
@@ -261,7 +261,7 @@ def correct_resource_names(cmd: CorrectResourceNames, uow: AbstractUnitOfWork, c
         return []
     agg.model.resource_name = cmd.model_resource_name
     version.resource_name = cmd.resource_name
-    agg.save(uow, ctx.now(), [cmd.version_id])
+    agg.save(uow, ctx.now())
     corrected = {"model": cmd.model_resource_name, "version": cmd.resource_name}
     return [Change("model.resource_name_corrected", cmd.occurred_at, cmd.model_id, cmd.version_id,
                    training_run_id=version.training_run_id,

@@ -1,41 +1,74 @@
 """Read model of registered models: the KPIs, the models list, one model with its versions and lineage.
 
-Whether a model is deployed is Cloud Run's answer: pass `serving` (a function giving the `ServingSnapshot`,
-cached per API instance); without it the stored view kept by the deployment handlers is served.
+Nothing here scans: counts are Firestore count aggregations, the newest registration an ordered query of one
+document, lists are filtered, ordered queries paged with cursors (their composite indexes are declared in
+terraform/; `QUERY_SHAPES` lists what they must serve). Whether a model is deployed is Cloud Run's answer: pass
+`serving` (a function giving the `ServingSnapshot`, cached per API instance), and only the deployed models'
+documents are read to join it; without it the stored view kept by the deployment handlers is served.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from registrar.kernel import model as domain
-from registrar.kernel.http import BadParameter, decode_page_token, encode_page_token, query_fingerprint
-from registrar.kernel.paths import MODELS, model_path, run_path, version_path, versions_path
-from registrar.kernel.serving import ServingSnapshot, SnapshotProvider, served_version
-from registrar.kernel.store import DocumentStore
+from registrar.kernel.http import BadParameter, decode_cursor_token, encode_cursor_token, query_fingerprint
+from registrar.kernel.paths import MODELS, model_path, run_path
+from registrar.kernel.serving import ServingSnapshot, SnapshotProvider, owner_of, served_version
+from registrar.kernel.store import DocumentStore, Query, Snapshot, evaluate
 
 MODEL_TYPES = ("retrieval", "ranking", "multitask")
 STATUSES = ("all", "blessed", "not_blessed", "pending", "deployed", "idle", "deleted")
 SORTS = ("latest", "oldest", "name", "best_metric")
 MAX_PAGE_SIZE = 200
+ORDERS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "latest": (("listed_at", True),),
+    "oldest": (("listed_at", False),),
+    "name": (("name_lower", False),),
+    "best_metric": (("best_metric_rank", False), ("name_lower", False)),
+}
+STATUS_FILTERS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "all": (("is_live", True),),
+    "blessed": (("is_live", True), ("blessed", True)),
+    "not_blessed": (("is_live", True), ("evaluation", "not_blessed")),
+    "pending": (("is_live", True), ("evaluation", "pending")),
+    "deployed": (("is_live", True), ("deployed", True)),  # stored view; with Cloud Run: the snapshot's models
+    "idle": (("is_live", True), ("idle", True)),  # stored view; with Cloud Run: blessed minus the snapshot's
+    "deleted": (("is_live", False), ("registered", True)),
+}
 
 
 class DeploymentStatusUnknown(Exception):
     """Cloud Run could not be asked, so deployed / idle cannot be answered (never guessed)."""
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Deployment status: the stored view, or Cloud Run's answer joined with the deployed models' documents
+
+
 def _not_deployed() -> dict[str, Any]:
     return {"status": "not_deployed", "service": None, "uri": None, "version_id": None}
 
 
-def overlay_deployment(doc: Mapping[str, Any], snapshot: ServingSnapshot | None,
-                       is_live_version: Callable[[str, str], bool]) -> dict[str, Any]:
+def _live_version(doc: Mapping[str, Any], version_id: str | None) -> bool:
+    return bool(version_id) and ((doc.get("versions") or {}).get(version_id) or {}).get("state") == domain.LIVE
+
+
+def serving_state(doc: Mapping[str, Any], snapshot: ServingSnapshot):
+    """The ready Cloud Run service serving a live version of this model, if any (snapshot known)."""
+    if not doc.get("is_live"):
+        return None
+    for state in snapshot.owned_by(doc.get("model_id", "")):
+        if state.ready and state.uri and _live_version(doc, served_version(state)):
+            return state
+    return None
+
+
+def overlay_deployment(doc: Mapping[str, Any], snapshot: ServingSnapshot | None) -> dict[str, Any]:
     """The model document with `deployed` and `deployment` answered by Cloud Run (`snapshot`); without a snapshot
     (no serving platform configured) the stored view kept by the deployment handlers."""
     result = dict(doc)
-    model_id = doc.get("model_id", "")
     if snapshot is None:
         serving = sorted((doc.get("serving") or {}).items())
         if doc.get("deployed") and serving:
@@ -50,50 +83,68 @@ def overlay_deployment(doc: Mapping[str, Any], snapshot: ServingSnapshot | None,
         result["deployed"] = None
         result["deployment"] = {"status": "unknown", "service": None, "uri": None, "version_id": None}
         return result
-    for state in snapshot.owned_by(model_id):
-        version_id = served_version(state)
-        if state.ready and state.uri and version_id and doc.get("is_live") and is_live_version(model_id, version_id):
-            result["deployed"] = True
-            result["deployment"] = {"status": "deployed", "service": state.service_id, "uri": state.uri,
-                                    "version_id": version_id}
-            return result
-    result["deployed"] = False
-    result["deployment"] = _not_deployed()
+    state = serving_state(doc, snapshot)
+    result["deployed"] = state is not None
+    result["deployment"] = ({"status": "deployed", "service": state.service_id, "uri": state.uri,
+                             "version_id": served_version(state)} if state else _not_deployed())
     return result
 
 
-def with_deployment(store: DocumentStore, docs: list[dict[str, Any]],
-                    serving: SnapshotProvider | None = None) -> list[dict[str, Any]]:
-    """Model documents with `deployed` / `deployment` from Cloud Run (or the stored view without `serving`)."""
-    snapshot = serving() if serving is not None and docs else None
+def deployed_models(store: DocumentStore, snapshot: ServingSnapshot) -> dict[str, dict[str, Any]]:
+    """model id → document of every live model a ready service serves a live version of (reads only those)."""
+    owners = {}
+    for state in snapshot.services or ():
+        model_id = owner_of(state) if state.ready else None
+        if model_id:
+            owners[model_id] = model_path(model_id)
+    docs = store.get_all(sorted(owners.values())) if owners else {}
+    return {doc["model_id"]: doc for doc in docs.values() if doc and serving_state(doc, snapshot) is not None}
 
-    def is_live_version(model_id: str, version_id: str) -> bool:
-        version = store.get(version_path(model_id, version_id))
-        return bool(version and version.get("state") == domain.LIVE)
 
-    return [overlay_deployment(d, snapshot, is_live_version) for d in docs]
+def _snapshot(serving: SnapshotProvider | None) -> ServingSnapshot | None:
+    return serving() if serving is not None else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# KPIs
 
 
 def kpis(store: DocumentStore, serving: SnapshotProvider | None = None) -> dict[str, Any]:
-    docs = with_deployment(store, [doc for _, doc in store.list(MODELS, equals={"is_live": True})], serving)
-    result = domain.kpis(docs)
-    if any(d.get("deployed") is None for d in docs):
-        result["deployed"] = result["idle"] = None
+    """The five KPIs of seeds/003, one definition each: total = live models, blessed = live models whose newest
+    version is blessed, deployed = live models serving a live version, idle = blessed and not deployed, and the
+    newest registration."""
+    live = Query(MODELS).where("is_live", "==", True)
+    total = store.count(live)
+    blessed = store.count(live.where("blessed", "==", True))
+    newest = store.query(live.order_by("latest_registered_at", descending=True).limited(1))
+    result = {"total": total, "blessed": blessed, "deployed": None, "idle": None,
+              "latest_registered_at": newest[0].data.get("latest_registered_at") if newest else None}
+    snapshot = _snapshot(serving)
+    if snapshot is None:
+        result["deployed"] = store.count(live.where("deployed", "==", True))
+        result["idle"] = store.count(live.where("idle", "==", True))
+    elif snapshot.known:
+        deployed = deployed_models(store, snapshot)
+        result["deployed"] = len(deployed)
+        result["idle"] = blessed - sum(1 for doc in deployed.values() if doc.get("blessed"))
     return result
 
 
-def _matches_status(doc: Mapping[str, Any], status: str) -> bool:
-    if status in ("deployed", "idle") and doc.get("deployed") is None:
-        raise DeploymentStatusUnknown(f"status={status} cannot be answered: Cloud Run could not be reached")
-    return {
-        "all": True,
-        "blessed": bool(doc.get("blessed")),
-        "not_blessed": doc.get("evaluation") == "not_blessed",
-        "pending": doc.get("evaluation") == "pending",
-        "deployed": bool(doc.get("deployed")),
-        "idle": bool(doc.get("blessed")) and not doc.get("deployed"),
-        "deleted": True,
-    }[status]
+# ---------------------------------------------------------------------------------------------------------------
+# The models list
+
+
+def models_query(*, model_type: str | None, status: str, search: str | None, sort: str) -> Query:
+    query = Query(MODELS)
+    for field, value in STATUS_FILTERS[status]:
+        query = query.where(field, "==", value)
+    if model_type:
+        query = query.where("model_type", "==", model_type)
+    if search:
+        query = query.where("search_terms", "array-contains", domain.search_term(search))
+    for field, descending in ORDERS[sort]:
+        query = query.order_by(field, descending=descending)
+    return query
 
 
 def list_models(
@@ -115,45 +166,57 @@ def list_models(
         raise BadParameter("sort", f"must be one of {', '.join(SORTS)}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise BadParameter("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+    if search is not None and not domain.search_term(search):
+        search = None
     fingerprint = query_fingerprint(model_type, status, search, sort)
-    offset = decode_page_token(page_token, fingerprint) if page_token else 0
+    cursor = decode_cursor_token(page_token, fingerprint) if page_token else None
+    snapshot = _snapshot(serving)
+    if status in ("deployed", "idle") and snapshot is not None and not snapshot.known:
+        raise DeploymentStatusUnknown(f"status={status} cannot be answered: Cloud Run could not be reached")
 
-    equals: dict[str, Any] = {"is_live": status != "deleted"}
-    if model_type:
-        equals["model_type"] = model_type
-    docs = with_deployment(store, [doc for _, doc in store.list(MODELS, equals=equals) if was_registered(doc)],
-                           serving)
-    docs = [doc for doc in docs if _matches_status(doc, status)]
-    if search:
-        needle = search.lower()
-        docs = [d for d in docs if needle in d.get("name_lower", "") or needle in d.get("model_id", "")]
-    docs = _sorted(docs, sort)
-    page = docs[offset:offset + page_size]
-    next_offset = offset + len(page)
+    if status in ("deployed", "idle") and snapshot is not None:
+        deployed = deployed_models(store, snapshot)
+        base = models_query(model_type=model_type, status="blessed" if status == "idle" else "all", search=search,
+                            sort=sort)
+        if status == "deployed":
+            page, total, more = _page_of(base, deployed, cursor, page_size)
+        else:
+            page, more = _page_excluding(store, base, set(deployed), cursor, page_size)
+            total = store.count(base) - _page_of(base, deployed, None, 0)[1]
+    else:
+        query = models_query(model_type=model_type, status=status, search=search, sort=sort)
+        total = store.count(query)
+        page = store.query(query.start_after(cursor).limited(page_size + 1))
+        more = len(page) > page_size
+        page = page[:page_size]
+        base = query
+    docs = [overlay_deployment(snap.data, snapshot) for snap in page]
     return {
-        "models": [model_summary(d) for d in page],
-        "total_size": len(docs),
-        "next_page_token": encode_page_token(next_offset, fingerprint) if next_offset < len(docs) else None,
+        "models": [model_summary(doc) for doc in docs],
+        "total_size": total,
+        "next_page_token": encode_cursor_token(page[-1].cursor(base), fingerprint) if more and page else None,
     }
 
 
-def _sorted(docs: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
-    epoch = datetime.min
-    if sort in ("latest", "oldest"):
-        def when(d):
-            moment = d.get("latest_registered_at") or d.get("updated_at")
-            return (moment.timestamp() if moment else epoch.toordinal(), d.get("model_id", ""))
-        return sorted(docs, key=when, reverse=sort == "latest")
-    if sort == "name":
-        return sorted(docs, key=lambda d: (d.get("name_lower", ""), d.get("model_id", "")))
+def _page_of(query: Query, docs: Mapping[str, Mapping[str, Any]], cursor, page_size: int):
+    """A page of `query` over a few documents already read (model id → doc), ordered as the store orders."""
+    candidates = {model_path(mid): doc for mid, doc in docs.items()}
+    rows = evaluate(query.start_after(cursor), candidates)
+    page = [Snapshot(path, dict(doc)) for path, doc in rows[:page_size]]
+    return page, len(evaluate(query, candidates)), len(rows) > page_size
 
-    def best(d):
-        metric = d.get("best_metric")
-        if not metric:
-            return (1, 0.0, d.get("name_lower", ""))
-        value = float(metric["value"])
-        return (0, -value if domain.higher_is_better(metric["name"]) else value, d.get("name_lower", ""))
-    return sorted(docs, key=best)
+
+def _page_excluding(store: DocumentStore, query: Query, excluded: set[str], cursor, page_size: int):
+    """A page of `query` without the models in `excluded` (few: the deployed ones)."""
+    page: list[Snapshot] = []
+    while True:
+        batch = store.query(query.start_after(cursor).limited(page_size + 1 + len(excluded)))
+        for snap in batch:
+            if snap.id not in excluded:
+                page.append(snap)
+        if len(page) > page_size or len(batch) < page_size + 1 + len(excluded):
+            return page[:page_size], len(page) > page_size
+        cursor = batch[-1].cursor(query)
 
 
 SUMMARY_FIELDS = (
@@ -179,25 +242,31 @@ def registered_model(store: DocumentStore, model_id: str) -> dict[str, Any] | No
     return doc if doc is not None and was_registered(doc) else None
 
 
+VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "aliases", "labels", "training_run_id",
+                  "blessed", "metrics", "artifact_uri", "resource_name")
+RUN_FIELDS = ("training_run_id", "status", "model_name", "pipeline_job_name", "finished_at", "blessed", "metrics")
+
+
 def get_model(store: DocumentStore, model_id: str, serving: SnapshotProvider | None = None) -> dict[str, Any] | None:
+    """One model with its versions (newest first, with their aliases) and lineage: one read for the model, one
+    per training run it names."""
     doc = registered_model(store, model_id)
     if doc is None:
         return None
-    versions = [v for _, v in store.list(versions_path(model_id))]
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version_id in (doc.get("aliases") or {}).items():
+        aliases_of.setdefault(version_id, []).append(alias)
+    versions = [{"labels": {}, "metrics": {}, "artifact_uri": "", **version, "version_id": version_id,
+                 "aliases": sorted(aliases_of.get(version_id, []))}  # a tombstone keeps no labels, metrics or URI
+                for version_id, version in (doc.get("versions") or {}).items()]
     versions.sort(key=lambda v: (_int_or(v.get("version_id")), v.get("version_id")), reverse=True)
-    runs = {}
-    for run_id in doc.get("training_run_ids") or []:
-        run = store.get(run_path(run_id))
-        if run:
-            runs[run_id] = {k: run.get(k) for k in ("training_run_id", "status", "model_name", "pipeline_job_name",
-                                                    "finished_at", "blessed", "metrics")}
+    run_ids = doc.get("training_run_ids") or []
+    found = store.get_all([run_path(r) for r in run_ids]) if run_ids else {}
+    runs = {run_id: {k: run.get(k) for k in RUN_FIELDS}
+            for run_id in run_ids if (run := found.get(run_path(run_id)))}
     return {
-        **model_summary(with_deployment(store, [doc], serving)[0]),
-        "versions": [
-            {k: v.get(k) for k in ("version_id", "state", "uploaded_at", "deleted_at", "aliases", "labels",
-                                   "training_run_id", "blessed", "metrics", "artifact_uri", "resource_name")}
-            for v in versions
-        ],
+        **model_summary(overlay_deployment(doc, _snapshot(serving))),
+        "versions": [{k: v.get(k) for k in VERSION_FIELDS} for v in versions],
         "lineage": [{"version_id": v.get("version_id"), "training_run": runs.get(v.get("training_run_id"))}
                     for v in versions if v.get("training_run_id")],
     }
@@ -208,3 +277,29 @@ def _int_or(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return -1
+
+
+def query_shapes() -> list[tuple[tuple[str, ...], str | None, tuple[tuple[str, bool], ...]]]:
+    """Every (equality fields, array-contains field, order) the models list and KPIs can ask Firestore for: what
+    the composite indexes in terraform/ must serve (checked by tests/terraform)."""
+    shapes = set()
+    for status in STATUSES:
+        for model_type in (None, "retrieval"):
+            for search in (None, "x"):
+                for sort in SORTS:
+                    query = models_query(model_type=model_type, status="blessed" if status == "idle" else
+                                         ("all" if status == "deployed" else status), search=search, sort=sort)
+                    shapes.add(_shape(query))
+                    for stored in ("deployed", "idle"):
+                        if status == stored:
+                            shapes.add(_shape(models_query(model_type=model_type, status=stored, search=search,
+                                                           sort=sort)))
+    shapes.add(_shape(Query(MODELS).where("is_live", "==", True).order_by("latest_registered_at", descending=True)))
+    return sorted(shapes, key=lambda shape: (shape[0], shape[1] or "", shape[2]))
+
+
+def _shape(query: Query):
+    equalities = tuple(sorted(f.field for f in query.filters if f.op == "=="))
+    contains = next((f.field for f in query.filters if f.op == "array-contains"), None)
+    return equalities, contains, query.order
+

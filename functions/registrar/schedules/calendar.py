@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from registrar.kernel.paths import SCHEDULES, TRAINING_RUNS
-from registrar.kernel.store import DocumentStore
+from registrar.kernel.store import DocumentStore, Query
 from registrar.schedules import timing as schedule_timing
 from registrar.schedules.statistics import FAILED_STATES
 from registrar.schedules.validation import InvalidSchedule, timing_of
@@ -20,7 +20,8 @@ def calendar(store: DocumentStore, *, now: datetime, weeks_past: int, weeks_futu
              tz_name: str = "UTC") -> dict[str, Any]:
     """Days (Monday-first weeks, in time zone `tz_name`) from the Monday `weeks_past` weeks before this week to the
     Sunday `weeks_future` weeks after it. Past: training runs by the day they finished (or were created), split
-    into completed / failed / other. Future: every active schedule's runs from now on (`runs_between`)."""
+    into completed / failed / other — only the runs in the range are read. Future: every active schedule's runs
+    from now on (`runs_between`)."""
     zone = ZoneInfo(tz_name)
     today = now.astimezone(zone).date()
     first = today - timedelta(days=today.weekday(), weeks=weeks_past)
@@ -35,10 +36,11 @@ def calendar(store: DocumentStore, *, now: datetime, weeks_past: int, weeks_futu
                                  "scheduled": 0, "schedules": []}
         day += timedelta(days=1)
 
-    for _, run in store.list(TRAINING_RUNS):
+    in_range = (Query(TRAINING_RUNS).where("calendar_at", ">=", start).where("calendar_at", "<", end)
+                .where("calendar_at", "<=", now))
+    for snap in store.query(in_range):
+        run = snap.data
         moment = run.get("finished_at") or run.get("created_at")
-        if moment is None or not (start <= moment < end) or moment > now:
-            continue
         bucket = days.get(moment.astimezone(zone).date().isoformat())
         if bucket is None:
             continue

@@ -10,6 +10,7 @@ from typing import Any
 from registrar.kernel.clock import ensure_utc
 from registrar.kernel.commands import Command
 from registrar.kernel.ids import stable_id
+from registrar.kernel.paths import schedule_path
 from registrar.schedules import timing as schedule_timing
 
 
@@ -38,6 +39,10 @@ class CreateSchedule(Command):
     def idempotency_key(self) -> str:
         return f"schedule-create:{self.schedule_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return schedule_path(self.schedule_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class UpdateScheduleTiming(Command):
@@ -53,6 +58,10 @@ class UpdateScheduleTiming(Command):
     def idempotency_key(self) -> str:
         return f"schedule-update:{self.schedule_id}:{self.request_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return schedule_path(self.schedule_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class PauseSchedule(Command):
@@ -64,6 +73,10 @@ class PauseSchedule(Command):
     @property
     def idempotency_key(self) -> str:
         return f"schedule-pause:{self.schedule_id}:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return schedule_path(self.schedule_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +90,10 @@ class ResumeSchedule(Command):
     def idempotency_key(self) -> str:
         return f"schedule-resume:{self.schedule_id}:{self.request_id}"
 
+    @property
+    def aggregate(self) -> str:
+        return schedule_path(self.schedule_id)
+
 
 @dataclasses.dataclass(frozen=True)
 class DeleteSchedule(Command):
@@ -89,6 +106,10 @@ class DeleteSchedule(Command):
     @property
     def idempotency_key(self) -> str:
         return f"schedule-delete:{self.schedule_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return schedule_path(self.schedule_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +125,10 @@ class RunScheduledSlot(Command):
     @property
     def idempotency_key(self) -> str:
         return f"schedule-slot:{self.schedule_id}:{ensure_utc(self.slot).isoformat()}"
+
+    @property
+    def aggregate(self) -> str:
+        return schedule_path(self.schedule_id)
 
     @property
     def training_run_id(self) -> str:

@@ -234,6 +234,7 @@ def run_scheduled_slot(cmd: RunScheduledSlot, uow: AbstractUnitOfWork, ctx: Cont
         "submission": {"status": "pending", "pipeline_job_id": run_id, "attempts": 0, "updated_at": now},
         "updated_at": now,
     }
+    run["calendar_at"] = run.get("finished_at") or run["created_at"]
     if not run.get("model_type"):
         run["model_type"] = config["model_type"]
     if config.get("retrieval_algorithm") in ("brute_force", "scann") and not run.get("retrieval_algorithm"):
