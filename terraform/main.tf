@@ -134,26 +134,68 @@ locals {
     pipeline_jobs = { name = "registrar-pipeline-jobs", topic = "pipeline-events", filter = local.pipeline_job_filter }
   }
 
-  # Composite indexes the registry API's queries need.
-  firestore_indexes = {
+  # Composite indexes the registry's queries need. The models list (registrar.registry.queries) filters by
+  # equality (and by search term) and sorts four ways: Firestore merges, per query, one index for each filter
+  # field with the sort's fields, so each filter field gets one index per sort. tests/terraform derives every
+  # query shape from the code and checks it is served.
+  model_sorts = {
+    latest      = [["listed_at", "DESCENDING"]]
+    oldest      = [["listed_at", "ASCENDING"]]
+    name        = [["name_lower", "ASCENDING"]]
+    best_metric = [["best_metric_rank", "ASCENDING"], ["name_lower", "ASCENDING"]]
+  }
+  model_filter_fields = ["is_live", "registered", "model_type", "blessed", "evaluation", "deployed", "idle", "search_terms"]
+  model_list_indexes = merge([
+    for sort, orders in local.model_sorts : {
+      for field in local.model_filter_fields : "models_${field}_${sort}" => {
+        collection = "models"
+        scope      = "COLLECTION"
+        fields     = concat([[field, field == "search_terms" ? "CONTAINS" : "ASCENDING"]], orders)
+      }
+    }
+  ]...)
+  firestore_indexes = merge(local.model_list_indexes, local.other_firestore_indexes)
+  other_firestore_indexes = {
+    # KPIs: the newest registration.
     models_live_recent = {
       collection = "models"
+      scope      = "COLLECTION"
       fields     = [["is_live", "ASCENDING"], ["latest_registered_at", "DESCENDING"]]
     }
-    models_live_type_recent = {
-      collection = "models"
-      fields     = [["is_live", "ASCENDING"], ["model_type", "ASCENDING"], ["latest_registered_at", "DESCENDING"]]
+    # The sweep of outbound events a crash left pending (on the reconcile tick), oldest first.
+    history_pending = {
+      collection = "history"
+      scope      = "COLLECTION_GROUP"
+      fields     = [["pending", "ASCENDING"], ["recorded_at", "ASCENDING"]]
     }
-    training_runs_model_recent = {
-      collection = "training_runs"
-      fields     = [["model_name", "ASCENDING"], ["occurred_at", "DESCENDING"]]
+    # A training run's history: every event naming it, newest first.
+    history_runs = {
+      collection = "history"
+      scope      = "COLLECTION_GROUP"
+      fields     = [["training_run_ids", "CONTAINS"], ["occurred_at", "DESCENDING"]]
     }
   }
 
   # Firestore TTL policies: collection => timestamp field.
   ttl_fields = {
     idempotency = "expire_at"
-    outbox      = "expire_at"
+  }
+
+  # Fields no query reads, kept out of the single-field indexes: maps that grow with the aggregate (a model's
+  # versions, the idempotency keys on every aggregate, an event's changes and payloads) would spend index entries
+  # on every write, and always-increasing timestamps written on every event make write hot spots.
+  unindexed_fields = {
+    models_versions          = { collection = "models", field = "versions" }
+    models_applied           = { collection = "models", field = "applied" }
+    models_updated_at        = { collection = "models", field = "updated_at" }
+    training_runs_applied    = { collection = "training_runs", field = "applied" }
+    training_runs_updated_at = { collection = "training_runs", field = "updated_at" }
+    schedules_applied        = { collection = "schedules", field = "applied" }
+    schedules_updated_at     = { collection = "schedules", field = "updated_at" }
+    deployments_applied      = { collection = "deployments", field = "applied" }
+    history_changes          = { collection = "history", field = "changes" }
+    history_events           = { collection = "history", field = "events" }
+    history_recorded_at      = { collection = "history", field = "recorded_at" }
   }
 
   # Function source: functions/** and schemas/** (placed at schemas/ inside the archive), text files only.
@@ -213,15 +255,28 @@ resource "google_firestore_index" "main" {
   project     = var.project_id
   database    = google_firestore_database.main.name
   collection  = each.value.collection
-  query_scope = "COLLECTION"
+  query_scope = each.value.scope
 
   dynamic "fields" {
     for_each = each.value.fields
     content {
-      field_path = fields.value[0]
-      order      = fields.value[1]
+      field_path   = fields.value[0]
+      order        = fields.value[1] == "CONTAINS" ? null : fields.value[1]
+      array_config = fields.value[1] == "CONTAINS" ? "CONTAINS" : null
     }
   }
+}
+
+# Single-field indexes switched off where no query needs them (empty index_config).
+resource "google_firestore_field" "unindexed" {
+  for_each = local.unindexed_fields
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  index_config {}
 }
 
 # TTL on the expiry field. The field's single-field indexes are switched off (empty index_config):
