@@ -357,9 +357,11 @@ if __name__ == "__main__":
 def _register_extra_commands() -> None:
     from registrar_cli.audit import audit
     from registrar_cli.commands import register
+    from registrar_cli.migrate import migrate
     from registrar_cli.pipeline import pipeline
 
     cli.add_command(audit)
+    cli.add_command(migrate)
     cli.add_command(register)
     cli.add_command(pipeline)
     from registrar_cli.schedules import schedules
