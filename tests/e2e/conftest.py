@@ -85,11 +85,40 @@ def _running_stack(tmp_path_factory, *, vertex: bool):
     state_dir = tmp_path_factory.mktemp("registrar-stack")
     env = stack.up(state_dir=state_dir, project=E2E_PROJECT, vertex=vertex)
     try:
-        yield LocalStack(state_dir, env)
+        running = LocalStack(state_dir, env)
+        redeliver_without_emulator_backoff(running)
+        yield running
     finally:
         logs = state_dir / "logs"
         stack.down(state_dir)
         _print_errors(logs)
+
+
+# The most delivery attempts Pub/Sub allows before dead-lettering.
+MAX_DELIVERY_ATTEMPTS = 100
+
+
+def redeliver_without_emulator_backoff(running: LocalStack) -> None:
+    """Take the retry policy off the stack's push subscriptions, and allow the most attempts before dead-lettering.
+
+    The Pub/Sub emulator (0.8.x) stops redelivering a subscription's refused messages for good when it has a retry
+    policy and two of them are refused at about the same time (two duplicates, say, while a registration holds
+    its lease): one of them gets scheduled for redelivery twice, the second schedule finds its ack id gone, and
+    the exception ends the subscription's only redelivery task. Those messages then stay unacknowledged forever,
+    which a test that waits for every delivery to be handled (flow_helpers.Deliveries) sees as a hang. Without a
+    retry policy the emulator redelivers a refused message after a second, every time, so the 10 attempts the
+    topology allows would pass in about ten seconds instead of the half minute the backoff spreads them over:
+    the attempt limit goes up so that a duplicate waiting for a slow registration is not dead-lettered."""
+    for _, consumer in stack.consumers(stack.load_topology()):
+        url = f"{running.pubsub}/subscriptions/{consumer['subscription']}"
+        current = requests.get(url, timeout=10)
+        current.raise_for_status()
+        update: dict[str, Any] = {"subscription": {}, "updateMask": "retryPolicy"}
+        dead_letter = current.json().get("deadLetterPolicy")
+        if dead_letter:
+            update["subscription"]["deadLetterPolicy"] = {**dead_letter, "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS}
+            update["updateMask"] += ",deadLetterPolicy"
+        requests.patch(url, json=update, timeout=10).raise_for_status()
 
 
 def _print_errors(logs: Path) -> None:
