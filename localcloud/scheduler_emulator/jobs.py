@@ -209,14 +209,15 @@ class SchedulerState(EmulatorState):
 
     def take_due(self) -> list[dict[str, Any]]:
         """Jobs whose slot has come: each is moved on to its next slot after now (so a stall never fires a job
-        twice for slots it slept through) and returned as it was when due."""
+        twice for slots it slept through) and returned as it was when due (`scheduleTime`: the slot), with this
+        attempt's `lastAttemptTime`."""
         with self.lock:
             now = self.clock()
             due = []
             for job in self.jobs.values():
                 if job["state"] == "ENABLED" and "scheduleTime" in job and parse_rfc3339(job["scheduleTime"]) <= now:
-                    due.append(copy.deepcopy(job))
                     job["lastAttemptTime"] = rfc3339(now)
+                    due.append(copy.deepcopy(job))
                     self._reschedule(job, now)
             if due:
                 self.save()
