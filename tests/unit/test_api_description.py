@@ -180,6 +180,20 @@ CREATE_BODIES = [
     {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
      "training_config": {"model_type": "retrieval", "grid": [[1, 2]]}},
     {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "layers": [{"units": 64}, {"units": 32}], "0/0": 1.5}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "tower": {"": 1}}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "tower": [None, {"": 1}]}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "tower": {"grid": [[1]]}}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "tower": {"__name__": 1}}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "seed": 2**63}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
+     "training_config": {"model_type": "retrieval", "seed": -2**63}},
+    {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
      "training_config": {"model_type": "retrieval"}, "requested_by": "x" * 257},
     {"name": "n", "schedule_type": "daily", "schedule_time": "09:00", "model_name": "recs",
      "training_config": {"model_type": "retrieval"}, "model_type": "retrieval"},
@@ -244,6 +258,7 @@ def test_schedule_patch_bodies(registry, body):  # noqa: F811
     ("", True), ("tz=", True), ("tz=UTC", True), ("tz=Europe/Warsaw", True), ("tz=Etc/GMT%2B5", True),
     ("tz=Europe/Nowhere", False), ("tz=../../etc/passwd", False), ("tz=utc", False),
     ("weeks_past=104", True), ("weeks_past=105", False), ("weeks_past=1&weeks_past=2", False),
+    ("weeks_past=", False),
 ])
 def test_calendar_queries(query, accepted):
     response = Env().client.get(f"/calendar?{query}")

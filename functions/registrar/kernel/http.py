@@ -43,7 +43,7 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
     from flask import request
 
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

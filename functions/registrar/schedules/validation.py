@@ -76,12 +76,31 @@ def check_training_config(value: Any, field: str = "training_config") -> dict[st
     for error in sorted(Draft202012Validator(schema).iter_errors(dict(value)), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in error.absolute_path)
         raise InvalidSchedule(f"{field}.{where}" if where else field, error.message)
-    for key, item in value.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidSchedule(field, f"keys must be non-empty strings, got {key!r}")
-        if isinstance(item, list) and any(isinstance(x, list) for x in item):
-            raise InvalidSchedule(f"{field}.{key}", "must not hold a list inside a list")
+    _check_storable(value, field)
     return dict(value)
+
+
+INT64 = (-2**63, 2**63 - 1)
+_RESERVED_KEY = re.compile(r"^__.*__$", re.DOTALL)
+
+
+def _check_storable(value: Any, where: str, *, in_list: bool = False) -> None:
+    """What Firestore can store, at any depth (else the write fails after the request was accepted): map keys are
+    non-empty and not `__reserved__`, no list directly holds a list, whole numbers fit in 64 bits. The same rule is
+    `FirestoreValue` in schemas/openapi.yaml."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key or _RESERVED_KEY.match(key):
+                raise InvalidSchedule(where, f"keys must be non-empty strings not of the form __name__, got {key!r}")
+            _check_storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        if in_list:
+            raise InvalidSchedule(where, "must not hold a list inside a list")
+        for item in value:
+            _check_storable(item, where, in_list=True)
+    elif (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer()):
+        if not INT64[0] <= value <= INT64[1]:
+            raise InvalidSchedule(where, f"{value!r} is outside the 64-bit integers")
 
 
 def time_zones() -> frozenset[str]:
