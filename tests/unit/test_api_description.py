@@ -61,6 +61,8 @@ DEPLOY_BODIES = [
     {"cpu": "2.0"},
     {"cpu": " 2"},
     {"cpu": [2]},
+    {"cpu": 10**400},
+    {"min_instances": 10**400},
     {"cpu": "3"},
     {"cpu": "1", "preset": "high-traffic"},
     {"cpu": "1"},

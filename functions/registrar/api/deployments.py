@@ -185,7 +185,8 @@ def deploy_overrides(body: dict[str, Any]) -> dict[str, Any]:
             memory_mib(value)
             overrides[name] = value
         elif name == "cpu":
-            whole = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+            whole = ((isinstance(value, int) and not isinstance(value, bool))
+                     or (isinstance(value, float) and value.is_integer()))
             text = str(int(value)) if whole else value
             if not isinstance(text, str) or text not in CPU_CHOICES:
                 raise InvalidSetting("cpu", f"{value!r} is not a Cloud Run CPU count; choose one of "
