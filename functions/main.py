@@ -78,7 +78,10 @@ def registry_api(request):
 
         _api_app = create_app(lambda: services().store, services)
     with _api_app.request_context(request.environ):
-        return _api_app.full_dispatch_request()
+        try:
+            return _api_app.full_dispatch_request()
+        except Exception as exc:  # as the app's own WSGI entry does: logged, then its JSON 500 (never HTML)
+            return _api_app.handle_exception(exc)
 
 
 @functions_framework.errorhandler(404)

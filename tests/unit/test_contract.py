@@ -106,6 +106,30 @@ def test_openapi_is_3_1_and_its_component_schemas_are_valid():
         Draft202012Validator.check_schema(response["content"]["application/json"]["schema"])
 
 
+def _refs(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_references_resolve_from_the_repository():
+    """Tools load openapi.yaml from disk: every $ref is local (`#...`) or a path relative to its file that exists,
+    never an absolute id only our own registry knows."""
+    documents = {path: json.loads(path.read_text()) for path in _json_schema_files()}
+    documents[SCHEMAS / "openapi.yaml"] = _openapi()
+    for path, document in documents.items():
+        for ref in _refs(document):
+            target = ref.split("#", 1)[0]
+            assert not re.match(r"^[a-z][a-z0-9+.-]*:", target), f"{path.name}: {ref} is absolute"
+            if target:
+                assert (path.parent / target).resolve().is_file(), f"{path.name}: {ref} names no file"
+
+
 def test_topology_validates_against_its_schema_if_present(registry):
     topology = json.loads((SCHEMAS / "topology.json").read_text())
     schema_path = (SCHEMAS / topology["$schema"]).resolve()

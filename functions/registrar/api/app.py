@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from registrar.api import audit, deployments, models, schedules
 from registrar.api.context import Api
@@ -20,11 +22,22 @@ from registrar.kernel.store import DocumentStore
 STATUS_CACHE_SECONDS = 10.0
 
 
+class SegmentConverter(BaseConverter):
+    """The default path converter: one path segment holding no ':' (the custom-method separator)."""
+
+    regex = "[^/:]+"
+
+
 def create_app(store_factory: Callable[[], DocumentStore], services_factory: Callable[[], Any] | None = None):
     """`services_factory` gives the write side (bus, publisher, Cloud Run, Cloud Scheduler) to the routes that
     change things; read routes only need the store."""
     app = Flask("registry_api")
     app.json.sort_keys = False
+    # OPTIONS is not served (the API is not for browsers): it answers 405 like any other method not described.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # A path parameter is one segment without ':', so `/models/{id}:undeploy` never reaches `/models/{id}` as an id
+    # ending in ":undeploy" (a GET there answers 405 naming POST, not 400 for a bad id).
+    app.url_map.converters["default"] = SegmentConverter
     api = Api(store_factory, services_factory,
               CachedServing(lambda: services_factory().serving, ttl=STATUS_CACHE_SECONDS) if services_factory else None)
 
@@ -38,7 +51,20 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
 
     @app.errorhandler(405)
     def not_allowed(exc):
-        return error(405, f"method {request.method} is not allowed on {request.path}")
+        response = error(405, f"method {request.method} is not allowed on {request.path}")
+        if getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def other_http_error(exc: HTTPException):
+        """Any other refusal werkzeug raises is answered in the same JSON shape."""
+        return error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(500)
+    def internal_error(exc):
+        """A bug: Flask has logged the traceback; the caller gets the Error body, never an HTML page."""
+        return error(500, "internal error; the function's log has the traceback")
 
     @app.get("/healthz")
     def healthz():

@@ -18,10 +18,27 @@ from flask import jsonify
 from registrar.api.context import Api
 from registrar.deployments import queries as deployments
 from registrar.deployments.naming import service_name_for, validate_service_name
-from registrar.deployments.settings import OVERRIDES, InvalidSetting, resolve_settings
+from registrar.deployments.settings import (
+    CPU_CHOICES,
+    INTEGER_RANGES,
+    OVERRIDES,
+    PRESETS,
+    InvalidSetting,
+    memory_mib,
+    resolve_settings,
+)
 from registrar.kernel.clock import utcnow
 from registrar.kernel.errors import TransientError
-from registrar.kernel.http import BadParameter, check_id, error, json_body, jsonable, known_params
+from registrar.kernel.http import (
+    BadParameter,
+    body_int,
+    check_id,
+    error,
+    json_body,
+    jsonable,
+    known_params,
+    without_nulls,
+)
 from registrar.kernel.paths import endpoint_path
 from registrar.registry.queries import registered_model
 
@@ -46,27 +63,25 @@ def register(app, api: Api) -> None:
         unknown = sorted(set(body) - set(allowed))
         if unknown:
             raise BadParameter(unknown[0], f"is not a field of this request (known: {', '.join(allowed)})")
-        request_id = body.get("request_id") or uuid.uuid4().hex
+        request_id = body.get("request_id", uuid.uuid4().hex)
         if not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id):
             raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
-        requested_by = body.get("requested_by") or "registry-api"
+        requested_by = body.get("requested_by", "")
         if not isinstance(requested_by, str) or len(requested_by) > 256:
             raise BadParameter("requested_by", "must be a string of at most 256 characters")
-        return request_id, requested_by
+        return request_id, requested_by or "registry-api"
 
     @app.post("/models/<model_id>/versions/<version_id>:deploy")
     def deploy_version(model_id: str, version_id: str):
         known_params()
         check_id("model_id", model_id)
         check_id("version_id", version_id)
-        body = json_body()
+        body = without_nulls(json_body())
         request_id, requested_by = request_fields(
             body, ("preset", *OVERRIDES, "service_name", "request_id", "requested_by"))
         try:
-            if body.get("preset") is not None and not isinstance(body["preset"], str):
-                raise InvalidSetting("preset", "must be a string")
-            settings = resolve_settings(body.get("preset"), {k: body[k] for k in OVERRIDES if k in body})
-            service = (validate_service_name(body["service_name"]) if body.get("service_name") is not None
+            settings = resolve_settings(body.get("preset"), deploy_overrides(body))
+            service = (validate_service_name(body["service_name"]) if "service_name" in body
                        else service_name_for(model_id))
         except InvalidSetting as exc:
             raise BadParameter(exc.field, exc.message) from None
@@ -102,12 +117,10 @@ def register(app, api: Api) -> None:
     def undeploy_model(model_id: str):
         known_params()
         check_id("model_id", model_id)
-        body = json_body()
+        body = without_nulls(json_body())
         request_id, requested_by = request_fields(body, ("version", "service_name", "request_id", "requested_by"))
         version = body.get("version")
         if version is not None:
-            if not isinstance(version, str):
-                raise BadParameter("version", "must be a version id (string)")
             check_id("version", version)
         service = body.get("service_name")
         if service is not None:
@@ -153,3 +166,31 @@ def register(app, api: Api) -> None:
             return error(404, f"deploy request {request_id!r} is not recorded (yet): it is recorded when "
                               "on_deploy_request receives it")
         return jsonify(jsonable(doc))
+
+
+def deploy_overrides(body: dict[str, Any]) -> dict[str, Any]:
+    """The deploy settings of a request body, each checked as schemas/openapi.yaml describes it (DeployBody); the
+    rules between settings (min <= max, memory for the CPU count) are resolve_settings's."""
+    if "preset" in body and not (isinstance(body["preset"], str) and body["preset"] in PRESETS):
+        raise InvalidSetting("preset", f"{body['preset']!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    overrides: dict[str, Any] = {}
+    for name in OVERRIDES:
+        if name not in body:
+            continue
+        value = body[name]
+        if name in INTEGER_RANGES:
+            overrides[name] = body_int(name, value, *INTEGER_RANGES[name])
+        elif name == "memory":
+            if not isinstance(value, str):
+                raise InvalidSetting("memory", f"{value!r} must be a string: a whole number of Mi or Gi, e.g. 4Gi")
+            memory_mib(value)
+            overrides[name] = value
+        elif name == "cpu":
+            whole = ((isinstance(value, int) and not isinstance(value, bool))
+                     or (isinstance(value, float) and value.is_integer()))
+            text = str(int(value)) if whole else value
+            if not isinstance(text, str) or text not in CPU_CHOICES:
+                raise InvalidSetting("cpu", f"{value!r} is not a Cloud Run CPU count; choose one of "
+                                            f"{', '.join(CPU_CHOICES)} (a string or a number)")
+            overrides[name] = text
+    return overrides

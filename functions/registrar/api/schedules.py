@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import jsonify, request
 
@@ -29,6 +28,7 @@ from registrar.kernel.http import (
     jsonable,
     known_params,
     query_fingerprint,
+    without_nulls,
 )
 from registrar.kernel.paths import SCHEDULES, schedule_path
 from registrar.kernel.store import without_internal
@@ -136,8 +136,10 @@ def register(app, api: Api) -> None:
         known_params()
         body = json_body()
         _fields(body, CREATE_FIELDS)
+        body = without_nulls(body)
+        timing_fields = validation.check_timing_fields(body)
         now = services().now()
-        has_run, has_config = body.get("source_training_run_id") is not None, body.get("training_config") is not None
+        has_run, has_config = "source_training_run_id" in body, "training_config" in body
         if has_run == has_config:
             raise BadParameter("training_config", "give exactly one of source_training_run_id (a training run as "
                                                   "template) or training_config (a full config)")
@@ -151,7 +153,7 @@ def register(app, api: Api) -> None:
             validation.check_model_name(model_name)
         name = validation.check_name(body.get("name"))
         description = validation.check_description(body.get("description"))
-        timing = schedule_timing.parse_timing(validation.timing_input(body), now=now)
+        timing = schedule_timing.parse_timing(timing_fields, now=now)
         request_id = _request_id(body)
         schedule_id = schedule_commands.new_schedule_id(request_id)
         outcome = _handle(schedule_commands.CreateSchedule(
@@ -213,9 +215,11 @@ def register(app, api: Api) -> None:
         known_params()
         body = json_body()
         _fields(body, PATCH_FIELDS)
+        body = {k: v for k, v in body.items() if v is not None or k in validation.RESETTABLE_FIELDS}
         changes = {k: v for k, v in body.items() if k in validation.EDITABLE_FIELDS}
         if not changes:
             raise BadParameter("body", f"names no field to change (editable: {', '.join(validation.EDITABLE_FIELDS)})")
+        changes.update(validation.check_timing_fields(changes))
         if "name" in changes:
             validation.check_name(changes["name"])
         if "description" in changes:
@@ -232,6 +236,7 @@ def register(app, api: Api) -> None:
         known_params()
         body = json_body()
         _fields(body, ACTION_FIELDS)
+        body = without_nulls(body)
         _existing(schedule_id)
         _handle(command_type(schedule_id=schedule_id, request_id=_request_id(body),
                                            occurred_at=services().now(), requested_by=_requested_by(body)))
@@ -251,6 +256,7 @@ def register(app, api: Api) -> None:
         known_params()
         body = json_body()
         _fields(body, ACTION_FIELDS)
+        body = without_nulls(body)
         doc = _existing(schedule_id)
         if doc["status"] != "active":
             raise ScheduleRefused(409, f"schedule {schedule_id} is {doc['status']}; only an active schedule can be "
@@ -285,9 +291,9 @@ def register(app, api: Api) -> None:
         weeks_future = int_param("weeks_future", 30, 0, MAX_CALENDAR_WEEKS)
         tz_name = request.args.get("tz") or "UTC"
         try:
-            ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise BadParameter("tz", f"must be an IANA time zone, got {tz_name!r}") from None
+            validation.check_time_zone(tz_name, "tz")
+        except InvalidSchedule as exc:
+            raise BadParameter("tz", exc.message) from None
         now = services().now() if api.services_factory is not None else utcnow()
         return jsonify(jsonable(calendar(store(), now=now, weeks_past=weeks_past, weeks_future=weeks_future,
                                          tz_name=tz_name)))

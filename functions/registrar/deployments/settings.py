@@ -40,9 +40,12 @@ CPU_CHOICES = ("1", "2", "4", "6", "8")
 _MEMORY_BY_CPU = {"1": (512, 4096), "2": (512, 8192), "4": (2048, 16384), "6": (4096, 24576), "8": (4096, 32768)}
 _MEMORY_RE = re.compile(r"^([1-9][0-9]*)(Mi|Gi)$")
 MAX_INSTANCES_LIMIT = 1000
+# The whole-number settings and their bounds (Cloud Run's).
+INTEGER_RANGES = {"min_instances": (0, MAX_INSTANCES_LIMIT), "max_instances": (1, MAX_INSTANCES_LIMIT),
+                  "concurrency": (1, 1000), "timeout_seconds": (1, 3600)}
 
 
-def _memory_mib(value: str) -> int:
+def memory_mib(value: str) -> int:
     match = _MEMORY_RE.match(value)
     if not match:
         raise InvalidSetting("memory", f"{value!r} must be a whole number of Mi or Gi, e.g. 512Mi or 4Gi")
@@ -72,10 +75,10 @@ def resolve_settings(preset: str | None = None, overrides: Mapping[str, Any] | N
     if unknown:
         raise InvalidSetting(unknown[0], f"is not a deploy setting (known: preset, {', '.join(OVERRIDES)})")
     base = PRESETS[name]
-    min_instances = _int_setting("min_instances", overrides.get("min_instances", base.min_instances), 0,
-                                 MAX_INSTANCES_LIMIT)
-    max_instances = _int_setting("max_instances", overrides.get("max_instances", base.max_instances), 1,
-                                 MAX_INSTANCES_LIMIT)
+    min_instances = _int_setting("min_instances", overrides.get("min_instances", base.min_instances),
+                                 *INTEGER_RANGES["min_instances"])
+    max_instances = _int_setting("max_instances", overrides.get("max_instances", base.max_instances),
+                                 *INTEGER_RANGES["max_instances"])
     if min_instances > max_instances:
         field = "min_instances" if "min_instances" in overrides else "max_instances"
         raise InvalidSetting(field, f"min_instances ({min_instances}) must not exceed max_instances ({max_instances})")
@@ -86,14 +89,16 @@ def resolve_settings(preset: str | None = None, overrides: Mapping[str, Any] | N
         raise InvalidSetting("cpu", f"{overrides.get('cpu')!r} is not a Cloud Run CPU count; choose one of "
                                     f"{', '.join(CPU_CHOICES)}")
     memory = str(overrides.get("memory", base.memory)).strip()
-    mib = _memory_mib(memory)
+    mib = memory_mib(memory)
     low, high = _MEMORY_BY_CPU[cpu]
     if not low <= mib <= high:
         field = "memory" if "memory" in overrides or "cpu" not in overrides else "cpu"
         raise InvalidSetting(field, f"{memory} with {cpu} vCPU is not allowed by Cloud Run: {cpu} vCPU takes "
                                     f"{_mib_text(low)} to {_mib_text(high)}")
-    concurrency = _int_setting("concurrency", overrides.get("concurrency", base.concurrency), 1, 1000)
-    timeout = _int_setting("timeout_seconds", overrides.get("timeout_seconds", base.timeout_seconds), 1, 3600)
+    concurrency = _int_setting("concurrency", overrides.get("concurrency", base.concurrency),
+                               *INTEGER_RANGES["concurrency"])
+    timeout = _int_setting("timeout_seconds", overrides.get("timeout_seconds", base.timeout_seconds),
+                           *INTEGER_RANGES["timeout_seconds"])
     return Settings(name, min_instances, max_instances, memory, cpu, concurrency, timeout)
 
 

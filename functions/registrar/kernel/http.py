@@ -20,8 +20,9 @@ from registrar.kernel.serialize import jsonable
 ID_RULE = "must be 1-128 letters, digits, '_' or '-'"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
-__all__ = ["BadParameter", "check_id", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
-           "encode_page_token", "error", "int_param", "json_body", "jsonable", "known_params", "query_fingerprint"]
+__all__ = ["BadParameter", "body_int", "check_id", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
+           "encode_page_token", "error", "int_param", "json_body", "jsonable", "known_params", "query_fingerprint",
+           "without_nulls"]
 
 
 class BadParameter(InvalidField):
@@ -44,7 +45,7 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
     from flask import request
 
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -67,6 +68,9 @@ def known_params(*names: str) -> None:
     unknown = sorted(set(request.args) - set(names))
     if unknown:
         raise BadParameter(unknown[0], f"is not a parameter of {request.path} (known: {', '.join(names) or 'none'})")
+    repeated = sorted(name for name in request.args if len(request.args.getlist(name)) > 1)
+    if repeated:
+        raise BadParameter(repeated[0], "is given more than once")
 
 
 def json_body() -> dict[str, Any]:
@@ -79,6 +83,24 @@ def json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadParameter("body", "must be a JSON object (Content-Type: application/json)")
     return body
+
+
+def without_nulls(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with its null fields left out: in a create or an action request, null means "the default", the
+    same as leaving the field out (schemas/openapi.yaml describes those fields as nullable)."""
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def body_int(name: str, value: Any, low: int, high: int) -> int:
+    """A JSON body field that must be a whole number in [low, high]. JSON Schema's `integer` is a number without a
+    fractional part, so 3.0 counts as 3; booleans and strings do not."""
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:
+        raise BadParameter(name, f"must be an integer, got {value!r}")
+    number = int(value)
+    if not low <= number <= high:
+        raise BadParameter(name, f"must be between {low} and {high}, got {number}")
+    return number
 
 
 def query_fingerprint(*values: Any) -> str:

@@ -26,7 +26,7 @@ HOURLY_MINUTES = (0, 15, 30, 45)
 TIMING_FIELDS = ("schedule_type", "schedule_time", "minute", "day_of_week", "day_of_month", "timezone",
                  "scheduled_datetime")
 SLOT_TOLERANCE = timedelta(minutes=1)
-_TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class InvalidSchedule(InvalidField):
@@ -108,7 +108,7 @@ def parse_timing(data: Mapping[str, Any], *, now: datetime | None = None) -> Tim
             raise InvalidSchedule("minute", f"must be one of {', '.join(map(str, HOURLY_MINUTES))}, got {minute!r}")
         return Timing("hourly", tz_name, minute=minute)
     raw_time = data.get("schedule_time")
-    match = _TIME_RE.match(raw_time) if isinstance(raw_time, str) else None
+    match = TIME_RE.match(raw_time) if isinstance(raw_time, str) else None
     if not match:
         raise InvalidSchedule("schedule_time", f"must be HH:MM (24-hour), got {raw_time!r}")
     hour, minute = int(match.group(1)), int(match.group(2))
