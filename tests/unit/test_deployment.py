@@ -225,6 +225,16 @@ def test_bundle_path_falls_back_to_the_pipeline_convention():
 # Deploy
 
 
+def test_deploy_reads_the_version_the_registry_recorded_when_vertex_labels_lost_the_run():
+    world = Deployments()
+    world.registry.add(MODEL, "2", created=at(3), labels={"model_type": "retrieval"}, artifact_uri=PUSHED)
+    world.services.bus.handle(upload_cmd(MODEL, "2", at(3), labels={"model_type": "retrieval", "blessed": "true",
+                                                                   "training_run_id": "run-1"}))
+    world.deliver(deploy_payload(version_id="2"))
+    spec = world.serving.applies[0]
+    assert dict(spec.env)["BUNDLE_PATH"] == BUNDLE and dict(spec.env)["RETRIEVAL_ALGORITHM"] == "scann"
+
+
 def test_deploy_applies_one_service_and_records_who_what_when(world):
     world.deliver(deploy_payload(preset="development", overrides={"max_instances": 3}))
     assert len(world.serving.applies) == 1

@@ -19,7 +19,7 @@ from registrar.deployments.settings import settings_from_doc
 from registrar.deployments.spec import build_spec
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.logs import log
-from registrar.kernel.paths import ENDPOINTS, endpoint_path, request_path, run_path, version_path
+from registrar.kernel.paths import ENDPOINTS, endpoint_path, model_path, request_path, run_path
 from registrar.kernel.serving import is_owned_by, owner_of, served_version
 from registrar.registry.precondition import verify_version_exists
 
@@ -65,7 +65,8 @@ def carry_out_deployment(services, request_id: str) -> None:
                                                         else "exists and is not managed by Registrar")
                 + "; a model can update only its own services", "not_owner")
         return
-    version = services.store.get(version_path(model_id, version_id)) or {}
+    model = services.store.get(model_path(model_id)) or {}
+    version = (model.get("versions") or {}).get(version_id) or {}  # live versions are never archived
     labels = {**(version.get("labels") or {}), **dict(info.labels)}
     run_id = version.get("training_run_id") or labels.get("training_run_id")
     run = (services.store.get(run_path(run_id)) if run_id else None) or {}

@@ -17,14 +17,6 @@ def model_path(model_id: str) -> str:
     return f"{MODELS}/{model_id}"
 
 
-def versions_path(model_id: str) -> str:
-    return f"{MODELS}/{model_id}/versions"
-
-
-def version_path(model_id: str, version_id: str) -> str:
-    return f"{versions_path(model_id)}/{version_id}"
-
-
 def archive_path(model_id: str, chunk: int) -> str:
     """A chunk of a model's archived tombstones (kernel/aggregate.py)."""
     return f"{MODELS}/{model_id}/archive/{chunk}"
