@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from registrar.kernel.aggregate import ModelAggregate
+from registrar.kernel.aggregate import APPLIED_CAP, ModelAggregate
 from registrar.kernel.changes import Change
 from registrar.kernel.ids import stable_id
 from registrar.kernel.model import Model, Versions
@@ -40,7 +40,6 @@ from registrar.messaging.outbox import registry_event
 
 OUTBOX = "outbox"
 LEDGER = "idempotency"
-APPLIED_CAP = 500
 MAX_CHANGES_PER_EVENT = 64
 
 # The aggregate each idempotency key belongs to, from its prefix (the command's `aggregate`).

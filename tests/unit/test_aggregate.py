@@ -55,3 +55,14 @@ def test_an_event_on_the_3000th_version_costs_what_it_costs_on_the_2nd():
         return w.store.reads - reads, w.store.writes - writes
 
     assert cost(1) == cost(2999) == (2, 3)  # model (+ its run); model, history event, publish mark
+
+
+def test_an_applied_entry_is_counted_at_least_as_large_as_it_is():
+    from datetime import datetime, timezone
+
+    from registrar.kernel.aggregate import APPLIED_ENTRY_BYTES
+    from registrar.kernel.ids import stable_id
+
+    latest = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    one, two = ({stable_id(str(i)): latest for i in range(n)} for n in (1, 2))
+    assert estimated_size(two) - estimated_size(one) <= APPLIED_ENTRY_BYTES

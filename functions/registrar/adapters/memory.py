@@ -60,10 +60,11 @@ def freeze(value: Any) -> Any:
     if kind in _IMMUTABLE:
         return value  # a scalar, or a value read from this store and written back
     if kind is dict or isinstance(value, Mapping):
-        if _IMMUTABLE.issuperset(map(type, value.values())):  # the common case, checked and copied in C
-            return FrozenDict(value)
-        changed = {k: freeze(v) for k, v in value.items() if type(v) not in _IMMUTABLE}
-        return FrozenDict({**value, **changed})
+        copy = dict(value)
+        for key, item in copy.items():
+            if type(item) not in _IMMUTABLE:
+                copy[key] = freeze(item)  # replacing a value while iterating is safe: the keys do not change
+        return FrozenDict(copy)
     if kind is list or kind is tuple:
         return FrozenList([v if type(v) in _IMMUTABLE else freeze(v) for v in value])
     return value

@@ -23,6 +23,9 @@ from registrar.kernel.store import AbstractUnitOfWork
 
 ARCHIVE_AT = 600 * 1024  # estimated bytes of the model document that make its oldest tombstones move out
 ARCHIVE_DOWN_TO = 400 * 1024  # ... until it is this small again (each archive chunk stays far below 1 MiB)
+APPLIED_CAP = 500  # idempotency keys kept on one aggregate (the oldest go first; handlers are idempotent anyway)
+# An `applied` entry as estimated_size counts it: a 32-character key id and a timestamp, quoted, with separators.
+APPLIED_ENTRY_BYTES = 80
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MODEL_FIELDS = ("model_id", "display_name", "resource_name", "deleted_at", "alias_facts", "first_registered_at",
                 "serving")
@@ -75,7 +78,7 @@ class ModelAggregate:
                "versions": self.versions.docs(), "versions_bytes": versions_bytes, "applied": dict(self.applied)}
         if self.archive:
             doc["archive"] = dict(self.archive)
-        if versions_bytes + estimated_size({k: v for k, v in doc.items() if k != "versions"}) > ARCHIVE_AT:
+        if versions_bytes + _other_fields_size(doc) > ARCHIVE_AT:
             self._archive_tombstones(uow, doc)
         uow.set(model_path(self.model.model_id), doc)
 
@@ -102,7 +105,7 @@ class ModelAggregate:
         tombstones = sorted((v.get("deleted_at") or v.get("uploaded_at") or _EPOCH, vid)
                             for vid, v in versions.items() if v.get("state") == DELETED)
         size = doc["versions_bytes"]
-        target = ARCHIVE_DOWN_TO - estimated_size({k: v for k, v in doc.items() if k != "versions"})
+        target = ARCHIVE_DOWN_TO - _other_fields_size(doc)
         moved: dict[str, Any] = {}
         for _, vid in tombstones:
             if size <= target:
@@ -143,6 +146,13 @@ def _archive_reader(uow: AbstractUnitOfWork, model_id: str, archive: Mapping[str
         return chunks.get(version_id)
 
     return lookup
+
+
+def _other_fields_size(doc: Mapping[str, Any]) -> int:
+    """The estimated size of the model document without its versions map. The `applied` map (up to APPLIED_CAP
+    entries, one more to come from the bus) is counted per entry rather than encoded on every event."""
+    rest = {k: v for k, v in doc.items() if k not in ("versions", "applied")}
+    return estimated_size(rest) + APPLIED_ENTRY_BYTES * (len(doc.get("applied") or {}) + 1)
 
 
 def estimated_size(value: Any) -> int:

@@ -7,6 +7,7 @@ it, so a late or repeated fact can be recognised and never overwrites newer stat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
@@ -312,12 +313,17 @@ def metric_rank(metric: tuple[str, float] | None) -> float:
 def search_terms(*names: str) -> list[str]:
     """What a name search matches: every prefix (up to MAX_SEARCH_TERM characters) of each name and of each of
     its words, lowercased — so `retr` finds "Recs Retrieval" and "another-retrieval"."""
+    return list(_search_terms(names))
+
+
+@functools.lru_cache(maxsize=4096)  # every event of a model summarizes it again; its names rarely change
+def _search_terms(names: tuple[str, ...]) -> tuple[str, ...]:
     terms: set[str] = set()
     for name in names:
         text = (name or "").lower()
         for word in {text, *(w for w in re.split(r"[^0-9a-z]+", text) if w)}:
             terms.update(word[:n] for n in range(1, min(len(word), MAX_SEARCH_TERM) + 1))
-    return sorted(terms)
+    return tuple(sorted(terms))
 
 
 def search_term(query: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from registrar.kernel.aggregate import APPLIED_CAP
 from registrar.kernel.changes import Change, Context
 from registrar.kernel.commands import Command
 from registrar.kernel.errors import Contention, TransientError
@@ -36,7 +37,6 @@ from registrar.messaging.outbox import registry_event
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, AbstractUnitOfWork, Context], list[Change]]
-APPLIED_CAP = 500  # idempotency keys kept on one aggregate (the oldest go first; handlers are idempotent anyway)
 SWEEP_AFTER = timedelta(minutes=1)
 
 
