@@ -32,6 +32,7 @@ from registrar.kernel.changes import Context
 from registrar.kernel.clock import utcnow
 from registrar.kernel.ports import (
     ArtifactStore,
+    ChangeLog,
     EventPublisher,
     ModelRegistry,
     PipelineRunner,
@@ -138,6 +139,8 @@ class Services:
     serving_factory: Callable[[], ServingPlatform] | None = None
     scheduler_factory: Callable[[], SchedulerJobs] | None = None
     runner_factory: Callable[[], PipelineRunner] | None = None
+    # None: no audit log to read (locally without the Vertex AI emulator): every reconcile lists every model.
+    change_log_factory: Callable[[], ChangeLog | None] | None = None
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -159,6 +162,10 @@ class Services:
     def runner(self) -> PipelineRunner:
         return self._lazy("runner", self.runner_factory)
 
+    @property
+    def change_log(self) -> ChangeLog | None:
+        return self._lazy("change_log", self.change_log_factory or (lambda: None))
+
 
 def bootstrap(
     *,
@@ -171,6 +178,7 @@ def bootstrap(
     serving: ServingPlatform | Callable[[], ServingPlatform] | None = None,
     scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
+    change_log: ChangeLog | Callable[[], ChangeLog | None] | None = None,
     routes: Mapping[type, Route] = ROUTES,
     **bus_options: Any,
 ) -> Services:
@@ -198,7 +206,8 @@ def bootstrap(
     services = Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts, config=config,
                         serving_factory=_factory(serving, lambda: _serving(config)),
                         scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
-                        runner_factory=_factory(runner, lambda: _runner(config)))
+                        runner_factory=_factory(runner, lambda: _runner(config)),
+                        change_log_factory=_factory(change_log, lambda: _change_log(config)))
     bus.services = services
     return services
 
@@ -207,7 +216,7 @@ def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
     """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
         return from_config
-    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner)):
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ChangeLog)):
         return lambda: given
     return given
 
@@ -228,6 +237,14 @@ def _scheduler(config: Config) -> SchedulerJobs:
     from registrar.adapters.scheduler import CloudSchedulerJobs
 
     return CloudSchedulerJobs(config.require_project(), config.region, api_endpoint=config.scheduler_endpoint)
+
+
+def _change_log(config: Config) -> ChangeLog | None:
+    if not (config.logging_endpoint or config.in_cloud):
+        return None
+    from registrar.adapters.change_log import LoggingChangeLog
+
+    return LoggingChangeLog(config.require_project(), config.region, api_endpoint=config.logging_endpoint)
 
 
 def _runner(config: Config) -> PipelineRunner:
