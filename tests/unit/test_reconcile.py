@@ -108,7 +108,7 @@ def expected_rows() -> list[tuple]:
 EXPECTED_COUNTS = {
     "vertex_models": 9, "vertex_versions": 9, "registry_models": 8, "registry_records": 10,
     "orphan": 1, "unrecorded_ours": 0, "unrecorded_foreign": 2, "stale_resource_name": 0, "reservation": 2,
-    "alias_mismatch": 0,
+    "alias_mismatch": 0, "label_mismatch": 0,
     # Cloud Run and Cloud Scheduler: nothing deployed, nothing scheduled in seeds/000
     "service_serving_deleted_version": 0, "orphan_service": 0, "deployment_record_without_service": 0,
     "service_without_deployment_record": 0, "settings_drift": 0,
@@ -321,7 +321,8 @@ def test_version_learnt_without_its_vertex_details_gets_its_names_on_fix():
                                              version=None, version_id="3", display_name="recs"))
     vertex.versions[("recs", "3")] = fake_info(seed, ours_labels(seed), "gs://a/3/")
     report = audit(world.store, vertex, now=AUDIT_AT)
-    assert [r[0] for r in rows(report)] == ["stale_resource_name", "stale_resource_name"]
+    # learnt without its Vertex details, the version lacks its labels in the registry too
+    assert [r[0] for r in rows(report)] == ["stale_resource_name", "stale_resource_name", "label_mismatch"]
     fix(report, world.services, now=AUDIT_AT)
     assert audit(world.store, vertex, now=AUDIT_AT).is_clean
 

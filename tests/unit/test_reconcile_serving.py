@@ -11,11 +11,13 @@ from helpers import World, snapshot, upload_cmd
 from registrar.deployments.commands import RequestDeployment
 from registrar.deployments.naming import service_name_for
 from registrar.deployments.settings import resolve_settings
+from registrar.kernel.http import jsonable
 from registrar.kernel.ports import ServiceSpec
 from registrar.kernel.serving import service_labels
 from registrar.reconcile.audit import audit
 from registrar.reconcile.fix import fix
 from registrar.reconcile.tick import run_reconcile
+from test_contract import _errors, _validator, registry  # noqa: F401
 
 MODEL = "recs"
 SERVICE = service_name_for(MODEL)
@@ -111,7 +113,7 @@ def test_a_deployment_record_whose_service_is_gone_is_closed_from_cloud_run():
     assert reconcile(w).is_clean
 
 
-def test_a_service_without_a_record_is_recorded_as_cloud_run_serves_it():
+def test_a_service_without_a_record_is_recorded_as_cloud_run_serves_it(registry):  # noqa: F811
     w = world()
     w.store.delete(f"endpoints/{SERVICE}")  # the record was lost
     report = reconcile(w)
@@ -123,6 +125,8 @@ def test_a_service_without_a_record_is_recorded_as_cloud_run_serves_it():
         "serving", "1", state.uri, state.image)
     assert endpoint["settings"]["preset"] == "observed" and endpoint["settings"]["memory"] == "2Gi"
     assert endpoint["deployed_by"] == "registrar-reconciler"
+    validator = _validator({"$ref": "https://registrar.dev/schemas/documents/endpoint.v1.json"}, registry)
+    assert _errors(validator, jsonable(endpoint)) == []
     assert reconcile(w).is_clean
 
 

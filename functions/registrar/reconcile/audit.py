@@ -19,6 +19,7 @@ from registrar.reconcile.pacing import DEFAULT_VERTEX_READS_PER_MINUTE, RateLimi
 from registrar.reconcile.report import (
     ALIAS_MISMATCH,
     CATEGORIES,
+    LABEL_MISMATCH,
     ORPHAN,
     RESERVATION,
     STALE_RESOURCE_NAME,
@@ -207,6 +208,16 @@ def _compare_model(
             found.append(Discrepancy(
                 STALE_RESOURCE_NAME, model_id, version_id, listed[version_id].display_name,
                 f"version resource name {recorded!r} ≠ {actual!r}", {"registry": recorded, "vertex": actual}))
+    for version_id in sorted(live_ids & set(listed), key=version_key):
+        recorded_labels = dict(registry_versions[version_id].get("labels") or {})
+        actual_labels = dict(listed[version_id].labels)
+        if recorded_labels != actual_labels:
+            keys = sorted(k for k in set(recorded_labels) | set(actual_labels)
+                          if recorded_labels.get(k) != actual_labels.get(k))
+            found.append(Discrepancy(
+                LABEL_MISMATCH, model_id, version_id, listed[version_id].display_name,
+                "; ".join(f"{k}: registry {recorded_labels.get(k)!r}, Vertex {actual_labels.get(k)!r}" for k in keys),
+                {"registry": recorded_labels, "vertex": actual_labels, "labels": keys}))
 
     if model_doc is not None and model_doc.get("is_live") and listed:
         recorded_aliases = dict(model_doc.get("aliases") or {})

@@ -18,6 +18,7 @@ from registrar.reconcile.report import (
     EXTRA_JOB,
     JOB_NOT_APPLIED,
     JOB_TIMING_DRIFT,
+    LABEL_MISMATCH,
     MISSING_JOB,
     ORPHAN,
     ORPHAN_SERVICE,
@@ -31,7 +32,13 @@ from registrar.reconcile.report import (
 )
 from registrar.reconcile.serving_drift import observed_settings
 from registrar.registration.commands import ReleaseReservation
-from registrar.registry.commands import CorrectResourceNames, DeleteVersion, MergeAliases, RegisterUploadedVersion
+from registrar.registry.commands import (
+    CorrectResourceNames,
+    DeleteVersion,
+    MergeAliases,
+    RegisterUploadedVersion,
+    UpdateLabels,
+)
 from registrar.schedules import jobs
 
 PRINCIPAL = "registrar-reconciler"
@@ -82,6 +89,9 @@ def fix(report: AuditReport, services, *, now: datetime, undeploy_orphans: bool 
         send(CorrectResourceNames(model_id=model_id, version_id=version_id,
                                   model_resource_name=info.model_resource_name, resource_name=info.resource_name,
                                   occurred_at=now))
+    for d in report.of(LABEL_MISMATCH):
+        send(UpdateLabels(model_id=d.model_id, version_id=d.version_id, labels=dict(d.data["vertex"]),
+                          occurred_at=now, principal=PRINCIPAL, method=METHOD))
     for d in report.of(RESERVATION):
         for run_id in d.data["training_run_ids"]:
             send(ReleaseReservation(training_run_id=run_id, model_name=d.display_name, occurred_at=now,
