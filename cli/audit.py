@@ -75,6 +75,8 @@ def build_services():
     """Services on Firestore, Vertex AI, Cloud Run, Cloud Scheduler and Cloud Logging from the environment
     (emulators when their variables are set)."""
     from registrar.adapters.change_log import LoggingChangeLog
+    from registrar.adapters.cloudrun import CloudRunServing
+    from registrar.adapters.scheduler import CloudSchedulerJobs
     from registrar.adapters.vertex import VertexModelRegistry
     from registrar.bootstrap import bootstrap
 
@@ -84,8 +86,23 @@ def build_services():
                                    "or set GOOGLE_CLOUD_PROJECT")
     region = os.environ.get("GOOGLE_CLOUD_REGION", "us-central1")
     registry = VertexModelRegistry(project, region, api_endpoint=os.environ.get("VERTEX_API_ENDPOINT") or None)
-    change_log = LoggingChangeLog(project, region, api_endpoint=os.environ.get("LOGGING_API_ENDPOINT") or None)
-    return bootstrap(registry=registry, change_log=change_log)
+    # Against the emulators, each other API is asked only where local.env names its local endpoint; against a
+    # real project, at Google's endpoints.
+    local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+    def endpoint(variable: str) -> tuple[bool, str | None]:
+        value = os.environ.get(variable) or None
+        return (value is not None or not local), value
+
+    adapters = {}
+    for name, variable, build in (
+            ("change_log", "LOGGING_API_ENDPOINT", lambda e: LoggingChangeLog(project, region, api_endpoint=e)),
+            ("serving", "CLOUD_RUN_API_ENDPOINT", lambda e: CloudRunServing(project, region, api_endpoint=e)),
+            ("scheduler", "SCHEDULER_API_ENDPOINT", lambda e: CloudSchedulerJobs(project, region, api_endpoint=e))):
+        wanted, value = endpoint(variable)
+        if wanted:
+            adapters[name] = build(value)
+    return bootstrap(registry=registry, **adapters)
 
 
 @click.command()

@@ -141,6 +141,8 @@ class Services:
     runner_factory: Callable[[], PipelineRunner] | None = None
     # None: no audit log to read (locally without the Vertex AI emulator): every reconcile lists every model.
     change_log_factory: Callable[[], ChangeLog | None] | None = None
+    # The adapters passed in by the caller (by name), rather than built from the configuration.
+    given: frozenset[str] = frozenset()
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -165,6 +167,14 @@ class Services:
     @property
     def change_log(self) -> ChangeLog | None:
         return self._lazy("change_log", self.change_log_factory or (lambda: None))
+
+    def configured(self, name: str):
+        """`serving` / `scheduler` when there is one to ask: passed in, in the cloud, or a local endpoint
+        configured; else None (a reconcile then leaves that API out)."""
+        endpoint = {"serving": self.config.cloud_run_endpoint, "scheduler": self.config.scheduler_endpoint}[name]
+        if name in self.given or endpoint or self.config.in_cloud:
+            return getattr(self, name)
+        return None
 
 
 def bootstrap(
@@ -207,7 +217,9 @@ def bootstrap(
                         serving_factory=_factory(serving, lambda: _serving(config)),
                         scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
                         runner_factory=_factory(runner, lambda: _runner(config)),
-                        change_log_factory=_factory(change_log, lambda: _change_log(config)))
+                        change_log_factory=_factory(change_log, lambda: _change_log(config)),
+                        given=frozenset(name for name, adapter in (("serving", serving), ("scheduler", scheduler))
+                                        if adapter is not None))
     bus.services = services
     return services
 

@@ -53,8 +53,8 @@ def run_reconcile(
     redelivery overwrites the same report instead of adding one.
     """
     report = audit(services.store, services.registry, now=now, reservation_age=reservation_age, progress=progress,
-                   report_id=report_id, concurrency=concurrency, serving=services.serving,
-                   scheduler=services.scheduler, change_log=services.change_log, full=full,
+                   report_id=report_id, concurrency=concurrency, serving=services.configured("serving"),
+                   scheduler=services.configured("scheduler"), change_log=services.change_log, full=full,
                    reads_per_minute=reads_per_minute)
     if fix:
         report.repairs = (len(fix_report(report, services, now=now, undeploy_orphans=undeploy_orphans))
