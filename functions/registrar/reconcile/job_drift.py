@@ -48,7 +48,9 @@ def job_discrepancies(schedules: Iterable[tuple[str, Mapping[str, Any]]], jobs: 
             found.append(Discrepancy(
                 JOB_TIMING_DRIFT, None, None, name,
                 f"job {spec.job_id}: " + "; ".join(f"{field}: schedule {want!r}, job {have!r}"
-                                                 for field, want, have in differences),
+                                                 for field, want, have in differences)
+                + (f"; scheduler_job.status {status}" + (f" ({recorded['error']})" if recorded.get("error") else "")
+                   if status != "applied" else ""),
                 {**common, "fields": [field for field, _, _ in differences]}))
             continue
         updated = recorded.get("updated_at")
