@@ -68,7 +68,8 @@ def audit(
     """
     started = time.monotonic()
     pace = RateLimit(reads_per_minute)
-    since = None if full else clean_since(store)
+    previous = clean_since(store)
+    since = None if full else previous
     listings: dict[str, Callable[[], object]] = {
         "rows": lambda: _model_rows(registry, pace),
         "registry": lambda: dict(store.list(MODELS)),
@@ -150,7 +151,7 @@ def audit(
     )
     report.scope = Scope(full=selection.full, models_checked=total,
                          models_skipped=len(set(vertex_models) | set(live_registry_models)) - total,
-                         since=selection.since, clean_since=now if report.models_clean else since)
+                         since=selection.since, clean_since=now if report.models_clean else previous)
     report.duration_seconds = time.monotonic() - started
     return report
 
