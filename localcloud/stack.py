@@ -20,6 +20,7 @@ from typing import Any
 import requests
 
 from localcloud import processes
+from localcloud.vertex_emulator.activity_log import log_path_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY_PATH = ROOT / "schemas" / "topology.json"
@@ -199,6 +200,7 @@ def spawn_vertex_emulator(started: _Started, port: int, project: str, region: st
     log = logs / "vertex.log"
     state = state_dir / "vertex-state.json"
     state.unlink(missing_ok=True)  # the Firestore emulator starts empty, so Vertex does too: they agree at start
+    log_path_for(state).unlink(missing_ok=True)
     pid = processes.spawn(
         [sys.executable, "-m", "localcloud.vertex_emulator", "--port", str(port), "--state",
          str(state), "--project", project, "--location", region],
@@ -363,6 +365,8 @@ def _start_everything(started: _Started, state_dir: Path, project: str, region: 
         vertex = spawn_vertex_emulator(started, _port(ports, "vertex"), project, region, function_env(env), state_dir, logs)
         started.wait_healthy(vertex)
         env["VERTEX_API_ENDPOINT"] = f"http://127.0.0.1:{vertex['port']}"
+        # The emulator keeps its Admin Activity audit log and answers Cloud Logging's entries.list for it.
+        env["LOGGING_API_ENDPOINT"] = env["VERTEX_API_ENDPOINT"]
     for name, module, variable in LOCAL_APIS:
         if local_api_available(module) and (local_apis is None or name in local_apis):
             say(f"starting the local {name} API")

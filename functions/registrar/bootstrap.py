@@ -32,6 +32,7 @@ from registrar.kernel.changes import Context
 from registrar.kernel.clock import utcnow
 from registrar.kernel.ports import (
     ArtifactStore,
+    ChangeLog,
     EventPublisher,
     ModelRegistry,
     PipelineRunner,
@@ -138,6 +139,10 @@ class Services:
     serving_factory: Callable[[], ServingPlatform] | None = None
     scheduler_factory: Callable[[], SchedulerJobs] | None = None
     runner_factory: Callable[[], PipelineRunner] | None = None
+    # None: no audit log to read (locally without the Vertex AI emulator): every reconcile lists every model.
+    change_log_factory: Callable[[], ChangeLog | None] | None = None
+    # The adapters passed in by the caller (by name), rather than built from the configuration.
+    given: frozenset[str] = frozenset()
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -159,6 +164,18 @@ class Services:
     def runner(self) -> PipelineRunner:
         return self._lazy("runner", self.runner_factory)
 
+    @property
+    def change_log(self) -> ChangeLog | None:
+        return self._lazy("change_log", self.change_log_factory or (lambda: None))
+
+    def configured(self, name: str):
+        """`serving` / `scheduler` when there is one to ask: passed in, in the cloud, or a local endpoint
+        configured; else None (a reconcile then leaves that API out)."""
+        endpoint = {"serving": self.config.cloud_run_endpoint, "scheduler": self.config.scheduler_endpoint}[name]
+        if name in self.given or endpoint or self.config.in_cloud:
+            return getattr(self, name)
+        return None
+
 
 def bootstrap(
     *,
@@ -171,6 +188,7 @@ def bootstrap(
     serving: ServingPlatform | Callable[[], ServingPlatform] | None = None,
     scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
+    change_log: ChangeLog | Callable[[], ChangeLog | None] | None = None,
     routes: Mapping[type, Route] = ROUTES,
     **bus_options: Any,
 ) -> Services:
@@ -198,7 +216,10 @@ def bootstrap(
     services = Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts, config=config,
                         serving_factory=_factory(serving, lambda: _serving(config)),
                         scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
-                        runner_factory=_factory(runner, lambda: _runner(config)))
+                        runner_factory=_factory(runner, lambda: _runner(config)),
+                        change_log_factory=_factory(change_log, lambda: _change_log(config)),
+                        given=frozenset(name for name, adapter in (("serving", serving), ("scheduler", scheduler))
+                                        if adapter is not None))
     bus.services = services
     return services
 
@@ -207,7 +228,7 @@ def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
     """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
         return from_config
-    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner)):
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ChangeLog)):
         return lambda: given
     return given
 
@@ -228,6 +249,14 @@ def _scheduler(config: Config) -> SchedulerJobs:
     from registrar.adapters.scheduler import CloudSchedulerJobs
 
     return CloudSchedulerJobs(config.require_project(), config.region, api_endpoint=config.scheduler_endpoint)
+
+
+def _change_log(config: Config) -> ChangeLog | None:
+    if not (config.logging_endpoint or config.in_cloud):
+        return None
+    from registrar.adapters.change_log import LoggingChangeLog
+
+    return LoggingChangeLog(config.require_project(), config.region, api_endpoint=config.logging_endpoint)
 
 
 def _runner(config: Config) -> PipelineRunner:

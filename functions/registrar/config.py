@@ -38,6 +38,8 @@ class Config:
     vertex_endpoint: str | None = None
     cloud_run_endpoint: str | None = None
     scheduler_endpoint: str | None = None
+    # Cloud Logging (the Admin Activity audit log the reconciler reads); locally the Vertex AI emulator serves it.
+    logging_endpoint: str | None = None
     in_cloud: bool = False  # running as a Cloud Function / Cloud Run service (K_SERVICE is set)
     # Image overrides by retrieval algorithm: the Cloud Run serving image, and the Vertex prediction container.
     run_images: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -62,6 +64,7 @@ class Config:
             vertex_endpoint=env.get("VERTEX_API_ENDPOINT") or None,
             cloud_run_endpoint=env.get("CLOUD_RUN_API_ENDPOINT") or None,
             scheduler_endpoint=env.get("SCHEDULER_API_ENDPOINT") or None,
+            logging_endpoint=env.get("LOGGING_API_ENDPOINT") or None,
             in_cloud=bool(env.get("K_SERVICE")),
             run_images=images(brute_force="REGISTRAR_RUN_IMAGE_TF_SERVING", scann="REGISTRAR_RUN_IMAGE_SCANN"),
             vertex_images=images(brute_force="REGISTRAR_IMAGE_TF_SERVING", scann="REGISTRAR_IMAGE_SCANN"),

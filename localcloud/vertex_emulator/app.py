@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from localcloud.emulator import ApiError, create_flask_app, invalid, json_body, location_relative
+from localcloud.vertex_emulator.activity_log import ActivityLog, log_path_for
 from localcloud.vertex_emulator.publishing import AuditPublisher, NullPublisher
 from localcloud.vertex_emulator.registry import ModelRegistryState
 
@@ -27,11 +28,13 @@ ADMIN_PATH = re.compile(r"^(?P<console>console/)?models/(?P<ref>[^/:]+):(?P<verb
 def create_app(state_path, project: str, location: str, publisher: AuditPublisher | None = None) -> Flask:
     state = ModelRegistryState(state_path, project, location)
     audit = publisher or NullPublisher()
+    activity = ActivityLog(log_path_for(state_path))
     app = create_flask_app(__name__, project, location)
     app.extensions["vertex_emulator"] = state
     app.extensions["vertex_audit_publisher"] = audit
 
     def publish(entries: list[dict[str, Any]]) -> None:
+        activity.append(entries)  # kept like Cloud Logging keeps them, whether or not the sink delivers them
         for entry in entries:
             try:
                 audit.publish(entry)
@@ -79,6 +82,11 @@ def create_app(state_path, project: str, location: str, publisher: AuditPublishe
             if verb == "mergeVersionAliases" and method == "POST":
                 return changed(state.merge_aliases(ref, json_body(), namespace))
         raise ApiError("NOT_FOUND", f"{method} /{namespace}/{path} is not part of the emulated API")
+
+    @app.post("/v2/entries:list")
+    def list_log_entries():
+        """Cloud Logging's `entries.list` over the audit entries this emulator wrote (see activity_log)."""
+        return jsonify(activity.list(json_body(), project))
 
     @app.post("/emulator/<path:path>")
     def admin(path: str):

@@ -7,9 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 from registrar.kernel.errors import TransientError
 from registrar.kernel.ports import (
+    ChangeLog,
     EventPublisher,
     ModelRegistry,
     ModelVersionInfo,
+    SchedulerJob,
+    SchedulerJobs,
     ServiceSpec,
     ServiceState,
     ServingPlatform,
@@ -115,7 +118,9 @@ class FakeServingPlatform(ServingPlatform):
             service_id=spec.service_id, uri=f"https://{spec.service_id}-abc123-uc.a.run.app", ready=self.ready,
             image=spec.image, env=dict(spec.env), labels=dict(spec.labels), generation=generation,
             latest_ready_revision=f"{spec.service_id}-{generation:05d}" if self.ready else "",
-            message="" if self.ready else "Revision failed: container did not start")
+            message="" if self.ready else "Revision failed: container did not start",
+            min_instances=spec.min_instances, max_instances=spec.max_instances, memory=spec.memory, cpu=spec.cpu,
+            concurrency=spec.concurrency, timeout_seconds=spec.timeout_seconds)
         self.services[spec.service_id] = state
         self.specs[spec.service_id] = spec
         return state
@@ -125,3 +130,56 @@ class FakeServingPlatform(ServingPlatform):
         self.deletes.append(service_id)
         self.specs.pop(service_id, None)
         return self.services.pop(service_id, None) is not None
+
+
+class FakeScheduler(SchedulerJobs):
+    """Cloud Scheduler jobs in memory; `fail_next` makes the next calls raise TransientError."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, SchedulerJob] = {}
+        self.fail_next = 0
+        self.calls: list[tuple[str, str]] = []
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise TransientError("Cloud Scheduler: 503 unavailable")
+
+    def apply_job(self, spec):
+        self.calls.append(("apply", spec.job_id))
+        self._maybe_fail()
+        job = SchedulerJob(spec.job_id, spec.cron, spec.time_zone, "PAUSED" if spec.paused else "ENABLED", spec.topic,
+                           dict(spec.payload))
+        self.jobs[spec.job_id] = job
+        return job
+
+    def get_job(self, job_id):
+        return self.jobs.get(job_id)
+
+    def delete_job(self, job_id):
+        self.calls.append(("delete", job_id))
+        self._maybe_fail()
+        return self.jobs.pop(job_id, None) is not None
+
+    def run_job(self, job_id):
+        raise NotImplementedError
+
+    def list_jobs(self):
+        self.calls.append(("list", ""))
+        self._maybe_fail()
+        return list(self.jobs.values())
+
+
+class FakeChangeLog(ChangeLog):
+    """The models each change named, by the time it happened."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[datetime, str]] = []
+        self.reads: list[datetime] = []
+
+    def record(self, when: datetime, model_id: str) -> None:
+        self.changes.append((when, model_id))
+
+    def models_changed_since(self, since: datetime) -> set[str]:
+        self.reads.append(since)
+        return {model_id for when, model_id in self.changes if when >= since}

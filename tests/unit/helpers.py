@@ -12,7 +12,15 @@ from typing import Any
 
 import main
 from cloudevents.http import CloudEvent
-from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at  # noqa: F401
+from fakes import (  # noqa: F401
+    LOCATION,
+    PROJECT,
+    FakeModelRegistry,
+    FakeScheduler,
+    FakeServingPlatform,
+    RecordingPublisher,
+    at,
+)
 from registrar.adapters.memory import InMemoryStore
 from registrar.bootstrap import ENTRY_POINTS, Services, bootstrap
 from registrar.kernel.ids import stable_id
@@ -201,6 +209,9 @@ class World:
         self.publisher = publisher or RecordingPublisher()
         self.registry = registry or FakeModelRegistry()
         bus_options.setdefault("sleep", lambda seconds: None)
+        # Cloud Run and Cloud Scheduler with nothing in them, unless the test brings its own.
+        bus_options.setdefault("serving", FakeServingPlatform())
+        bus_options.setdefault("scheduler", FakeScheduler())
         self.services: Services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry,
                                             now=now, **bus_options)
         self.bus = self.services.bus

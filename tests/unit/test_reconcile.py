@@ -108,8 +108,14 @@ def expected_rows() -> list[tuple]:
 EXPECTED_COUNTS = {
     "vertex_models": 9, "vertex_versions": 9, "registry_models": 8, "registry_records": 10,
     "orphan": 1, "unrecorded_ours": 0, "unrecorded_foreign": 2, "stale_resource_name": 0, "reservation": 2,
-    "alias_mismatch": 0,
+    "alias_mismatch": 0, "label_mismatch": 0,
+    # Cloud Run and Cloud Scheduler: nothing deployed, nothing scheduled in seeds/000
+    "service_serving_deleted_version": 0, "orphan_service": 0, "deployment_record_without_service": 0,
+    "service_without_deployment_record": 0, "settings_drift": 0,
+    "missing_job": 0, "extra_job": 0, "job_timing_drift": 0, "job_not_applied": 0,
 }
+# A reconcile run (tick, CLI) also lists Cloud Run's services and Cloud Scheduler's jobs.
+RUN_COUNTS = {**EXPECTED_COUNTS, "cloud_run_services": 0, "schedules": 0, "scheduler_jobs": 0}
 
 
 def rows(report) -> list[tuple]:
@@ -166,7 +172,7 @@ def test_report_document_is_json_and_saved_as_latest(seeded):
     doc = latest_report(seeded.store)
     assert doc == json.loads(json.dumps(report.to_doc()))
     assert seeded.store.get(f"audits/{report.report_id}") == doc
-    assert doc["counts"] == EXPECTED_COUNTS and doc["is_clean"] is False and doc["repairs"] is None
+    assert doc["counts"] == RUN_COUNTS and doc["is_clean"] is False and doc["repairs"] is None
     assert [(d["category"], d["display_name"]) for d in doc["discrepancies"]] == [r[::3] for r in expected_rows()]
 
 
@@ -315,7 +321,8 @@ def test_version_learnt_without_its_vertex_details_gets_its_names_on_fix():
                                              version=None, version_id="3", display_name="recs"))
     vertex.versions[("recs", "3")] = fake_info(seed, ours_labels(seed), "gs://a/3/")
     report = audit(world.store, vertex, now=AUDIT_AT)
-    assert [r[0] for r in rows(report)] == ["stale_resource_name", "stale_resource_name"]
+    # learnt without its Vertex details, the version lacks its labels in the registry too
+    assert [r[0] for r in rows(report)] == ["stale_resource_name", "stale_resource_name", "label_mismatch"]
     fix(report, world.services, now=AUDIT_AT)
     assert audit(world.store, vertex, now=AUDIT_AT).is_clean
 
@@ -395,7 +402,7 @@ def test_cli_prints_the_seeds_000_table_and_fix_leaves_a_clean_audit(seeded, mon
     assert "In registry but not in Vertex AI (orphans)" in dry.output
 
     as_json = runner.invoke(audit_cli.audit, ["--json", "--state-dir", str(tmp_path)])
-    assert json.loads(as_json.output)["counts"] == EXPECTED_COUNTS
+    assert json.loads(as_json.output)["counts"] == RUN_COUNTS
 
     fixed = runner.invoke(audit_cli.audit, ["--fix", "--state-dir", str(tmp_path)])
     assert fixed.exit_code == 0, fixed.output

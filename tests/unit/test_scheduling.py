@@ -10,13 +10,13 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fakes import FakeModelRegistry, RecordingPublisher
+from fakes import FakeModelRegistry, FakeScheduler, RecordingPublisher
 from helpers import deliver, forget_keys, history_of, pipeline_event, pipeline_log_entry, snapshot, without_keys
 from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
 from registrar.kernel.errors import TransientError
-from registrar.kernel.ports import PipelineRunner, SchedulerJob, SchedulerJobs
+from registrar.kernel.ports import PipelineRunner
 from registrar.schedules import commands as scheduling
 from registrar.schedules.jobs import job_id_for, tick_payload
 from registrar.schedules.timing import parse_timing, runs_between, training_run_id
@@ -34,37 +34,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-class FakeScheduler(SchedulerJobs):
-    def __init__(self) -> None:
-        self.jobs: dict[str, SchedulerJob] = {}
-        self.fail_next = 0
-        self.calls: list[tuple[str, str]] = []
-
-    def _maybe_fail(self) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise TransientError("Cloud Scheduler: 503 unavailable")
-
-    def apply_job(self, spec):
-        self.calls.append(("apply", spec.job_id))
-        self._maybe_fail()
-        job = SchedulerJob(spec.job_id, spec.cron, spec.time_zone, "PAUSED" if spec.paused else "ENABLED", spec.topic,
-                           dict(spec.payload))
-        self.jobs[spec.job_id] = job
-        return job
-
-    def get_job(self, job_id):
-        return self.jobs.get(job_id)
-
-    def delete_job(self, job_id):
-        self.calls.append(("delete", job_id))
-        self._maybe_fail()
-        return self.jobs.pop(job_id, None) is not None
-
-    def run_job(self, job_id):
-        raise NotImplementedError
 
 
 class FakeRunner(PipelineRunner):

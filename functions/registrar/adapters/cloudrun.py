@@ -7,7 +7,6 @@ The same code talks to production (regional endpoint, default credentials) and t
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -15,27 +14,12 @@ from typing import Any, TypeVar
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.ports import ServiceSpec, ServiceState, ServingPlatform
+from registrar.kernel.serving import cpu_millis, memory_bytes
 
 T = TypeVar("T")
 
 DEFAULT_LRO_TIMEOUT = 600.0
 RECONCILE_POLL_SECONDS = 1.0
-CPU_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<milli>m?)$")
-MEMORY_RE = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
-MEMORY_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-def _cpu(value: str) -> Any:
-    match = CPU_RE.match(value or "")
-    if not match:
-        return value
-    number = float(match["number"])
-    return round(number if match["milli"] else number * 1000)
-
-
-def _memory(value: str) -> Any:
-    match = MEMORY_RE.match(value or "")
-    return int(match["number"]) * MEMORY_UNITS[match["unit"]] if match else value
 
 
 def service_state(service: Any) -> ServiceState:
@@ -45,6 +29,9 @@ def service_state(service: Any) -> ServiceState:
     containers = list(service.template.containers)
     container = containers[0] if containers else None
     condition = service.terminal_condition
+    limits = dict(container.resources.limits) if container else {}
+    scaling = service.template.scaling
+    timeout = service.template.timeout
     return ServiceState(
         service_id=service.name.rsplit("/", 1)[-1],
         uri=service.uri or None,
@@ -56,6 +43,12 @@ def service_state(service: Any) -> ServiceState:
         latest_ready_revision=service.latest_ready_revision.rsplit("/", 1)[-1],
         message=condition.message,
         update_time=aware_utc(service.update_time),
+        min_instances=scaling.min_instance_count,
+        max_instances=scaling.max_instance_count,
+        memory=limits.get("memory", ""),
+        cpu=limits.get("cpu", ""),
+        concurrency=service.template.max_instance_request_concurrency,
+        timeout_seconds=int(timeout.total_seconds()) if timeout else None,
     )
 
 
@@ -233,8 +226,8 @@ class CloudRunServing(ServingPlatform):
             "image": container.image,
             "env": {v.name: v.value for v in container.env},
             "port": ports[0] if ports else 8080,
-            "cpu": _cpu(limits.get("cpu", "")),
-            "memory": _memory(limits.get("memory", "")),
+            "cpu": cpu_millis(limits.get("cpu", "")),
+            "memory": memory_bytes(limits.get("memory", "")),
             "min": scaling.min_instance_count,
             "max": scaling.max_instance_count,
             "concurrency": current.template.max_instance_request_concurrency,
@@ -246,8 +239,8 @@ class CloudRunServing(ServingPlatform):
             "image": spec.image,
             "env": {k: str(v) for k, v in spec.env.items()},
             "port": spec.container_port,
-            "cpu": _cpu(spec.cpu),
-            "memory": _memory(spec.memory),
+            "cpu": cpu_millis(spec.cpu),
+            "memory": memory_bytes(spec.memory),
             "min": spec.min_instances,
             "max": spec.max_instances,
             "concurrency": spec.concurrency,

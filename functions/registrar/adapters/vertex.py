@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, emulator_client
 from registrar.kernel.errors import TransientError
-from registrar.kernel.ports import ModelAlreadyExists, ModelRegistry, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.ports import ModelAlreadyExists, ModelRegistry, ModelRegistryWriter, ModelRow, ModelVersionInfo
 
 T = TypeVar("T")
 
 MODEL_NAME_RE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/models/(?P<model>[^/@]+)")
 DEFAULT_LRO_TIMEOUT = 600.0
+LIST_PAGE_SIZE = 1000  # models per ListModels page (the service may answer fewer)
 
 def version_info_from_model(model: Any, *, project: str = "", location: str = "") -> ModelVersionInfo:
     """A `ModelVersionInfo` from an `aiplatform_v1.Model` (one version of it), with aware UTC datetimes."""
@@ -113,7 +114,12 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
         return self.get_version(match["model"], response.model_version_id)
 
     def iter_models(self) -> Iterator[tuple[str, str]]:
-        pager = self._call(lambda: self.client.list_models(parent=self.parent), f"list models in {self.parent}")
+        for row in self.iter_model_rows():
+            yield row.model_id, row.display_name
+
+    def iter_model_rows(self) -> Iterator[ModelRow]:
+        request = {"parent": self.parent, "page_size": LIST_PAGE_SIZE}
+        pager = self._call(lambda: self.client.list_models(request=request), f"list models in {self.parent}")
         if pager is NOT_FOUND:
             return
         pages = iter(pager.pages)
@@ -124,7 +130,10 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
             for model in page.models:
                 match = MODEL_NAME_RE.match(model.name)
                 if match:
-                    yield match["model"], model.display_name
+                    yield ModelRow(model_id=match["model"], display_name=model.display_name,
+                                   update_time=aware_utc(model.update_time), version_id=model.version_id or None,
+                                   version_update_time=aware_utc(model.version_update_time),
+                                   aliases=tuple(model.version_aliases), labels=dict(model.labels))
 
     # -- write side -----------------------------------------------------------------------------------------
 

@@ -36,3 +36,9 @@ def ensure_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
     return moment.astimezone(timezone.utc)
+
+
+def canonical_zone(name: str | None) -> str:
+    """An IANA zone name with UTC's spellings made one (Cloud Scheduler's default is UTC, and it takes `utc`)."""
+    text = (name or "").strip()
+    return "UTC" if text.lower() in ("", "utc", "etc/utc", "gmt", "etc/gmt", "z", "zulu") else text

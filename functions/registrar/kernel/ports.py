@@ -59,6 +59,40 @@ class ModelRegistry(abc.ABC):
     def iter_models(self) -> Iterator[tuple[str, str]]:
         """(model_id, display_name) of every model in the location, paging as needed."""
 
+    def iter_model_rows(self) -> Iterator[ModelRow]:
+        """What ListModels says of every model (paging as needed). This default knows only ids and names."""
+        for model_id, display_name in self.iter_models():
+            yield ModelRow(model_id, display_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRow:
+    """One model as ListModels shows it: the model, and the one version the row describes (Vertex shows the
+    default version). Google documents `update_time` only as "when this Model was most recently updated", not
+    that adding, deleting or re-aliasing another version changes it: the row is a hint, never proof that
+    nothing changed (see `ChangeLog`)."""
+
+    model_id: str
+    display_name: str
+    update_time: datetime | None = None
+    version_id: str | None = None
+    version_update_time: datetime | None = None
+    aliases: tuple[str, ...] = ()
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class ChangeLog(abc.ABC):
+    """The Admin Activity audit log of Vertex AI Model Registry, read back from Cloud Logging.
+
+    Google writes an Admin Activity entry for every change to a model (upload, delete, aliases, labels) and it
+    cannot be disabled, so the models named in the entries since a moment are every model that can have changed
+    since then, whether or not the registry received the entry through its sink. Raises TransientError for
+    failures worth retrying."""
+
+    @abc.abstractmethod
+    def models_changed_since(self, since: datetime) -> set[str]:
+        """Ids of the models that any Vertex AI Model Registry change since `since` (inclusive) named."""
+
 
 class EventPublisher(abc.ABC):
     """Publishes outbound registry events (JSON) to a topic."""
@@ -154,6 +188,13 @@ class ServiceState:
     latest_ready_revision: str = ""
     message: str = ""  # the terminal condition's message (why it is not ready, or how it serves)
     update_time: datetime | None = None
+    # The revision template's settings, as Cloud Run reports them (None / "" when it reports none).
+    min_instances: int | None = None
+    max_instances: int | None = None
+    memory: str = ""
+    cpu: str = ""
+    concurrency: int | None = None
+    timeout_seconds: int | None = None
 
 
 class ServingPlatform(abc.ABC):
@@ -224,6 +265,10 @@ class SchedulerJobs(abc.ABC):
     @abc.abstractmethod
     def run_job(self, job_id: str) -> None:
         """Force a firing now (Cloud Scheduler `jobs.run`)."""
+
+    @abc.abstractmethod
+    def list_jobs(self) -> list[SchedulerJob]:
+        """Every job in the location (paged as needed), Registrar's or not."""
 
 
 class PipelineRunner(abc.ABC):

@@ -7,6 +7,7 @@ The labels are written by deploys and read by status queries and the reconciler;
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from typing import Any
 from registrar.kernel.labels import sanitize_label_value
 from registrar.kernel.logs import log
 from registrar.kernel.ports import ServiceState
+
+_CPU_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<milli>m?)$")
+_MEMORY_RE = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
+_MEMORY_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 MODEL_LABEL = "registrar-model"
 VERSION_LABEL = "registrar-version"
@@ -40,6 +46,21 @@ def is_owned_by(state: ServiceState, model_id: str) -> bool:
 
 def served_version(state: ServiceState) -> str | None:
     return state.env.get("MODEL_VERSION") or state.labels.get(VERSION_LABEL)
+
+
+def cpu_millis(value: str) -> Any:
+    """A Cloud Run CPU limit in millicores (`"2"` and `"2000m"` are the same); unparsable values as given."""
+    match = _CPU_RE.match(value or "")
+    if not match:
+        return value
+    number = float(match["number"])
+    return round(number if match["milli"] else number * 1000)
+
+
+def memory_bytes(value: str) -> Any:
+    """A Cloud Run memory limit in bytes (`"4Gi"` and `"4096Mi"` are the same); unparsable values as given."""
+    match = _MEMORY_RE.match(value or "")
+    return int(match["number"]) * _MEMORY_UNITS[match["unit"]] if match else value
 
 
 @dataclasses.dataclass(frozen=True)

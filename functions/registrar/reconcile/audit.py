@@ -1,21 +1,25 @@
-"""Audit: compare the registry with Vertex AI and report every discrepancy; changes nothing."""
+"""Audit: compare the registry with Vertex AI, Cloud Run and Cloud Scheduler and report every discrepancy;
+changes nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from registrar.kernel import model as domain
 from registrar.kernel.labels import run_id_from_labels
-from registrar.kernel.paths import MODELS, TRAINING_RUNS
-from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
+from registrar.kernel.paths import ENDPOINTS, MODELS, SCHEDULES, TRAINING_RUNS
+from registrar.kernel.ports import ChangeLog, ModelRegistry, ModelVersionInfo, SchedulerJobs, ServingPlatform
+from registrar.kernel.serving import owner_of
 from registrar.kernel.store import DocumentStore
+from registrar.reconcile.job_drift import job_discrepancies
+from registrar.reconcile.pacing import DEFAULT_VERTEX_READS_PER_MINUTE, RateLimit, ordered_map, run_together
 from registrar.reconcile.report import (
     ALIAS_MISMATCH,
     CATEGORIES,
+    LABEL_MISMATCH,
     ORPHAN,
     RESERVATION,
     STALE_RESOURCE_NAME,
@@ -24,8 +28,13 @@ from registrar.reconcile.report import (
     AuditReport,
     Discrepancy,
     Progress,
+    Scope,
+    clean_since,
     report_id_for,
 )
+from registrar.reconcile.scope import read_from, select_models
+from registrar.reconcile.serving_drift import serving_discrepancies
+from registrar.schedules.jobs import is_schedule_job
 
 DEFAULT_RESERVATION_AGE = timedelta(hours=24)
 DEFAULT_CONCURRENCY = 8
@@ -40,86 +49,120 @@ def audit(
     progress: Progress | None = None,
     report_id: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    serving: ServingPlatform | None = None,
+    scheduler: SchedulerJobs | None = None,
+    change_log: ChangeLog | None = None,
+    full: bool = False,
+    reads_per_minute: int | None = DEFAULT_VERTEX_READS_PER_MINUTE,
 ) -> AuditReport:
-    """Compare the registry with Vertex and report every discrepancy; changes nothing.
+    """Compare the registry with Vertex AI (and with Cloud Run and Cloud Scheduler when given) and report every
+    discrepancy; changes nothing.
 
-    Vertex is listed with paging (`iter_models`, then `list_versions` per model). A registry version missing from
-    the listing is confirmed with `get_version` before it is called an orphan, so a version uploaded while the
-    listing ran is not reported. Models are inspected `concurrency` at a time (one `listVersions` call and one
-    registry query each, both waiting on the network); the report's order does not depend on it.
+    The listings that do not depend on each other run at once: ListModels, the audit log since the last clean
+    audit, Cloud Run's services, Cloud Scheduler's jobs and the registry's collections. Then the versions of each
+    model that can have changed (`scope.select_models`; every model when `full`, or without a change log or a
+    clean audit to start from) are listed, `concurrency` models at a time and at most `reads_per_minute` Vertex
+    AI reads a minute. A registry version missing from a listing is confirmed with `get_version` before it is
+    called an orphan, so a version uploaded while the listing ran is not reported. The report's order does not
+    depend on the concurrency.
     """
     started = time.monotonic()
-    vertex_models = dict(registry.iter_models())
-    registry_models = {model_id: doc for model_id, doc in store.list(MODELS)}
+    pace = RateLimit(reads_per_minute)
+    previous = clean_since(store)
+    since = None if full else previous
+    listings: dict[str, Callable[[], object]] = {
+        "rows": lambda: _model_rows(registry, pace),
+        "registry": lambda: dict(store.list(MODELS)),
+        "runs": lambda: list(store.list(TRAINING_RUNS)),
+    }
+    if change_log is not None and since is not None:
+        listings["changed"] = lambda: change_log.models_changed_since(read_from(since))
+    if serving is not None:
+        listings["services"] = serving.list_services
+        listings["endpoints"] = lambda: dict(store.list(ENDPOINTS))
+    if scheduler is not None:
+        listings["jobs"] = scheduler.list_jobs
+        listings["schedules"] = lambda: list(store.list(SCHEDULES))
+    listed = run_together(**listings)
+    rows: dict = listed["rows"]
+    registry_models: dict[str, Mapping[str, Any]] = listed["registry"]
+    vertex_models = {model_id: row.display_name for model_id, row in rows.items()}
     live_registry_models = {m: d for m, d in registry_models.items() if d.get("is_live")}
-    to_check = sorted(set(vertex_models) | set(live_registry_models))
+    selection = select_models(rows, registry_models, since=since, changed=listed.get("changed"))
+    to_check = sorted(selection.models)
     total = len(to_check)
     if progress:
         progress(0, total)
+    list_versions, get_version = pace.paced(registry.list_versions), pace.paced(registry.get_version)
 
     def inspect(model_id: str) -> tuple[str, dict[str, ModelVersionInfo], list[Discrepancy]]:
-        listed = {v.version_id: v for v in registry.list_versions(model_id)} if model_id in vertex_models else {}
+        listed_versions = {v.version_id: v for v in list_versions(model_id)} if model_id in vertex_models else {}
         model_doc = registry_models.get(model_id)
         registry_versions = dict((model_doc or {}).get("versions") or {})
-        return model_id, listed, _compare_model(registry, model_id, model_doc, registry_versions, listed,
-                                                vertex_models.get(model_id, ""))
+        return model_id, listed_versions, _compare_model(get_version, model_id, model_doc, registry_versions,
+                                                         listed_versions, vertex_models.get(model_id, ""))
 
     found: list[Discrepancy] = []
     vertex_versions: dict[tuple[str, str], ModelVersionInfo] = {}
     vertex_aliases: dict[str, dict[str, str]] = {}
     vertex_version_count = 0
-    with _mapper(concurrency) as mapper:
-        for done, (model_id, listed, model_found) in enumerate(mapper(inspect, to_check), start=1):
-            vertex_version_count += len(listed)
+    with ordered_map(concurrency) as mapper:
+        for done, (model_id, listed_versions, model_found) in enumerate(mapper(inspect, to_check), start=1):
+            vertex_version_count += len(listed_versions)
             if model_found:
                 found.extend(model_found)
-                vertex_versions.update({(model_id, vid): info for vid, info in listed.items()})
-                if listed:
-                    vertex_aliases[model_id] = _vertex_alias_map(listed.values())
+                vertex_versions.update({(model_id, vid): info for vid, info in listed_versions.items()})
+                if listed_versions:
+                    vertex_aliases[model_id] = _vertex_alias_map(listed_versions.values())
             if progress:
                 progress(done, total)
 
     live_names = {d.get("display_name") for d in live_registry_models.values()}
-    reservations = _reservations(store, live_names, now=now, reservation_age=reservation_age)
+    reservations = _reservations(listed["runs"], live_names, now=now, reservation_age=reservation_age)
     found.extend(reservations)
-    found.sort(key=lambda d: (CATEGORIES.index(d.category), d.display_name, d.model_id or "", version_key(d.version_id)))
     counts = {
         "vertex_models": len(vertex_models),
         "vertex_versions": vertex_version_count,
         "registry_models": len(live_registry_models),
         "registry_records": len(live_registry_models) + len(reservations),
-        **{category: sum(1 for d in found if d.category == category) for category in CATEGORIES},
     }
-    return AuditReport(
+    services = {}
+    if serving is not None:
+        services = {s.service_id: s for s in listed["services"]}
+        gone = {(d.model_id, d.version_id) for d in found if d.category == ORPHAN}
+        found.extend(serving_discrepancies(services.values(), listed["endpoints"], registry_models,
+                                           gone_in_vertex=gone))
+        counts["cloud_run_services"] = sum(1 for s in services.values() if owner_of(s) is not None)
+    if scheduler is not None:
+        found.extend(job_discrepancies(listed["schedules"], listed["jobs"], now=now))
+        counts["schedules"] = len(listed["schedules"])
+        counts["scheduler_jobs"] = sum(1 for j in listed["jobs"] if is_schedule_job(j))
+    found.sort(key=lambda d: (CATEGORIES.index(d.category), d.display_name, d.model_id or "", version_key(d.version_id)))
+    counts.update({category: sum(1 for d in found if d.category == category) for category in CATEGORIES})
+    report = AuditReport(
         report_id=report_id or report_id_for(now),
         generated_at=now,
         reservation_age=reservation_age,
         counts=counts,
         discrepancies=found,
-        duration_seconds=time.monotonic() - started,
         vertex_versions=vertex_versions,
         vertex_aliases=vertex_aliases,
+        services=services,
     )
+    report.scope = Scope(full=selection.full, models_checked=total,
+                         models_skipped=len(set(vertex_models) | set(live_registry_models)) - total,
+                         since=selection.since, clean_since=now if report.models_clean else previous)
+    report.duration_seconds = time.monotonic() - started
+    return report
 
 
-@contextlib.contextmanager
-def _mapper(concurrency: int):
-    """An ordered `map` running up to `concurrency` calls at once (plain `map` for 1)."""
-    if concurrency <= 1:
-        yield map
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="audit") as pool:
-        try:
-            yield pool.map
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # a failed call ends the audit: start no more
-            raise
+def _model_rows(registry: ModelRegistry, pace: RateLimit) -> dict:
+    pace.acquire()  # ListModels: a few pages for the whole location
+    return {row.model_id: row for row in registry.iter_model_rows()}
 
 
 def _compare_model(
-    registry: ModelRegistry,
+    get_version: Callable[[str, str], ModelVersionInfo | None],
     model_id: str,
     model_doc: Mapping[str, Any] | None,
     registry_versions: Mapping[str, Mapping[str, Any]],
@@ -131,7 +174,7 @@ def _compare_model(
     live_ids = {vid for vid, doc in registry_versions.items() if doc.get("state") == domain.LIVE}
 
     for version_id in sorted(live_ids - set(listed), key=version_key):
-        confirmed = registry.get_version(model_id, version_id)
+        confirmed = get_version(model_id, version_id)
         if confirmed is not None:  # uploaded while the listing ran: it is there after all
             continue
         doc = registry_versions[version_id]
@@ -166,6 +209,16 @@ def _compare_model(
             found.append(Discrepancy(
                 STALE_RESOURCE_NAME, model_id, version_id, listed[version_id].display_name,
                 f"version resource name {recorded!r} ≠ {actual!r}", {"registry": recorded, "vertex": actual}))
+    for version_id in sorted(live_ids & set(listed), key=version_key):
+        recorded_labels = dict(registry_versions[version_id].get("labels") or {})
+        actual_labels = dict(listed[version_id].labels)
+        if recorded_labels != actual_labels:
+            keys = sorted(k for k in set(recorded_labels) | set(actual_labels)
+                          if recorded_labels.get(k) != actual_labels.get(k))
+            found.append(Discrepancy(
+                LABEL_MISMATCH, model_id, version_id, listed[version_id].display_name,
+                "; ".join(f"{k}: registry {recorded_labels.get(k)!r}, Vertex {actual_labels.get(k)!r}" for k in keys),
+                {"registry": recorded_labels, "vertex": actual_labels, "labels": keys}))
 
     if model_doc is not None and model_doc.get("is_live") and listed:
         recorded_aliases = dict(model_doc.get("aliases") or {})
@@ -181,12 +234,12 @@ def _compare_model(
     return found
 
 
-def _reservations(store: DocumentStore, live_names: set[str], *, now: datetime,
+def _reservations(runs: Iterable[tuple[str, Mapping[str, Any]]], live_names: set[str], *, now: datetime,
                   reservation_age: timedelta) -> list[Discrepancy]:
     """Names held by runs that never produced a live model, grouped by name; reported once every holding run is
     older than the threshold (a younger run may still register it)."""
     holders: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for run_id, run in store.list(TRAINING_RUNS):
+    for run_id, run in runs:
         name = run.get("model_name")
         if not name or name in live_names or run.get("reservation_released_at"):
             continue

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from registrar.kernel.paths import LATEST_AUDIT, audit_path
-from registrar.kernel.ports import ModelVersionInfo
+from registrar.kernel.ports import ModelVersionInfo, ServiceState
 from registrar.kernel.serialize import jsonable
 from registrar.kernel.store import DocumentStore
 
@@ -18,7 +18,25 @@ UNRECORDED_FOREIGN = "unrecorded_foreign"
 STALE_RESOURCE_NAME = "stale_resource_name"
 RESERVATION = "reservation"
 ALIAS_MISMATCH = "alias_mismatch"
-CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, RESERVATION, ALIAS_MISMATCH)
+LABEL_MISMATCH = "label_mismatch"
+# Cloud Run: the services Registrar manages (by their labels) against the registry and its endpoint records.
+SERVICE_SERVING_DELETED_VERSION = "service_serving_deleted_version"
+ORPHAN_SERVICE = "orphan_service"
+DEPLOYMENT_RECORD_WITHOUT_SERVICE = "deployment_record_without_service"
+SERVICE_WITHOUT_DEPLOYMENT_RECORD = "service_without_deployment_record"
+SETTINGS_DRIFT = "settings_drift"
+# Cloud Scheduler: schedules against their jobs.
+MISSING_JOB = "missing_job"
+EXTRA_JOB = "extra_job"
+JOB_TIMING_DRIFT = "job_timing_drift"
+JOB_NOT_APPLIED = "job_not_applied"
+
+MODEL_CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, ALIAS_MISMATCH, LABEL_MISMATCH)
+SERVING_CATEGORIES = (SERVICE_SERVING_DELETED_VERSION, ORPHAN_SERVICE, DEPLOYMENT_RECORD_WITHOUT_SERVICE,
+                      SERVICE_WITHOUT_DEPLOYMENT_RECORD, SETTINGS_DRIFT)
+SCHEDULER_CATEGORIES = (MISSING_JOB, EXTRA_JOB, JOB_TIMING_DRIFT, JOB_NOT_APPLIED)
+CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, RESERVATION, ALIAS_MISMATCH,
+              LABEL_MISMATCH, *SERVING_CATEGORIES, *SCHEDULER_CATEGORIES)
 
 Progress = Callable[[int, int], None]
 
@@ -43,6 +61,28 @@ class Discrepancy:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """Which models the audit compared with Vertex AI. `full`: every model. Otherwise those that can have changed
+    since `since` (the audit log, ListModels, the registry's own changes); `clean_since` is when the last audit
+    that found the models clean began, where the next one reads the audit log from."""
+
+    full: bool
+    models_checked: int
+    models_skipped: int
+    since: datetime | None = None
+    clean_since: datetime | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"mode": "full" if self.full else "incremental", "since": _iso(self.since),
+                "clean_since": _iso(self.clean_since), "models_checked": self.models_checked,
+                "models_skipped": self.models_skipped}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 @dataclasses.dataclass
 class AuditReport:
     report_id: str
@@ -55,6 +95,9 @@ class AuditReport:
     # What `fix` needs from Vertex, kept from the listing so that fixing costs no second listing.
     vertex_versions: dict[tuple[str, str], ModelVersionInfo] = dataclasses.field(default_factory=dict, repr=False)
     vertex_aliases: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict, repr=False)
+    # What Cloud Run serves (by service id), for the repairs of the serving rows.
+    services: dict[str, ServiceState] = dataclasses.field(default_factory=dict, repr=False)
+    scope: Scope | None = None
 
     def of(self, category: str) -> list[Discrepancy]:
         return [d for d in self.discrepancies if d.category == category]
@@ -62,6 +105,11 @@ class AuditReport:
     @property
     def is_clean(self) -> bool:
         return not self.discrepancies
+
+    @property
+    def models_clean(self) -> bool:
+        """No discrepancy between the registry's models and Vertex AI (the audit log can be read from now on)."""
+        return not any(d.category in MODEL_CATEGORIES for d in self.discrepancies)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -72,6 +120,7 @@ class AuditReport:
             "is_clean": self.is_clean,
             "counts": dict(self.counts),
             "repairs": self.repairs,
+            "scope": self.scope.to_doc() if self.scope else None,
             "discrepancies": [d.to_doc() for d in self.discrepancies],
         }
 
@@ -89,3 +138,12 @@ def save_report(store: DocumentStore, report: AuditReport) -> None:
 def latest_report(store: DocumentStore) -> dict[str, Any] | None:
     """The last saved report (JSON-able), or None if no audit ran yet."""
     return store.get(LATEST_AUDIT)
+
+
+def clean_since(store: DocumentStore) -> datetime | None:
+    """When the last audit that found the models clean began (None: no such audit is known)."""
+    scope = (latest_report(store) or {}).get("scope") or {}
+    value = scope.get("clean_since")
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value) if value else None

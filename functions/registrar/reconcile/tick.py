@@ -21,6 +21,7 @@ from registrar.kernel.messages import Message, fact_time
 from registrar.kernel.store import AbstractUnitOfWork
 from registrar.reconcile.audit import DEFAULT_CONCURRENCY, DEFAULT_RESERVATION_AGE, audit
 from registrar.reconcile.fix import fix as fix_report
+from registrar.reconcile.pacing import DEFAULT_VERTEX_READS_PER_MINUTE
 from registrar.reconcile.report import AuditReport, Progress, save_report
 
 TICK_SCHEMA = "registrar.reconcile-tick.v1"
@@ -36,8 +37,14 @@ def run_reconcile(
     progress: Progress | None = None,
     report_id: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    undeploy_orphans: bool = False,
+    full: bool = False,
+    reads_per_minute: int | None = DEFAULT_VERTEX_READS_PER_MINUTE,
 ) -> AuditReport:
-    """Audit, repair if `fix`, and save the report (as `audits/{id}` and `audits/latest`); returns the report.
+    """Audit the registry against Vertex AI, Cloud Run and Cloud Scheduler, repair if `fix` (undeploying services
+    that serve deleted versions or unknown models only with `undeploy_orphans`), and save the report (as
+    `audits/{id}` and `audits/latest`); returns the report. `full`: compare every model with Vertex AI, not only
+    those that can have changed since the last clean audit.
 
     Harmless when run twice for the same tick (Pub/Sub redelivers): the audit only reads; every repair is a
     command whose idempotency key is its fact dated `now` (the tick's time), so a redelivered tick's repairs are
@@ -46,9 +53,12 @@ def run_reconcile(
     redelivery overwrites the same report instead of adding one.
     """
     report = audit(services.store, services.registry, now=now, reservation_age=reservation_age, progress=progress,
-                   report_id=report_id, concurrency=concurrency)
+                   report_id=report_id, concurrency=concurrency, serving=services.configured("serving"),
+                   scheduler=services.configured("scheduler"), change_log=services.change_log, full=full,
+                   reads_per_minute=reads_per_minute)
     if fix:
-        report.repairs = len(fix_report(report, services, now=now)) if not report.is_clean else 0
+        report.repairs = (len(fix_report(report, services, now=now, undeploy_orphans=undeploy_orphans))
+                          if not report.is_clean else 0)
     save_report(services.store, report)
     return report
 
@@ -60,6 +70,8 @@ class RunReconcile(Command):
     tick_id: str
     requested_at: datetime
     fix: bool
+    undeploy_orphans: bool = False
+    full: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -82,7 +94,9 @@ def decode_tick(payload: Mapping[str, Any], message: Message, services) -> RunRe
     if not tick_id or requested_at is None:
         raise PermanentError("reconcile tick without tick_id/requested_at and without a Pub/Sub message id and "
                              "publish time to stand in for them", kind="invalid")
-    return RunReconcile(tick_id=tick_id, requested_at=requested_at, fix=bool(payload["fix"]))
+    return RunReconcile(tick_id=tick_id, requested_at=requested_at, fix=bool(payload["fix"]),
+                        undeploy_orphans=bool(payload.get("undeploy_orphans", False)),
+                        full=bool(payload.get("full", False)))
 
 
 def record_tick(cmd: RunReconcile, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
@@ -97,6 +111,7 @@ def reconcile_on_tick(services, cmd: RunReconcile, outcome) -> None:
     swept = services.bus.sweep()
     if swept:
         log("INFO", f"on_reconcile_tick: published the pending registry events of {swept} history documents")
-    report = run_reconcile(services, fix=cmd.fix, now=cmd.requested_at, report_id=cmd.report_id)
+    report = run_reconcile(services, fix=cmd.fix, now=cmd.requested_at, report_id=cmd.report_id,
+                           undeploy_orphans=cmd.undeploy_orphans, full=cmd.full)
     log("INFO", f"on_reconcile_tick: audit {report.report_id} {'clean' if report.is_clean else 'found drift'}",
         counts=report.counts, repairs=report.repairs or 0)

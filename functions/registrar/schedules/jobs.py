@@ -9,16 +9,25 @@ from typing import Any
 
 from registrar.kernel.clock import ensure_utc
 from registrar.kernel.paths import schedule_path
-from registrar.kernel.ports import SchedulerJobSpec
+from registrar.kernel.ports import SchedulerJob, SchedulerJobSpec
 from registrar.kernel.store import DocumentStore, update
 
 TICKS_TOPIC = "schedule-ticks"
 TICK_SCHEMA = "registrar.schedule-tick.v1"
 
 
+JOB_PREFIX = "registrar-"
+
+
 def job_id_for(schedule_id: str) -> str:
     """The Cloud Scheduler job of a schedule (job ids: letters, digits, '-', '_')."""
-    return f"registrar-{schedule_id}"
+    return f"{JOB_PREFIX}{schedule_id}"
+
+
+def is_schedule_job(job: SchedulerJob) -> bool:
+    """A job Registrar made for a schedule: named `registrar-…` and publishing schedule ticks. (Other Registrar
+    jobs, such as the reconcile tick's `registrar-reconcile`, target other topics.)"""
+    return job.job_id.startswith(JOB_PREFIX) and job.topic == TICKS_TOPIC
 
 
 def tick_payload(schedule_id: str, slot: datetime | None = None, *, trigger: str = "scheduler",
