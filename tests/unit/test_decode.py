@@ -18,8 +18,10 @@ from helpers import (
     pipeline_log_entry,
     upload_entries,
 )
+from registrar.bootstrap import ENTRY_POINTS
 from registrar.kernel.errors import Ignored, PermanentError, TransientError
 from registrar.kernel.messages import json_payload
+from registrar.messaging.consume import EntryPoint
 from registrar.registration.commands import RecordPipelineRun
 from registrar.registration.decode import pipeline_command
 from registrar.registry.commands import DeleteModel, DeleteVersion, MergeAliases, RegisterUploadedVersion, UpdateLabels
@@ -141,8 +143,16 @@ def _set(path, value):
     return mutate
 
 
+# JSON nested deeper than any parser goes (5,000 arrays), bare and inside an object.
+DEEP = b"[" * 5000 + b"]" * 5000
+DEEP_IN_OBJECT = b'{"protoPayload": {"request": ' + DEEP + b"}}"
+
 MALFORMED = {
     # name: (topic, envelope, substrings in the reason, kind)
+    "deeply_nested": ("audit", envelope(None, "m", raw=DEEP), ["nested too deeply"], "unparseable"),
+    "deeply_nested_in_object": ("audit", envelope(None, "m", raw=DEEP_IN_OBJECT), ["nested too deeply"],
+                                "unparseable"),
+    "deeply_nested_event": ("pipeline", envelope(None, "m", raw=DEEP), ["nested too deeply"], "unparseable"),
     "not_base64": ("audit", envelope(None, "m", data="%%% not base64 %%%"), ["not base64"], "unparseable"),
     "not_utf8": ("audit", envelope(None, "m", raw=b"\xff\xfe{\x00"), ["not UTF-8"], "unparseable"),
     "not_json": ("audit", envelope(None, "m", raw=b"{'single': quotes}"), ["not JSON"], "unparseable"),
@@ -218,6 +228,52 @@ def test_malformed_payload_is_quarantined_once_with_reason_and_flow_continues(na
     else:
         assert w.pipeline(pipeline_event("run-2", "RUNNING", at(1))).status == "applied"
         assert w.store.get("training_runs/run-2")["status"] == "RUNNING"
+
+
+@pytest.mark.parametrize("payload", [DEEP, DEEP_IN_OBJECT], ids=["array", "in_object"])
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_a_deeply_nested_payload_is_quarantined_on_every_topic(entry_point, payload):
+    """Python's JSON parser raises RecursionError on it: that is the message's fault, not a reason to redeliver it
+    until the dead-letter topic."""
+    w = World()
+    for _ in range(2):  # redelivered: acknowledged again, stored once
+        assert w.deliver(entry_point, envelope(None, "deep", raw=payload)) is None
+    [doc] = w.quarantined().values()
+    assert doc["topic"] == ENTRY_POINTS[entry_point].topic and doc["entry_point"] == entry_point
+    assert doc["kind"] == "unparseable" and "nested too deeply" in doc["reason"]
+    assert doc["raw_size"] == len(payload) and doc["raw"] == payload.decode()
+    assert [p for p in w.store.docs if not p.startswith("quarantine/")] == [], "nothing else written"
+
+
+@pytest.mark.parametrize("raised", [KeyError("protoPayload"), TypeError("'NoneType' object is not subscriptable"),
+                                    RecursionError("maximum recursion depth exceeded"), ValueError("bad")],
+                         ids=lambda e: type(e).__name__)
+def test_any_exception_while_decoding_is_a_quarantined_permanent_failure(raised):
+    w = World()
+
+    def decode(payload, message, services):
+        raise raised
+
+    w.services.entry_points = {**ENTRY_POINTS, "on_model_audit_event": EntryPoint("model-audit-events", decode)}
+    for _ in range(2):
+        assert w.audit(envelope({"any": "payload"}, "m")) is None
+    [doc] = w.quarantined().values()
+    assert doc["kind"] == "undecodable" and type(raised).__name__ in doc["reason"]
+    assert json.loads(doc["raw"]) == {"any": "payload"}
+
+
+@pytest.mark.parametrize("raised", [TransientError("Vertex AI 503"), ConnectionError("connection reset"),
+                                    TimeoutError("read timed out")], ids=lambda e: type(e).__name__)
+def test_a_dependency_failing_while_decoding_is_redelivered(raised):
+    w = World()
+
+    def decode(payload, message, services):
+        raise raised
+
+    w.services.entry_points = {**ENTRY_POINTS, "on_model_audit_event": EntryPoint("model-audit-events", decode)}
+    with pytest.raises(type(raised)):
+        w.audit(envelope({"any": "payload"}, "m"))
+    assert w.store.docs == {}, "nothing quarantined"
 
 
 def test_raw_payload_kept_verbatim_and_large_payload_truncated():
