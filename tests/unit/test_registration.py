@@ -62,13 +62,14 @@ def envelope(payload):
 
 @pytest.fixture
 def pushed(tmp_path):
-    version_dir = tmp_path / "run-1" / "pushed_model" / "1762074000"
+    """The versioned directory the run's Pusher wrote (and its event names), next to another run's."""
+    version_dir = tmp_path / "run-1" / "pushed_model" / "1762074000000001"
     version_dir.mkdir(parents=True)
     (version_dir / "saved_model.pb").write_bytes(b"\x08\x01")
-    older = tmp_path / "run-1" / "pushed_model" / "1762000000"
-    older.mkdir()
-    (older / "saved_model.pb").write_bytes(b"\x08\x01")
-    return tmp_path / "run-1" / "pushed_model"
+    newer = tmp_path / "run-1" / "pushed_model" / "1762074000000002"
+    newer.mkdir()
+    (newer / "saved_model.pb").write_bytes(b"\x08\x01")
+    return version_dir
 
 
 def succeeded_event(pushed_uri, run_id="run-1", model_name="recs_retrieval"):
@@ -106,7 +107,7 @@ def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
         deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1
     upload = writer.uploads[0]
-    assert upload["artifact_uri"] == f"{pushed}/1762074000/"  # the newest version directory, never the parent
+    assert upload["artifact_uri"] == f"{pushed}/"  # the directory the event names, not the newest one
     assert upload["display_name"] == "recs_retrieval"
     assert upload["model"] == model_id_for("recs_retrieval")
     assert upload["labels"]["training_run_id"] == "run-1"
@@ -166,7 +167,7 @@ def test_transient_failure_is_recorded_then_retried_on_redelivery(pushed):
 
 def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pushed):
     services, writer = make_services()
-    empty = tmp_path / "empty" / "pushed_model"
+    empty = tmp_path / "empty" / "pushed_model" / "1762074000000001"
     empty.mkdir(parents=True)
     deliver_pipeline(services, succeeded_event(empty))
     run = training_run(services.store, "run-1")
@@ -183,6 +184,48 @@ def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pu
         deliver(services, "on_deploy_request", envelope(request))
     assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
     assert len(writer.uploads) == 1
+
+
+def test_an_event_naming_the_parent_pushed_model_dir_fails_registration_and_register_retries(pushed):
+    """seeds/003: the predecessors listed pushed_model/ and took a version directory from it. With two runs of one
+    model pushing there, "the newest" is another run's model: nothing is picked, the registration fails with the
+    reason, and `registrar register` retries it once the run names its own directory."""
+    services, writer = make_services()
+    deliver_pipeline(services, succeeded_event(pushed.parent))
+    registration = training_run(services.store, "run-1")["registration"]
+    assert registration["status"] == "failed" and writer.uploads == []
+    assert "is not a versioned pushed_model/<version>/ directory" in registration["reason"]
+    assert "1762074000000002" in registration["reason"], "the reason shows what is there"
+    assert queries.kpis(services.store)["total"] == 0
+
+    run = services.store.get("training_runs/run-1")
+    services.store.set("training_runs/run-1", {**run, "artifacts": {**run["artifacts"], "pushed_model_uri": str(pushed)}})
+    request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000002", "action": "register",
+               "training_run_id": "run-1", "requested_at": at(200).isoformat(), "requested_by": "ops@example.com"}
+    deliver(services, "on_deploy_request", envelope(request))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert [u["artifact_uri"] for u in writer.uploads] == [f"{pushed}/"]
+
+
+def test_a_versioned_directory_is_taken_as_named_and_never_replaced_by_another():
+    class Listing(StorageArtifactStore):
+        def __init__(self, files):
+            super().__init__()
+            self.files = set(files)
+
+        def exists(self, uri):
+            return uri in self.files
+
+        def list_dirs(self, uri):
+            return sorted({f[len(uri):].split("/", 1)[0] for f in self.files if f.startswith(uri) and f != uri})
+
+    store = Listing({"gs://b/m/pushed_model/100/saved_model.pb", "gs://b/m/pushed_model/200/saved_model.pb"})
+    assert resolve_saved_model_dir(store, "gs://b/m/pushed_model/100") == "gs://b/m/pushed_model/100/"
+    with pytest.raises(PermanentError, match="no saved_model.pb in gs://b/m/pushed_model/300/"):
+        resolve_saved_model_dir(store, "gs://b/m/pushed_model/300/")
+    with pytest.raises(PermanentError, match="not a versioned") as refused:
+        resolve_saved_model_dir(store, "gs://b/m/pushed_model/")
+    assert "2 version directories" in refused.value.reason
 
 
 def test_second_run_of_same_model_becomes_version_two(pushed):

@@ -1,8 +1,8 @@
 """Registering a succeeded training run's pushed model in Vertex AI Model Registry — exactly once.
 
 Rules kept here (the predecessors broke each of them, see seeds/000 and seeds/003):
-- the artifact is the *versioned* SavedModel directory `pushed_model/<version>/` holding `saved_model.pb`, never
-  its parent;
+- the artifact is the *versioned* SavedModel directory `pushed_model/<version>/` holding `saved_model.pb` that the
+  run's event names, never its parent and never a version picked from under it;
 - the model id is derived from the model name in one place (`model_id_for`), and the display name is the run's
   model name;
 - labels follow Vertex's rules (≤ 63 characters, lowercase letters, digits, `_`, `-`; keys start with a letter);
@@ -84,25 +84,26 @@ def serving_image(retrieval_algorithm: str | None, overrides: Mapping[str, str] 
 
 
 def resolve_saved_model_dir(artifacts: ArtifactStore, pushed_model_uri: str) -> str:
-    """The versioned directory holding `saved_model.pb`. Given `pushed_model/<version>/`, checks it; given the
-    `pushed_model/` parent (as the predecessors registered), picks its newest numeric version that holds one."""
+    """The versioned directory `.../pushed_model/<version>/` holding `saved_model.pb`, exactly as the run's event
+    names it. It is never guessed: the `pushed_model/` parent (what the predecessors registered, seeds/003) or a
+    directory without `saved_model.pb` fails the registration with the reason, and `registrar register` retries
+    it once the run names the right directory."""
     if not pushed_model_uri:
         raise PermanentError("the run has no pushed_model_uri artifact", kind="invalid")
     uri = pushed_model_uri.rstrip("/") + "/"
     try:
-        if artifacts.exists(uri + "saved_model.pb"):
-            last = uri.rstrip("/").rsplit("/", 1)[-1]
-            if not last.isdigit():
-                raise PermanentError(f"{uri} holds saved_model.pb but is not a versioned pushed_model/<version>/ "
-                                     "directory", kind="invalid")
-            return uri
-        versions = sorted((d for d in artifacts.list_dirs(uri) if d.isdigit()), key=int, reverse=True)
-        for version in versions:
-            if artifacts.exists(f"{uri}{version}/saved_model.pb"):
-                return f"{uri}{version}/"
+        if not uri.rstrip("/").rsplit("/", 1)[-1].isdigit():
+            versions = sorted((d for d in artifacts.list_dirs(uri) if d.isdigit()), key=int)
+            held = (f" (it holds {len(versions)} version directories, the last {', '.join(versions[-3:])})"
+                    if versions else "")
+            raise PermanentError(f"{uri} is not a versioned pushed_model/<version>/ directory{held}: the run's "
+                                 "event must name the directory its Pusher wrote; no version is picked for it",
+                                 kind="invalid")
+        if not artifacts.exists(uri + "saved_model.pb"):
+            raise PermanentError(f"no saved_model.pb in {uri}", kind="invalid")
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise PermanentError(f"cannot read {uri}: {exc}", kind="invalid") from exc
-    raise PermanentError(f"no saved_model.pb in {uri} nor in a numbered version directory under it", kind="invalid")
+    return uri
 
 
 def read_metrics(artifacts: ArtifactStore, metrics_uri: str | None) -> dict[str, float]:
