@@ -224,7 +224,7 @@ def flow():
     # Model 1001: two uploads (first and last entries of each operation), an alias moved, labels, a delete.
     for version, minutes, labels, aliases in (
         ("1", 35, {"training_run_id": "run-1", "model_type": "retrieval", "blessed": "true"}, []),
-        ("2", 50, {"training_run_id": "run-2", "model_type": "retrieval", "metric_recall_at_100": "0-44"}, ["candidate"]),
+        ("2", 50, {"training_run_id": "run-2", "model_type": "retrieval"}, ["candidate"]),
     ):
         op = f"op-1001-{version}"
         registry.add("1001", version, created=at(minutes), display_name="movielens-retrieval", labels=labels,

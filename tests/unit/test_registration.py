@@ -112,14 +112,14 @@ def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
     assert upload["model"] == model_id_for("recs_retrieval")
     assert upload["labels"]["training_run_id"] == "run-1"
     assert upload["labels"]["blessed"] == "true"
-    assert upload["labels"]["metric_recall_at_100"] == "0_8012"
+    assert not any(k.startswith("metric") for k in upload["labels"]), "labels never carry metrics"
     assert all(KEY_RE.match(k) and LABEL_RE.match(v) for k, v in upload["labels"].items())
     run = training_run(services.store, "run-1")
     assert run["registration"]["status"] == "registered"
     assert run["registration"]["version_id"] == "1"
     model = queries.get_model(services.store, upload["model"])
     assert [v["version_id"] for v in model["versions"]] == ["1"]
-    assert model["versions"][0]["metrics"]["recall_at_100"] == pytest.approx(0.8012)
+    assert model["versions"][0]["metrics"] == {"recall_at_100": 0.8012, "loss": 1.25}
     assert queries.kpis(services.store)["total"] == 1
 
 
@@ -325,3 +325,78 @@ def test_concurrent_deliveries_of_one_completion_upload_once(pushed):
         deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1
     assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
+
+
+# -- lossless metrics ---------------------------------------------------------------------------------------------
+
+EXACT = {"delta_recall": -0.5, "tiny_loss": 1.234e-05, "recall_at_100": 0.123456789012345, "rmse": 0.9}
+
+
+class AuditFirstWriter(FakeVertexWriter):
+    """The upload's audit entry reaches the registry before the registration records it (the sink was quicker): the
+    version is registered from Vertex's answer, labels and all, and our own command is then a duplicate."""
+
+    services = None
+
+    def upload_version(self, *args, **kwargs):
+        from registrar.registry.commands import RegisterUploadedVersion
+
+        info = super().upload_version(*args, **kwargs)
+        self.services.bus.handle(RegisterUploadedVersion(model_id=info.model_id, operation_id="op-audit",
+                                                         occurred_at=info.create_time, version=info))
+        return info
+
+
+@pytest.mark.parametrize("writer_class", [FakeVertexWriter, AuditFirstWriter])
+def test_metrics_reach_the_version_exactly_and_never_through_labels(pushed, writer_class):
+    """Labels cannot hold a minus sign, an exponent or full precision: `-0.5` became 0.5 and 1.234e-05 vanished when
+    metrics went through `metric_*` labels. The version's metrics are its run's, whichever path registers it."""
+    writer = writer_class()
+    services, _ = make_services(writer)
+    writer.services = services
+    deliver_pipeline(services, {**succeeded_event(pushed), "metrics": EXACT})
+    [upload] = writer.uploads
+    assert not any(k.startswith("metric") for k in upload["labels"])
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert model["versions"][0]["metrics"] == EXACT
+    assert model["best_metric"] == {"name": "recall_at_100", "value": 0.123456789012345}
+
+
+def test_metrics_come_from_the_metrics_file_when_the_event_has_none(tmp_path, pushed):
+    metrics_file = tmp_path / "training_metrics.json"
+    metrics_file.write_text(json.dumps({"final": {"rmse": 0.91, "recall_at_100": 1.234e-05, "early_stopped": True},
+                                        "test": {"rmse": 1.2, "loss": -0.5}, "history": {"train": {"loss": [3, 2]}}}))
+    services, writer = make_services()
+    event = {**succeeded_event(pushed), "artifacts": {"pushed_model_uri": str(pushed),
+                                                      "metrics_uri": str(metrics_file)}}
+    event.pop("metrics")
+    deliver_pipeline(services, event)
+    want = {"rmse": 0.91, "recall_at_100": 1.234e-05, "test_rmse": 1.2, "test_loss": -0.5}
+    assert training_run(services.store, "run-1")["metrics"] == want, "kept on the run, where versions read them"
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert model["versions"][0]["metrics"] == want
+    assert not any(k.startswith("metric") for k in writer.uploads[0]["labels"])
+
+
+def test_read_metrics_keeps_test_and_validation_metrics_apart(tmp_path):
+    from registrar.registration.upload import read_metrics
+
+    path = tmp_path / "training_metrics.json"
+    path.write_text(json.dumps({"final": {"rmse": 0.91, "mae": 0.7, "flag": True},
+                                "test": {"rmse": 1.2, "test_mae": 0.8}, "test_metrics": {"ndcg": 0.3}}))
+    assert read_metrics(StorageArtifactStore(), str(path)) == {"rmse": 0.91, "mae": 0.7, "test_rmse": 1.2,
+                                                                "test_mae": 0.8, "test_ndcg": 0.3}
+    path.write_text("[1, 2]")
+    with pytest.raises(PermanentError, match="not a JSON object"):
+        read_metrics(StorageArtifactStore(), str(path))
+
+
+def test_a_label_update_carrying_metric_labels_changes_no_metrics():
+    from helpers import World, labels_cmd, run_cmd, upload_cmd
+
+    w = World()
+    w.handle(run_cmd("run-1", "SUCCEEDED", at(0), metrics=EXACT))
+    w.handle(upload_cmd("m1", "1", at(1), labels={"training_run_id": "run-1"}))
+    w.handle(labels_cmd("m1", "1", {"training_run_id": "run-1", "metric_delta_recall": "0_5",
+                                    "metric_tiny_loss": "1_234e-05"}, at(2)))
+    assert w.versions("m1")["1"]["metrics"] == EXACT

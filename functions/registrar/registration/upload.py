@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import time
@@ -24,16 +25,11 @@ from datetime import timedelta
 from typing import Any
 
 from registrar.kernel.errors import Contention, PermanentError, TransientError
-from registrar.kernel.labels import (
-    MAX_LABEL_LENGTH,
-    MAX_LABELS,
-    RUN_ID_LABEL,
-    sanitize_label_key,
-    sanitize_label_value,
-)
+from registrar.kernel.labels import MAX_LABEL_LENGTH, RUN_ID_LABEL, sanitize_label_key, sanitize_label_value
 from registrar.kernel.logs import log
 from registrar.kernel.paths import run_path
 from registrar.kernel.ports import ArtifactStore, ModelAlreadyExists, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.store import update
 from registrar.registration.commands import RecordRegistration
 from registrar.registry.commands import RegisterUploadedVersion
 
@@ -60,6 +56,7 @@ def model_id_for(model_name: str) -> str:
 
 
 def registration_labels(run: Mapping[str, Any]) -> dict[str, str]:
+    """What a version's labels carry (kernel/labels.py): never its metrics, which labels cannot hold exactly."""
     labels = {
         RUN_ID_LABEL: run["training_run_id"],
         "model_type": run.get("model_type") or "unknown",
@@ -68,10 +65,6 @@ def registration_labels(run: Mapping[str, Any]) -> dict[str, str]:
     }
     if run.get("retrieval_algorithm"):
         labels["retrieval_algorithm"] = run["retrieval_algorithm"]
-    for name, value in sorted((run.get("metrics") or {}).items()):
-        if len(labels) >= MAX_LABELS:
-            break
-        labels[f"metric_{name}"] = f"{float(value):.6g}"
     return {sanitize_label_key(k): sanitize_label_value(v) for k, v in labels.items()}
 
 
@@ -107,18 +100,40 @@ def resolve_saved_model_dir(artifacts: ArtifactStore, pushed_model_uri: str) -> 
 
 
 def read_metrics(artifacts: ArtifactStore, metrics_uri: str | None) -> dict[str, float]:
-    """Final metrics from the Trainer's `training_metrics.json` (`final` / `test` sections, else last epochs)."""
+    """The Trainer's `training_metrics.json` as the run's metrics, named as its event names them
+    (pipeline/models/metrics.py `flat_metrics`): the `final` (validation) metrics as they are, the held-out `test`
+    ones as `test_<name>` — a test RMSE never replaces the validation RMSE. Numbers only, exactly as written."""
     if not metrics_uri:
         return {}
     try:
         data = json.loads(artifacts.read_text(metrics_uri))
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
+    except (FileNotFoundError, json.JSONDecodeError, RecursionError) as exc:
         raise PermanentError(f"cannot read metrics {metrics_uri}: {exc}", kind="invalid") from exc
+    if not isinstance(data, dict):
+        raise PermanentError(f"metrics {metrics_uri} is not a JSON object", kind="invalid")
     metrics: dict[str, float] = {}
-    for section in ("final", "test", "test_metrics"):
-        if isinstance(data.get(section), dict):
-            metrics.update({k: float(v) for k, v in data[section].items() if isinstance(v, int | float)})
+    for section, prefix in (("final", ""), ("test", "test_"), ("test_metrics", "test_")):
+        values = data.get(section)
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                key = name if not prefix or name.startswith(prefix) else f"{prefix}{name}"
+                metrics.setdefault(key, float(value))
     return metrics
+
+
+def _record_run_metrics(services, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Keep metrics read from the artifacts on the run, before its upload: a version takes its metrics from its
+    run, whichever of our registration and its audit entry reaches the registry first."""
+
+    def fill(run: dict[str, Any]) -> bool:
+        if run.get("metrics") or not metrics:
+            return False
+        run["metrics"] = dict(metrics)
+        return True
+
+    update(services.store, run_path(run_id), fill)
 
 
 def register_run(services, run_id: str, *, attempt_id: str | None = None) -> dict[str, Any]:
@@ -208,6 +223,7 @@ def _upload_once(services, run: Mapping[str, Any]) -> tuple[ModelVersionInfo, st
     run = dict(run)
     if not run.get("metrics"):
         run["metrics"] = read_metrics(services.artifacts, (run.get("artifacts") or {}).get("metrics_uri"))
+        _record_run_metrics(services, run_id, run["metrics"])
     upload = dict(
         display_name=run["model_name"],
         artifact_uri=artifact_uri,

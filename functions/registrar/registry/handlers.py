@@ -87,7 +87,6 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         training_run_id=label_rules.run_id_from_labels(labels),
         model_type=labels.get(label_rules.MODEL_TYPE_LABEL),
         blessed=label_rules.blessed_from_labels(labels),
-        metrics=label_rules.metrics_from_labels(labels),
         resource_name=info.resource_name if info else f"{agg.model.resource_name}@{version_id}".lstrip("@"),
         upload_operation=cmd.operation_id,
     )
@@ -240,7 +239,6 @@ def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> l
     version.model_type = version.labels.get(label_rules.MODEL_TYPE_LABEL) or version.model_type
     blessed = label_rules.blessed_from_labels(version.labels)
     version.blessed = blessed if blessed is not None else version.blessed
-    version.metrics = label_rules.metrics_from_labels(version.labels) or version.metrics
     _enrich_from_run(uow, version)
     if cmd.display_name:
         agg.model.display_name = cmd.display_name
