@@ -50,9 +50,14 @@ class FakeModelRegistry(ModelRegistry):
 
     def add(self, model_id: str, version_id: str, *, created: datetime, display_name: str = "recs",
             labels: Mapping[str, str] | None = None, aliases: tuple[str, ...] = (), operation: str | None = None,
-            artifact_uri: str = "") -> ModelVersionInfo:
+            artifact_uri: str = "", model_created: datetime | None = None) -> ModelVersionInfo:
+        """A version; the model's create time is `model_created`, else its other versions', else `created`."""
+        if model_created is None:
+            model_created = min((v.model_create_time or v.create_time for (m, _), v in self.versions.items()
+                                 if m == model_id), default=created)
         info = ModelVersionInfo(PROJECT, LOCATION, model_id, version_id, display_name, created, created,
-                                aliases, dict(labels or {}), artifact_uri or f"gs://artifacts/{model_id}/pushed_model/{version_id}/")
+                                aliases, dict(labels or {}), artifact_uri or f"gs://artifacts/{model_id}/pushed_model/{version_id}/",
+                                model_create_time=model_created)
         self.versions[(model_id, version_id)] = info
         if operation:
             self.operations[operation] = (model_id, version_id)

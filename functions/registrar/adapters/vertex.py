@@ -41,6 +41,7 @@ def version_info_from_model(model: Any, *, project: str = "", location: str = ""
         labels=dict(model.labels),
         artifact_uri=model.artifact_uri,
         description=model.description,
+        model_create_time=aware_utc(model.create_time),
     )
 
 

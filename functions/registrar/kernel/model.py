@@ -44,6 +44,10 @@ class Version:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     resource_name: str = ""
     upload_operation: str = ""  # the UploadModel operation that created it (one upload, however it is reported)
+    # Its identity in Vertex, as Vertex reported it at registration (None when only an audit entry told us): a model
+    # deleted and re-created under the same id has a "version 1" with other create times.
+    version_create_time: datetime | None = None
+    model_create_time: datetime | None = None
 
     @property
     def live(self) -> bool:
@@ -67,7 +71,8 @@ class Version:
 
 
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
-                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation")
+                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation",
+                  "version_create_time", "model_create_time")
 TOMBSTONE_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "training_run_id", "model_type", "blessed",
                     "resource_name", "upload_operation")
 

@@ -13,7 +13,9 @@ from datetime import datetime
 
 @dataclasses.dataclass(frozen=True)
 class ModelVersionInfo:
-    """One version of a model as Vertex AI Model Registry reports it."""
+    """One version of a model as Vertex AI Model Registry reports it. `create_time` is the version's; with
+    `model_create_time` (the model's) it is the version's identity: a model deleted and re-created under the same id
+    has a new "version 1" with other create times."""
 
     project: str
     location: str
@@ -26,6 +28,7 @@ class ModelVersionInfo:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     artifact_uri: str = ""
     description: str = ""
+    model_create_time: datetime | None = None
 
     @property
     def model_resource_name(self) -> str:

@@ -89,6 +89,8 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         blessed=label_rules.blessed_from_labels(labels),
         resource_name=info.resource_name if info else f"{agg.model.resource_name}@{version_id}".lstrip("@"),
         upload_operation=cmd.operation_id,
+        version_create_time=info.create_time if info else None,
+        model_create_time=info.model_create_time if info else None,
     )
     _enrich_from_run(uow, version)
     agg.versions[version_id] = version
