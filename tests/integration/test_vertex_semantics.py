@@ -10,6 +10,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 from fakes import FakeServingPlatform, RecordingPublisher
 from helpers import deliver, envelope
 from registrar.adapters.artifacts import StorageArtifactStore
@@ -17,6 +18,7 @@ from registrar.adapters.memory import InMemoryStore
 from registrar.adapters.vertex import VertexModelRegistry
 from registrar.bootstrap import bootstrap
 from registrar.config import Config
+from registrar.kernel.errors import TransientError
 from registrar.registration.upload import model_id_for
 from registrar.registry import queries
 from test_vertex_emulator import IMAGE, LOCATION, PARENT, PROJECT, RunningEmulator
@@ -124,3 +126,95 @@ def test_registration_keeps_metrics_exact_and_labels_carry_none(registrar, tmp_p
     registrar.audit_all()  # the upload's own entries, as Vertex sends them, change nothing about the metrics
     model = queries.get_model(registrar.store, model_id)
     assert model["versions"][0]["metrics"] == metrics
+
+
+# -- item 3: audit-log semantics, as Vertex AI sends them -------------------------------------------------------
+
+def hold_uploads(emulator, hold: bool) -> dict:
+    response = requests.post(f"{emulator.url}/emulator/uploads:hold", json={"hold": hold}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_an_uploads_first_entry_waits_for_its_running_operation(registrar, emulator):
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/1/", {}, IMAGE, model_id="recs")
+    registrar.audit_all()
+    hold_uploads(emulator, True)
+    operation = registrar.client.upload_model(request={
+        "parent": PARENT, "parent_model": f"{PARENT}/models/recs",
+        "model": {"display_name": "recs", "artifact_uri": "gs://b/recs/pushed_model/2/", "labels": {"team": "recs"},
+                  "container_spec": {"image_uri": IMAGE}}})
+    [first] = registrar.entries()
+    assert first["operation"]["first"] and "modelVersionId" not in first["protoPayload"]["response"]
+    assert registrar.vertex.upload_operation(operation.operation.name).state == "running"
+    with pytest.raises(TransientError, match="is still running"):
+        registrar.audit(first)
+    assert set(registrar.store.get("models/recs")["versions"]) == {"1"}
+
+    released = hold_uploads(emulator, False)
+    assert released["released"] == [operation.operation.name]
+    assert operation.result(timeout=30).model_version_id == "2"
+    [last] = registrar.entries()
+    assert registrar.audit(first).status == "applied"  # redelivered: the version is known now
+    assert registrar.audit(last).status == "duplicate"
+    assert registrar.version("recs", "2")["labels"] == {"team": "recs"}
+
+
+def fail_delete(emulator, ref: str) -> None:
+    response = requests.post(f"{emulator.url}/emulator/models/{ref}:failDelete", json={"message": "INTERNAL"},
+                             timeout=10)
+    response.raise_for_status()
+
+
+@pytest.mark.parametrize("order", ["first_then_last", "last_then_first"])
+@pytest.mark.parametrize("ref", ["recs@2", "recs"])
+def test_a_delete_that_fails_leaves_the_version_live(registrar, emulator, ref, order):
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/1/", {}, IMAGE, model_id="recs")
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/2/", {}, IMAGE, parent_model_id="recs",
+                                    make_default=False)
+    registrar.audit_all()
+    fail_delete(emulator, ref)
+    first, last = registrar.entries()
+    assert last["protoPayload"]["status"]["code"] == 13 and first["operation"]["id"] == last["operation"]["id"]
+    for entry in (first, last) if order == "first_then_last" else (last, first):
+        assert registrar.audit(entry) is None
+    assert {v.version_id for v in registrar.vertex.list_versions("recs")} == {"1", "2"}
+    assert registrar.version("recs", "2")["state"] == "live" and registrar.version("recs", "1")["state"] == "live"
+
+
+@pytest.mark.parametrize("order", ["first_then_last", "last_then_first"])
+def test_a_delete_applies_whichever_entry_comes_first(registrar, order):
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/1/", {}, IMAGE, model_id="recs")
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/2/", {}, IMAGE, parent_model_id="recs",
+                                    make_default=False)
+    registrar.audit_all()
+    assert registrar.vertex.delete_version("recs", "2") is True
+    first, last = registrar.entries()
+    for entry in (first, last) if order == "first_then_last" else (last, first):
+        registrar.audit(entry)
+    assert registrar.version("recs", "2")["state"] == "deleted"
+    history = registrar.store.list("models/recs/history")
+    assert sum(change["kind"] == "model.version_deleted" for _, doc in history for change in doc["changes"]) == 1
+
+
+@pytest.mark.parametrize("reference", ["", "@-"])
+def test_updating_a_models_labels_reaches_every_version(registrar, reference):
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/1/", {"run": "a"}, IMAGE, model_id="recs")
+    registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/2/", {"run": "b"}, IMAGE,
+                                    parent_model_id="recs")
+    registrar.client.update_model(model={"name": f"{PARENT}/models/recs@1", "labels": {"run": "a", "team": "x"}},
+                                  update_mask={"paths": ["labels"]})
+    registrar.audit_all()
+
+    updated = registrar.client.update_model(model={"name": f"{PARENT}/models/recs{reference}",
+                                                   "labels": {"team": "recs", "tier": "gold"}},
+                                            update_mask={"paths": ["labels"]})
+    assert updated.version_id == "2", "Vertex answers with the default version"
+    # The emulator as Vertex: every version returns the model's labels merged into its own (its own value wins).
+    assert {v.version_id: v.labels for v in registrar.vertex.list_versions("recs")} == {
+        "1": {"run": "a", "team": "x", "tier": "gold"}, "2": {"run": "b", "team": "recs", "tier": "gold"}}
+    [entry] = registrar.entries()
+    assert entry["protoPayload"]["request"]["model"]["name"] == f"{PARENT}/models/recs{reference}"
+    assert registrar.audit(entry).status == "applied"
+    assert registrar.version("recs", "1")["labels"] == {"run": "a", "team": "x", "tier": "gold"}
+    assert registrar.version("recs", "2")["labels"] == {"run": "b", "team": "recs", "tier": "gold"}

@@ -55,3 +55,11 @@ def blessed_from_labels(labels: Mapping[str, str]) -> bool | None:
     if value is None:
         return None
     return value.lower() in ("true", "1", "yes")
+
+
+def with_model_labels(labels: Mapping[str, str], model_before: Mapping[str, str],
+                      model_after: Mapping[str, str]) -> dict[str, str]:
+    """A version's labels once its model's own labels changed from `model_before` to `model_after`. Vertex returns a
+    version's labels merged with its model's; a key the version holds a value of its own for keeps that value."""
+    own = {k: v for k, v in labels.items() if model_before.get(k) != v}
+    return {**model_after, **own}

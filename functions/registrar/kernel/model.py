@@ -180,6 +180,9 @@ class Model:
     first_registered_at: datetime | None = None
     # Cloud Run services recorded as serving this model: service id → {version_id, uri, revision, at}.
     serving: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # The model's own labels (UpdateModel of the model), merged into every version's, and the time of that fact.
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    labels_at: datetime | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -190,6 +193,8 @@ class Model:
             "alias_facts": {a: {"version_id": f.version_id, "at": f.at} for a, f in self.alias_facts.items()},
             "first_registered_at": self.first_registered_at,
             "serving": {s: dict(e) for s, e in self.serving.items()},
+            "labels": dict(self.labels),
+            "labels_at": self.labels_at,
         }
 
     @classmethod
@@ -204,6 +209,8 @@ class Model:
             },
             first_registered_at=doc.get("first_registered_at"),
             serving={s: dict(e) for s, e in (doc.get("serving") or {}).items()},
+            labels=dict(doc.get("labels") or {}),
+            labels_at=doc.get("labels_at"),
         )
 
 

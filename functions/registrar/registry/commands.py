@@ -113,6 +113,28 @@ class UpdateLabels(Command):
 
 
 @dataclasses.dataclass(frozen=True)
+class UpdateModelLabels(Command):
+    """UpdateModel of the model itself (its name without `@`, or with `@-`): the model's labels (None: not changed),
+    which Vertex merges into every version's, and its display name."""
+
+    model_id: str
+    labels: Mapping[str, str] | None
+    occurred_at: datetime
+    display_name: str | None = None
+    principal: str = ""
+    method: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        labels = "-" if self.labels is None else ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return f"model-labels:{self.model_id}:{labels}:{self.display_name or ''}:{self.occurred_at.isoformat()}"
+
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
+
+
+@dataclasses.dataclass(frozen=True)
 class CorrectResourceNames(Command):
     """Vertex names a live version (and its model) differently from the registry: take Vertex's names."""
 
