@@ -104,8 +104,7 @@ class UpdateLabels(Command):
 
     @property
     def idempotency_key(self) -> str:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
-        return f"labels:{self.model_id}@{self.version_id}:{labels}:{self.occurred_at.isoformat()}"
+        return f"labels:{self.model_id}@{self.version_id}:{_labels_key(self.labels)}:{self.occurred_at.isoformat()}"
 
     @property
     def aggregate(self) -> str:
@@ -126,7 +125,7 @@ class UpdateModelLabels(Command):
 
     @property
     def idempotency_key(self) -> str:
-        labels = "-" if self.labels is None else ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        labels = "-" if self.labels is None else _labels_key(self.labels)
         return f"model-labels:{self.model_id}:{labels}:{self.display_name or ''}:{self.occurred_at.isoformat()}"
 
     @property
@@ -152,3 +151,7 @@ class CorrectResourceNames(Command):
     @property
     def aggregate(self) -> str:
         return model_path(self.model_id)
+
+
+def _labels_key(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
