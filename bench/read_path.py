@@ -45,7 +45,9 @@ def build(models: int):
     for i in range(models):
         model_id, created = f"m{i:05d}", T0 + timedelta(minutes=i)
         labels = {"model_type": ("retrieval", "ranking")[i % 2], "blessed": "true" if i % 3 == 0 else "false",
-                  "metric_recall_at_100": f"0_{i % 97:02d}"}
+                  "training_run_id": f"run-{i}"}
+        # A version's metrics come from its training run (labels cannot carry them exactly).
+        store.set(f"training_runs/run-{i}", {"training_run_id": f"run-{i}", "metrics": {"recall_at_100": (i % 97) / 100}})
         info = ModelVersionInfo(PROJECT, "us-central1", model_id, "1", f"model-{i}", created, created, ("default",),
                                 labels, f"gs://b/{model_id}/pushed_model/1/")
         services.bus.handle(RegisterUploadedVersion(model_id=model_id, operation_id=f"op-{model_id}",

@@ -60,6 +60,7 @@ from registrar.registry.commands import (
     MergeAliases,
     RegisterUploadedVersion,
     UpdateLabels,
+    UpdateModelLabels,
 )
 from registrar.registry.decode import decode_audit_entry
 from registrar.schedules import handlers as schedules
@@ -98,6 +99,7 @@ ROUTES: dict[type, Route] = {
     DeleteModel: Route(registry.delete_model),
     MergeAliases: Route(registry.merge_aliases),
     UpdateLabels: Route(registry.update_labels),
+    UpdateModelLabels: Route(registry.update_model_labels),
     CorrectResourceNames: Route(registry.correct_resource_names),
     # registration: training runs and their registration in Vertex AI
     RecordPipelineRun: Route(registration.record_pipeline_run, registration_follow_ups.register_if_pending),

@@ -90,8 +90,17 @@ def create_app(state_path, project: str, location: str, publisher: AuditPublishe
 
     @app.post("/emulator/<path:path>")
     def admin(path: str):
-        """Test hooks: mark a version deployed, and delete the way the console does (logged in the `ui` namespace)."""
+        """Test hooks: mark a version deployed; delete the way the console does (logged in the `ui` namespace); a
+        delete whose operation fails after it started; hold uploads running, and release them."""
+        if path == "uploads:hold":
+            body = json_body()
+            if not isinstance(body.get("hold"), bool):
+                raise invalid('body must be {"hold": true|false}')
+            return changed(state.hold_uploads(body["hold"]))
         match = ADMIN_PATH.match(path)
+        if match and not match["console"] and match["verb"] == "failDelete":
+            message = json_body().get("message") or "INTERNAL: the delete operation failed"
+            return changed(state.fail_delete(match["ref"], str(message)))
         if match and not match["console"] and match["verb"] == "setDeployed":
             body = json_body()
             if not isinstance(body.get("deployed"), bool):

@@ -230,6 +230,30 @@ def test_a_malformed_message_is_quarantined_and_later_messages_still_flow(local_
                what="the later pipeline event")
 
 
+# JSON nested deeper than Python's parser goes: RecursionError in decoding used to answer 500, so Pub/Sub redelivered
+# the message until the dead-letter topic.
+DEEPLY_NESTED = b"[" * 5000 + b"]" * 5000
+
+
+def test_a_payload_nested_too_deeply_is_quarantined_on_every_topic(local_stack, deliveries):
+    from localcloud import stack
+
+    topics = [topic for topic, _ in stack.consumers(stack.load_topology())]
+    assert len(topics) == 5
+    published = {topic: local_stack.publish(topic, DEEPLY_NESTED) for topic in topics}
+
+    def quarantined():
+        items = {q["message_id"]: q for q in local_stack.get("/quarantine", limit=500)["messages"]}
+        return all(message_id in items for message_id in published.values()) and items
+
+    items = eventually(quarantined, what="the deeply nested message of every topic in /quarantine")
+    for topic, message_id in published.items():
+        item = items[message_id]
+        assert item["topic"] == topic and item["kind"] == "unparseable", item
+        assert "nested too deeply" in item["reason"] and item["raw"] == DEEPLY_NESTED.decode()
+    deliveries.settle(expect=list(published.values()))  # each acknowledged once quarantined: nothing in flight
+
+
 def test_outbound_registry_events_have_unique_deterministic_ids(local_stack, deliveries):
     registry_events = local_stack.subscribe("registry-events")
     published = publish_audit_story(local_stack) + publish_run_by_both_routes(local_stack)

@@ -20,11 +20,16 @@ MODEL_NAME = "e2e_products_retrieval"
 eventually = partial(poll, every=0.3)  # this flow's pace: quicker polls
 
 
+def version_dir(tmp_path, run_id: str):
+    """The versioned directory a run's Pusher writes, and its event names."""
+    return tmp_path / run_id / "pushed_model" / "1763800000000001"
+
+
 def pushed_model(tmp_path, run_id: str) -> str:
-    version_dir = tmp_path / run_id / "pushed_model" / "1763800000"
-    version_dir.mkdir(parents=True)
-    (version_dir / "saved_model.pb").write_bytes(b"\x08\x01")
-    return str(version_dir.parent)
+    directory = version_dir(tmp_path, run_id)
+    directory.mkdir(parents=True)
+    (directory / "saved_model.pb").write_bytes(b"\x08\x01")
+    return str(directory)
 
 
 def succeeded(run_id: str, pushed_uri: str, when: datetime) -> dict:
@@ -62,7 +67,7 @@ def registers_once_and_delete_reaches_registry(vertex_stack, deliveries, tmp_pat
     versions = client.list_versions(model_id)
     assert sorted(v.version_id for v in versions) == ["1", "2"]  # one Vertex version per run, not per delivery
     assert {v.labels["training_run_id"] for v in versions} == set(runs)
-    assert all(v.artifact_uri.endswith("/pushed_model/1763800000/") for v in versions)
+    assert all(v.artifact_uri.endswith("/pushed_model/1763800000000001/") for v in versions)
 
     model = eventually(lambda: (m := vertex_stack.get(f"/models/{model_id}")) and m["live_version_count"] == 2 and m,
                        what="both versions in the registry")
@@ -90,12 +95,12 @@ def test_failed_registration_is_recorded_and_cli_register_retries_it(vertex_stac
     from registrar_cli.main import cli
 
     run_id = "e2e-run-retry"
-    missing = tmp_path / run_id / "pushed_model"  # the Pusher's output is not there (yet)
+    missing = version_dir(tmp_path, run_id)  # the Pusher's output is not there (yet)
     vertex_stack.publish("pipeline-events", succeeded(run_id, str(missing), datetime.now(timezone.utc)))
     run = eventually(lambda: (r := vertex_stack.get(f"/training-runs/{run_id}"))
                      and (r.get("registration") or {}).get("status") == "failed" and r, what="registration failed")
     assert run["status"] == "SUCCEEDED"
-    assert "saved_model.pb" in run["registration"]["reason"] or "cannot read" in run["registration"]["reason"]
+    assert f"no saved_model.pb in {missing}/" in run["registration"]["reason"]
 
     pushed_model(tmp_path, run_id)  # the artifacts arrive
     result = CliRunner().invoke(cli, ["register", run_id, "--api", vertex_stack.api, "--state-dir",
@@ -106,3 +111,16 @@ def test_failed_registration_is_recorded_and_cli_register_retries_it(vertex_stac
     assert run["registration"]["status"] == "registered"
     versions = vertex_registry(vertex_stack).list_versions(model_id_for(MODEL_NAME))
     assert [v.labels["training_run_id"] for v in versions].count(run_id) == 1
+
+
+def test_an_event_naming_the_parent_pushed_model_directory_registers_nothing(vertex_stack, tmp_path):
+    """seeds/003: never a version directory picked from under `pushed_model/` (another run's, perhaps)."""
+    run_id = "e2e-run-parent"
+    pushed_model(tmp_path, run_id)
+    parent = version_dir(tmp_path, run_id).parent
+    vertex_stack.publish("pipeline-events", succeeded(run_id, str(parent), datetime.now(timezone.utc)))
+    run = eventually(lambda: (r := vertex_stack.get(f"/training-runs/{run_id}"))
+                     and (r.get("registration") or {}).get("status") == "failed" and r, what="registration failed")
+    assert "is not a versioned pushed_model/<version>/ directory" in run["registration"]["reason"]
+    versions = vertex_registry(vertex_stack).list_versions(model_id_for(MODEL_NAME))
+    assert run_id not in [v.labels.get("training_run_id") for v in versions]

@@ -16,6 +16,7 @@ from registrar.kernel.ports import (
     ServiceSpec,
     ServiceState,
     ServingPlatform,
+    UploadOperation,
 )
 
 PROJECT = "demo-registrar"
@@ -44,18 +45,26 @@ class RecordingPublisher(EventPublisher):
 
 
 class FakeModelRegistry(ModelRegistry):
-    """Versions by (model_id, version_id); operations map an upload operation name to its version."""
+    """Versions by (model_id, version_id); operations map an upload operation name to its version (succeeded);
+    `running` and `failed` (name → error) hold operations that have not succeeded; any other is unknown."""
 
     def __init__(self) -> None:
         self.versions: dict[tuple[str, str], ModelVersionInfo] = {}
         self.operations: dict[str, tuple[str, str]] = {}
+        self.running: set[str] = set()
+        self.failed: dict[str, str] = {}
         self.calls = 0
 
     def add(self, model_id: str, version_id: str, *, created: datetime, display_name: str = "recs",
             labels: Mapping[str, str] | None = None, aliases: tuple[str, ...] = (), operation: str | None = None,
-            artifact_uri: str = "") -> ModelVersionInfo:
+            artifact_uri: str = "", model_created: datetime | None = None) -> ModelVersionInfo:
+        """A version; the model's create time is `model_created`, else its other versions', else `created`."""
+        if model_created is None:
+            model_created = min((v.model_create_time or v.create_time for (m, _), v in self.versions.items()
+                                 if m == model_id), default=created)
         info = ModelVersionInfo(PROJECT, LOCATION, model_id, version_id, display_name, created, created,
-                                aliases, dict(labels or {}), artifact_uri or f"gs://artifacts/{model_id}/pushed_model/{version_id}/")
+                                aliases, dict(labels or {}), artifact_uri or f"gs://artifacts/{model_id}/pushed_model/{version_id}/",
+                                model_create_time=model_created)
         self.versions[(model_id, version_id)] = info
         if operation:
             self.operations[operation] = (model_id, version_id)
@@ -69,10 +78,16 @@ class FakeModelRegistry(ModelRegistry):
         self.calls += 1
         return [v for (m, _), v in self.versions.items() if m == model_id]
 
-    def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
+    def upload_operation(self, operation_name: str) -> UploadOperation:
         self.calls += 1
+        if operation_name in self.failed:
+            return UploadOperation(operation_name, UploadOperation.FAILED, error=self.failed[operation_name])
+        if operation_name in self.running:
+            return UploadOperation(operation_name, UploadOperation.RUNNING)
         key = self.operations.get(operation_name)
-        return self.versions.get(key) if key else None
+        if key is None:
+            return UploadOperation(operation_name, UploadOperation.UNKNOWN)
+        return UploadOperation(operation_name, UploadOperation.SUCCEEDED, *key, self.versions.get(key))
 
     def iter_models(self) -> Iterator[tuple[str, str]]:
         seen = {}

@@ -167,9 +167,11 @@ def pipeline_log_entry(run_id: str, state: str, when: datetime, error: str | Non
 
 
 def version_info(model_id: str, version_id: str, created: datetime, *, labels: Mapping[str, str] | None = None,
-                 aliases: tuple[str, ...] = (), display_name: str = "recs") -> ModelVersionInfo:
+                 aliases: tuple[str, ...] = (), display_name: str = "recs",
+                 model_created: datetime | None = None) -> ModelVersionInfo:
     return ModelVersionInfo(PROJECT, LOCATION, model_id, version_id, display_name, created, created, aliases,
-                            dict(labels or {}), f"gs://artifacts/{model_id}/pushed_model/{version_id}/")
+                            dict(labels or {}), f"gs://artifacts/{model_id}/pushed_model/{version_id}/",
+                            model_create_time=model_created)
 
 
 def upload_cmd(model_id: str, version_id: str, created: datetime, **kw: Any) -> RegisterUploadedVersion:

@@ -333,6 +333,51 @@ def test_deploying_a_version_deleted_from_vertex_is_refused_and_nothing_is_deplo
     assert world.serving.applies == []
 
 
+def recreate_in_vertex(world, minute: float = 40):
+    """Someone deleted the model in Vertex AI and uploaded one of the same name again: the same derived id, a new
+    "version 1" (other create times, another run's artifacts). The registry has not heard yet."""
+    world.registry.versions.clear()
+    return world.registry.add(MODEL, "1", created=at(minute), model_created=at(minute),
+                              labels={"model_type": "retrieval", "blessed": "true"},
+                              artifact_uri="gs://artifacts/run-9/pushed_model/1762075000000009/")
+
+
+def test_a_version_of_a_model_deleted_and_recreated_under_the_same_name_is_refused(world):
+    """seeds/000 bug 3, with the same ids: existence alone would deploy the re-created model's version 1."""
+    recreate_in_vertex(world)
+    world.deliver(deploy_payload())
+    request = world.request(deploy_payload())
+    assert request["status"] == "refused" and "deleted and re-created under the same name" in request["reason"]
+    assert at(2).isoformat() in request["reason"] and at(40).isoformat() in request["reason"]
+    assert request["version_identity"] == {"version_create_time": at(2), "model_create_time": None}
+    assert world.serving.applies == [] and world.store.get("endpoints/recs-retrieval-serving") is None
+    assert versions_of(world.store, MODEL)["1"]["state"] == "live", "not deleted: Vertex has a version 1"
+    world.deliver(deploy_payload())  # redelivered: still refused, still nothing applied
+    assert world.serving.applies == []
+
+    # The registry learns of the new version 1 from its upload; a request made now refers to it, and is served.
+    world.services.bus.handle(upload_cmd(MODEL, "1", at(40), labels={"model_type": "retrieval"}, model_created=at(40)))
+    world.deliver(deploy_payload("req-deploy-2", minute=60))
+    assert world.request(deploy_payload("req-deploy-2"))["status"] == "deployed"
+    assert world.serving.applies[-1].env["MODEL_PATH"].startswith("gs://artifacts/run-9/")
+
+
+def test_the_request_keeps_the_version_it_referred_to(world):
+    """The registry learns of the re-created version 1 between the request and its precondition: the request still
+    refers to the version the registry showed when it was made, so it is refused rather than deploying another."""
+    recreate_in_vertex(world)
+    ask_vertex = world.registry.get_version
+
+    def registry_catches_up_meanwhile(model_id, version_id):
+        world.services.bus.handle(upload_cmd(MODEL, "1", at(40), model_created=at(40)))
+        return ask_vertex(model_id, version_id)
+
+    world.registry.get_version = registry_catches_up_meanwhile
+    world.deliver(deploy_payload())
+    assert world.request(deploy_payload())["status"] == "refused"
+    assert world.serving.applies == []
+
+
 def test_a_model_cannot_update_another_models_service(world):
     world.add_version("other-model", "1", minute=3)
     world.deliver(deploy_payload(service_name="shared-recs"))

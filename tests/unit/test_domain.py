@@ -95,7 +95,6 @@ def test_label_helpers():
     assert label_rules.blessed_from_labels(labels) is True
     assert label_rules.blessed_from_labels({"blessed": "false"}) is False
     assert label_rules.blessed_from_labels({}) is None
-    assert label_rules.metrics_from_labels(labels) == {"recall_at_100": 0.42, "rmse": 0.91}
 
 
 def test_model_and_version_documents_round_trip():

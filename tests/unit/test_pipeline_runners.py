@@ -272,13 +272,34 @@ def json_type_fits(value, parameter_type: str) -> bool:
     return isinstance(value, JSON_TYPES[parameter_type])
 
 
-def test_the_model_version_is_the_runs_slot_or_creation_time_as_unix_seconds():
-    assert pipelines.model_version_of({"slot": SLOT, "created_at": T0}) == int(SLOT.timestamp())
-    assert pipelines.model_version_of({"slot": "2027-03-29T07:00:00Z"}) == int(SLOT.timestamp())
-    assert pipelines.model_version_of({"created_at": T0}) == int(T0.timestamp())
+def version_at(moment: datetime, number: int) -> int:
+    return int(moment.timestamp()) * 1_000_000 + number
+
+
+def test_the_model_version_is_the_runs_slot_or_creation_time_and_its_run_number():
+    assert pipelines.model_version_of({"slot": SLOT, "created_at": T0, "run_number": 7}) == version_at(SLOT, 7)
+    assert pipelines.model_version_of({"slot": "2027-03-29T07:00:00Z", "run_number": 7}) == version_at(SLOT, 7)
+    assert pipelines.model_version_of({"created_at": T0, "run_number": 1_000_012}) == version_at(T0, 12)
     assert pipelines.model_version_of({"model_version": 42, "slot": SLOT}) == 42
     assert pipelines.model_version_of({"slot": datetime(2027, 3, 29, 7, 0)}) is None  # naive: no single instant
     assert pipelines.model_version_of({}) is None
+    unnumbered = pipelines.model_version_of({"training_run_id": "run-x", "created_at": T0})
+    assert unnumbered // 1_000_000 == int(T0.timestamp())
+    assert unnumbered == pipelines.model_version_of({"training_run_id": "run-x", "created_at": T0}), "deterministic"
+
+
+def test_two_runs_of_one_model_in_the_same_second_never_share_a_version_directory():
+    """Unix seconds did (a trigger and a slot, or two triggers, in one second): both runs pushed to
+    pushed_model/<seconds>/, and the second overwrote the first's SavedModel."""
+    runs = [{**scheduled_run(run_id=f"sched-{n}"), "created_at": T0 + timedelta(microseconds=n), "run_number": n}
+            for n in range(1, 50)]
+    versions = [pipelines.model_version_of(run) for run in runs]
+    assert len(set(versions)) == len(runs)
+    later = pipelines.model_version_of({**scheduled_run(), "created_at": T0 + timedelta(seconds=1), "run_number": 1})
+    assert max(versions) < later, "a later second sorts later"
+    unnumbered = {pipelines.model_version_of({"training_run_id": f"run-{n}", "created_at": T0}) for n in range(50)}
+    assert len(unnumbered) == 50
+    assert all(str(v).isdigit() and v < 2**53 for v in versions), "a number TF Serving and JSON carry exactly"
 
 
 def test_run_scoped_parameters_come_from_the_run_not_from_its_config():
@@ -287,7 +308,7 @@ def test_run_scoped_parameters_come_from_the_run_not_from_its_config():
     values = pipeline_parameters(run, RUN_SCOPED)
 
     assert values == {"training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval",
-                      "model_version": int(SLOT.timestamp())}
+                      "model_version": version_at(SLOT, 7)}
 
 
 @pytest.mark.parametrize("missing", ["model_name", "slot"])
@@ -321,7 +342,7 @@ def test_the_runner_sends_only_declared_parameters_of_the_declared_types_to_the_
     assert set(pipelines.RUN_SCOPED_PARAMETERS) <= set(declared)
     assert {k: sent[k] for k in pipelines.RUN_SCOPED_PARAMETERS} == {
         "training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval",
-        "model_version": int(SLOT.timestamp())}
+        "model_version": version_at(SLOT, 7)}
     assert set(config) - set(declared) == COMPILE_TIME_CONFIG & set(config)
     assert {k: sent[k] for k in config if k in declared} == {k: v for k, v in config.items() if k in declared}
     assert isinstance(sent["learning_rate"], float) and isinstance(sent["rmse_threshold"], float)

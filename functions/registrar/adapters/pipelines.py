@@ -155,17 +155,26 @@ def _unix_seconds(value: Any) -> int | None:
     return int(moment.timestamp())
 
 
+VERSIONS_PER_SECOND = 1_000_000
+
+
 def model_version_of(training_run: Mapping[str, Any]) -> int | None:
-    """The version a run pushes under (`pushed_model/<version>/`): the run's own `model_version` if it has one,
-    else the unix time of its slot (scheduled runs) or of its creation. Read from the run's document, so a
-    resubmission of the run pushes to the same place."""
+    """The version directory a run pushes under (`pushed_model/<version>/`, a number, as TF Serving wants it): the
+    run's own `model_version` if it has one, else `unix seconds of its slot (scheduled runs) or creation × 10⁶ +
+    its run number mod 10⁶`. Seconds alone collide for two runs of one model in the same second; run numbers are
+    handed out one at a time per model name, so runs of one second differ, and versions still sort like the times
+    (and stay below 2⁵³, exact in JSON). A run without a number takes six digits of its id's hash instead. Read
+    from the run's document, so a resubmission of the run pushes to the same place."""
     version = training_run.get("model_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > 0:
         return version
     for key in ("slot", "created_at"):
         seconds = _unix_seconds(training_run.get(key))
         if seconds is not None:
-            return seconds
+            number = training_run.get("run_number")
+            if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+                number = int(hashlib.sha256(run_id_of(training_run).encode()).hexdigest(), 16)
+            return seconds * VERSIONS_PER_SECOND + number % VERSIONS_PER_SECOND
     return None
 
 

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, emulator_client
 from registrar.kernel.errors import TransientError
-from registrar.kernel.ports import ModelAlreadyExists, ModelRegistry, ModelRegistryWriter, ModelRow, ModelVersionInfo
+from registrar.kernel.ports import (
+    ModelAlreadyExists,
+    ModelRegistry,
+    ModelRegistryWriter,
+    ModelRow,
+    ModelVersionInfo,
+    UploadOperation,
+)
 
 T = TypeVar("T")
 
@@ -42,6 +49,7 @@ def version_info_from_model(model: Any, *, project: str = "", location: str = ""
         labels=dict(model.labels),
         artifact_uri=model.artifact_uri,
         description=model.description,
+        model_create_time=aware_utc(model.create_time),
     )
 
 
@@ -100,18 +108,25 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
         models = self._call(lambda: list(self.client.list_model_versions(name=name)), f"listVersions {name}")
         return [] if models is NOT_FOUND else [self._info(m) for m in models]
 
-    def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
+    def upload_operation(self, operation_name: str) -> UploadOperation:
         from google.cloud import aiplatform_v1
 
         operation = self._call(lambda: self.client.get_operation(request={"name": operation_name}),
                                f"get operation {operation_name}")
-        if operation is NOT_FOUND or not operation.done or operation.HasField("error"):
-            return None
+        if operation is NOT_FOUND:
+            return UploadOperation(operation_name, UploadOperation.UNKNOWN)
+        if not operation.done:
+            return UploadOperation(operation_name, UploadOperation.RUNNING)
+        if operation.HasField("error"):
+            return UploadOperation(operation_name, UploadOperation.FAILED,
+                                   error=f"code {operation.error.code}: {operation.error.message}")
         response = aiplatform_v1.UploadModelResponse.deserialize(operation.response.value)
         match = MODEL_NAME_RE.match(response.model)
         if not match or not response.model_version_id:
-            return None
-        return self.get_version(match["model"], response.model_version_id)
+            return UploadOperation(operation_name, UploadOperation.FAILED,
+                                   error=f"the operation finished without naming a version ({response.model!r})")
+        return UploadOperation(operation_name, UploadOperation.SUCCEEDED, match["model"], response.model_version_id,
+                               self.get_version(match["model"], response.model_version_id))
 
     def iter_models(self) -> Iterator[tuple[str, str]]:
         for row in self.iter_model_rows():

@@ -53,7 +53,7 @@ def carry_out_deployment(services, request_id: str) -> None:
                 "superseded")
         return
     try:
-        info = verify_version_exists(services, model_id, version_id)
+        info = verify_version_exists(services, model_id, version_id, expected=request.get("version_identity"))
     except PermanentError as error:
         _refuse(services, request, error.reason, error.kind)
         return

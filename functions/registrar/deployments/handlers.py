@@ -19,6 +19,7 @@ from registrar.kernel.aggregate import ModelAggregate
 from registrar.kernel.changes import Change, Context
 from registrar.kernel.paths import ENDPOINTS, endpoint_path, model_path, request_path
 from registrar.kernel.store import AbstractUnitOfWork, Query
+from registrar.registry.precondition import version_identity
 
 TERMINAL_REQUEST_STATES = ("deployed", "failed", "undeployed", "refused")
 
@@ -31,6 +32,7 @@ def _request_doc(cmd: RequestDeployment | RequestUndeployment, action: str, ctx:
         "version_id": cmd.version_id,
         "service_id": cmd.service_id,
         "settings": dict(cmd.settings) if isinstance(cmd, RequestDeployment) else None,
+        "version_identity": None,
         "requested_at": cmd.requested_at,
         "requested_by": cmd.requested_by,
         "status": "requested",
@@ -72,6 +74,8 @@ def request_deployment(cmd: RequestDeployment, uow: AbstractUnitOfWork, ctx: Con
         return [Change("model.deployment_refused", cmd.requested_at, cmd.model_id, cmd.version_id,
                        details={"request_id": cmd.request_id, "service": cmd.service_id, "reason": reason,
                                 "kind": kind})]
+    # The version as the registry knows it now is the one asked for: a re-created model's "version 1" is not.
+    doc["version_identity"] = version_identity((model.get("versions") or {}).get(cmd.version_id))
     uow.set(request_path(cmd.request_id), doc)
     if endpoint is None:
         # Claims the name for this model in the same transaction: a second model asking for it is refused.

@@ -33,3 +33,10 @@ class Ignored(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def is_dependency_failure(exc: BaseException) -> bool:
+    """Whether `exc` is something we depend on failing (Firestore, Vertex AI, Pub/Sub, the network unavailable) —
+    worth a redelivery — rather than the message being bad. Adapters raise TransientError for those; a connection
+    or timeout error that got past one counts too."""
+    return isinstance(exc, (TransientError, ConnectionError, TimeoutError))

@@ -2,7 +2,10 @@
 
 Label keys and values: at most 63 characters of lowercase letters, digits, `_` and `-` (keys start with a letter).
 Values are sanitised here and nowhere else, so a run id sanitised for a PipelineJob label and for a model
-version label is the same string.
+version label is the same string. Labels carry only what survives that alphabet — the run id, the model type, the
+blessing — never metrics: a value cannot hold a minus sign as such, an exponent or full precision (-0.5 read back
+as 0.5; 1.234e-05 was lost). A version's metrics come from its training run (its event, or the Trainer's metrics
+file).
 """
 
 from __future__ import annotations
@@ -54,13 +57,9 @@ def blessed_from_labels(labels: Mapping[str, str]) -> bool | None:
     return value.lower() in ("true", "1", "yes")
 
 
-def metrics_from_labels(labels: Mapping[str, str]) -> dict[str, float]:
-    """Labels can carry metrics as `metric_<name>` with `-`/`_` for the decimal point (Vertex label syntax)."""
-    metrics: dict[str, float] = {}
-    for key, value in labels.items():
-        if key.startswith("metric_"):
-            try:
-                metrics[key[len("metric_"):]] = float(value.replace("_", ".").replace("-", "."))
-            except ValueError:
-                continue
-    return metrics
+def with_model_labels(labels: Mapping[str, str], model_before: Mapping[str, str],
+                      model_after: Mapping[str, str]) -> dict[str, str]:
+    """A version's labels once its model's own labels changed from `model_before` to `model_after`. Vertex returns a
+    version's labels merged with its model's; a key the version holds a value of its own for keeps that value."""
+    own = {k: v for k, v in labels.items() if model_before.get(k) != v}
+    return {**model_after, **own}

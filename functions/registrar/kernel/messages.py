@@ -1,7 +1,8 @@
 """A Pub/Sub message as the entry points receive it (the CloudEvent's data), decoded, or refused with the reason.
 
-Decoding never guesses: bad base64, non-UTF-8, non-JSON, a JSON value that is not an object, or a timestamp
-without an offset is a PermanentError naming what is wrong (the message is then quarantined, not retried).
+Decoding never guesses: bad base64, non-UTF-8, non-JSON (or JSON nested deeper than the parser goes), a JSON
+value that is not an object, or a timestamp without an offset is a PermanentError naming what is wrong (the
+message is then quarantined, not retried).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def json_payload(data: bytes | str | None) -> Any:
     except json.JSONDecodeError as exc:
         raise PermanentError(f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                              kind="unparseable") from exc
+    except RecursionError as exc:  # e.g. thousands of nested arrays: the parser gives up, the payload is bad
+        raise PermanentError(f"payload is nested too deeply to decode ({exc})", kind="unparseable") from exc
     if not isinstance(payload, dict):
         raise PermanentError(f"payload must be a JSON object, got {type(payload).__name__}", kind="schema")
     return payload

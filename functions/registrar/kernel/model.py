@@ -45,6 +45,10 @@ class Version:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     resource_name: str = ""
     upload_operation: str = ""  # the UploadModel operation that created it (one upload, however it is reported)
+    # Its identity in Vertex, as Vertex reported it at registration (None when only an audit entry told us): a model
+    # deleted and re-created under the same id has a "version 1" with other create times.
+    version_create_time: datetime | None = None
+    model_create_time: datetime | None = None
 
     @property
     def live(self) -> bool:
@@ -68,7 +72,8 @@ class Version:
 
 
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
-                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation")
+                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation",
+                  "version_create_time", "model_create_time")
 TOMBSTONE_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "training_run_id", "model_type", "blessed",
                     "resource_name", "upload_operation")
 
@@ -176,6 +181,9 @@ class Model:
     first_registered_at: datetime | None = None
     # Cloud Run services recorded as serving this model: service id → {version_id, uri, revision, at}.
     serving: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # The model's own labels (UpdateModel of the model), merged into every version's, and the time of that fact.
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    labels_at: datetime | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -186,6 +194,8 @@ class Model:
             "alias_facts": {a: {"version_id": f.version_id, "at": f.at} for a, f in self.alias_facts.items()},
             "first_registered_at": self.first_registered_at,
             "serving": {s: dict(e) for s, e in self.serving.items()},
+            "labels": dict(self.labels),
+            "labels_at": self.labels_at,
         }
 
     @classmethod
@@ -200,6 +210,8 @@ class Model:
             },
             first_registered_at=doc.get("first_registered_at"),
             serving={s: dict(e) for s, e in (doc.get("serving") or {}).items()},
+            labels=dict(doc.get("labels") or {}),
+            labels_at=doc.get("labels_at"),
         )
 
 

@@ -13,7 +13,9 @@ from datetime import datetime
 
 @dataclasses.dataclass(frozen=True)
 class ModelVersionInfo:
-    """One version of a model as Vertex AI Model Registry reports it."""
+    """One version of a model as Vertex AI Model Registry reports it. `create_time` is the version's; with
+    `model_create_time` (the model's) it is the version's identity: a model deleted and re-created under the same id
+    has a new "version 1" with other create times."""
 
     project: str
     location: str
@@ -26,6 +28,7 @@ class ModelVersionInfo:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     artifact_uri: str = ""
     description: str = ""
+    model_create_time: datetime | None = None
 
     @property
     def model_resource_name(self) -> str:
@@ -34,6 +37,25 @@ class ModelVersionInfo:
     @property
     def resource_name(self) -> str:
         return f"{self.model_resource_name}@{self.version_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadOperation:
+    """An UploadModel long-running operation, as Vertex AI reports it now. `state` is `running`, `succeeded` (with
+    the model and version it created, and the version itself while it exists), `failed` (with Vertex's error) or
+    `unknown` (Vertex has no such operation: not yet, or no longer)."""
+
+    name: str
+    state: str
+    model_id: str | None = None
+    version_id: str | None = None
+    version: ModelVersionInfo | None = None
+    error: str = ""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 class ModelRegistry(abc.ABC):
@@ -52,8 +74,13 @@ class ModelRegistry(abc.ABC):
         """All live versions of a model; [] if the model does not exist."""
 
     @abc.abstractmethod
+    def upload_operation(self, operation_name: str) -> UploadOperation | None:
+        """What Vertex says of an UploadModel operation now; None if this registry cannot ask (no Vertex AI)."""
+
     def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
-        """The version an UploadModel long-running operation created, once it is done; None if not (yet) known."""
+        """The version an UploadModel operation created, once it has succeeded and while the version exists."""
+        operation = self.upload_operation(operation_name)
+        return operation.version if operation is not None and operation.state == UploadOperation.SUCCEEDED else None
 
     @abc.abstractmethod
     def iter_models(self) -> Iterator[tuple[str, str]]:

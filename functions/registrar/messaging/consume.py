@@ -4,8 +4,10 @@ The entry point's row in the entry-point table (`bootstrap.ENTRY_POINTS`) names 
 command's row in the routing table (`bootstrap.ROUTES`) names its handler and follow-up.
 
 - Ignored: a well-formed message that asks for nothing → logged, acknowledged.
-- PermanentError: retrying cannot help → quarantined with the raw payload and the reason, acknowledged.
-- TransientError / anything else: raised, so Pub/Sub redelivers (and dead-letters after the attempt limit).
+- PermanentError: retrying cannot help → quarantined with the raw payload and the reason, acknowledged. Any
+  other exception while *decoding* a message is one too: the same bytes would fail the same way every time.
+- TransientError (a dependency unavailable) / anything raised after decoding: raised, so Pub/Sub redelivers (and
+  dead-letters after the attempt limit).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from registrar.kernel import schemas
 from registrar.kernel.commands import Command
-from registrar.kernel.errors import Ignored, PermanentError
+from registrar.kernel.errors import Ignored, PermanentError, is_dependency_failure
 from registrar.kernel.ids import stable_id
 from registrar.kernel.logs import log
 from registrar.kernel.messages import Message, json_payload, pubsub_message, undecoded_message
@@ -24,6 +26,7 @@ from registrar.kernel.paths import QUARANTINE, quarantine_path
 from registrar.messaging.bus import Outcome
 
 MAX_RAW_BYTES = 900_000  # a Firestore document holds at most 1 MiB
+MAX_REASON_CHARS = 2_000
 
 Decoder = Callable[[dict[str, Any], Message, Any], Command]  # (payload, message, services) → command
 
@@ -77,6 +80,11 @@ def consume(services, entry_point: str, envelope: Mapping[str, Any] | None) -> O
     except PermanentError as error:
         quarantine(services, spec.topic, entry_point, message, error)
         return None
+    except Exception as exc:
+        if is_dependency_failure(exc):
+            raise
+        quarantine(services, spec.topic, entry_point, message, undecodable(exc))
+        return None
     try:
         outcome = services.bus.handle(command, message_id=message.message_id)
     except PermanentError as error:  # a follow-up found the command cannot be carried out
@@ -85,6 +93,18 @@ def consume(services, entry_point: str, envelope: Mapping[str, Any] | None) -> O
     log("INFO", f"{entry_point}: {type(command).__name__} {outcome.status}", message_id=message.message_id,
         changes=[c.kind for c in outcome.changes], key=command.idempotency_key)
     return outcome
+
+
+def undecodable(exc: Exception) -> PermanentError:
+    """The permanent failure a decoding exception stands for, named by its type and message."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - describing a pathological value can fail too; the type still names it
+        text = ""
+    if len(text) > MAX_REASON_CHARS:
+        text = text[:MAX_REASON_CHARS] + "…"
+    return PermanentError(f"the message could not be decoded: {type(exc).__name__}" + (f": {text}" if text else ""),
+                          kind="undecodable")
 
 
 def quarantine(services, topic: str, entry_point: str, message: Message, error: PermanentError) -> str:

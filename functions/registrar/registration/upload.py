@@ -1,8 +1,8 @@
 """Registering a succeeded training run's pushed model in Vertex AI Model Registry — exactly once.
 
 Rules kept here (the predecessors broke each of them, see seeds/000 and seeds/003):
-- the artifact is the *versioned* SavedModel directory `pushed_model/<version>/` holding `saved_model.pb`, never
-  its parent;
+- the artifact is the *versioned* SavedModel directory `pushed_model/<version>/` holding `saved_model.pb` that the
+  run's event names, never its parent and never a version picked from under it;
 - the model id is derived from the model name in one place (`model_id_for`), and the display name is the run's
   model name;
 - labels follow Vertex's rules (≤ 63 characters, lowercase letters, digits, `_`, `-`; keys start with a letter);
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import time
@@ -24,16 +25,11 @@ from datetime import timedelta
 from typing import Any
 
 from registrar.kernel.errors import Contention, PermanentError, TransientError
-from registrar.kernel.labels import (
-    MAX_LABEL_LENGTH,
-    MAX_LABELS,
-    RUN_ID_LABEL,
-    sanitize_label_key,
-    sanitize_label_value,
-)
+from registrar.kernel.labels import MAX_LABEL_LENGTH, RUN_ID_LABEL, sanitize_label_key, sanitize_label_value
 from registrar.kernel.logs import log
 from registrar.kernel.paths import run_path
 from registrar.kernel.ports import ArtifactStore, ModelAlreadyExists, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.store import update
 from registrar.registration.commands import RecordRegistration
 from registrar.registry.commands import RegisterUploadedVersion
 
@@ -60,6 +56,7 @@ def model_id_for(model_name: str) -> str:
 
 
 def registration_labels(run: Mapping[str, Any]) -> dict[str, str]:
+    """What a version's labels carry (kernel/labels.py): never its metrics, which labels cannot hold exactly."""
     labels = {
         RUN_ID_LABEL: run["training_run_id"],
         "model_type": run.get("model_type") or "unknown",
@@ -68,10 +65,6 @@ def registration_labels(run: Mapping[str, Any]) -> dict[str, str]:
     }
     if run.get("retrieval_algorithm"):
         labels["retrieval_algorithm"] = run["retrieval_algorithm"]
-    for name, value in sorted((run.get("metrics") or {}).items()):
-        if len(labels) >= MAX_LABELS:
-            break
-        labels[f"metric_{name}"] = f"{float(value):.6g}"
     return {sanitize_label_key(k): sanitize_label_value(v) for k, v in labels.items()}
 
 
@@ -84,40 +77,63 @@ def serving_image(retrieval_algorithm: str | None, overrides: Mapping[str, str] 
 
 
 def resolve_saved_model_dir(artifacts: ArtifactStore, pushed_model_uri: str) -> str:
-    """The versioned directory holding `saved_model.pb`. Given `pushed_model/<version>/`, checks it; given the
-    `pushed_model/` parent (as the predecessors registered), picks its newest numeric version that holds one."""
+    """The versioned directory `.../pushed_model/<version>/` holding `saved_model.pb`, exactly as the run's event
+    names it. It is never guessed: the `pushed_model/` parent (what the predecessors registered, seeds/003) or a
+    directory without `saved_model.pb` fails the registration with the reason, and `registrar register` retries
+    it once the run names the right directory."""
     if not pushed_model_uri:
         raise PermanentError("the run has no pushed_model_uri artifact", kind="invalid")
     uri = pushed_model_uri.rstrip("/") + "/"
     try:
-        if artifacts.exists(uri + "saved_model.pb"):
-            last = uri.rstrip("/").rsplit("/", 1)[-1]
-            if not last.isdigit():
-                raise PermanentError(f"{uri} holds saved_model.pb but is not a versioned pushed_model/<version>/ "
-                                     "directory", kind="invalid")
-            return uri
-        versions = sorted((d for d in artifacts.list_dirs(uri) if d.isdigit()), key=int, reverse=True)
-        for version in versions:
-            if artifacts.exists(f"{uri}{version}/saved_model.pb"):
-                return f"{uri}{version}/"
+        if not uri.rstrip("/").rsplit("/", 1)[-1].isdigit():
+            versions = sorted((d for d in artifacts.list_dirs(uri) if d.isdigit()), key=int)
+            held = (f" (it holds {len(versions)} version directories, the last {', '.join(versions[-3:])})"
+                    if versions else "")
+            raise PermanentError(f"{uri} is not a versioned pushed_model/<version>/ directory{held}: the run's "
+                                 "event must name the directory its Pusher wrote; no version is picked for it",
+                                 kind="invalid")
+        if not artifacts.exists(uri + "saved_model.pb"):
+            raise PermanentError(f"no saved_model.pb in {uri}", kind="invalid")
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise PermanentError(f"cannot read {uri}: {exc}", kind="invalid") from exc
-    raise PermanentError(f"no saved_model.pb in {uri} nor in a numbered version directory under it", kind="invalid")
+    return uri
 
 
 def read_metrics(artifacts: ArtifactStore, metrics_uri: str | None) -> dict[str, float]:
-    """Final metrics from the Trainer's `training_metrics.json` (`final` / `test` sections, else last epochs)."""
+    """The Trainer's `training_metrics.json` as the run's metrics, named as its event names them
+    (pipeline/models/metrics.py `flat_metrics`): the `final` (validation) metrics as they are, the held-out `test`
+    ones as `test_<name>` — a test RMSE never replaces the validation RMSE. Numbers only, exactly as written."""
     if not metrics_uri:
         return {}
     try:
         data = json.loads(artifacts.read_text(metrics_uri))
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
+    except (FileNotFoundError, json.JSONDecodeError, RecursionError) as exc:
         raise PermanentError(f"cannot read metrics {metrics_uri}: {exc}", kind="invalid") from exc
+    if not isinstance(data, dict):
+        raise PermanentError(f"metrics {metrics_uri} is not a JSON object", kind="invalid")
     metrics: dict[str, float] = {}
-    for section in ("final", "test", "test_metrics"):
-        if isinstance(data.get(section), dict):
-            metrics.update({k: float(v) for k, v in data[section].items() if isinstance(v, int | float)})
+    for section, prefix in (("final", ""), ("test", "test_"), ("test_metrics", "test_")):
+        values = data.get(section)
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                key = name if not prefix or name.startswith(prefix) else f"{prefix}{name}"
+                metrics.setdefault(key, float(value))
     return metrics
+
+
+def _record_run_metrics(services, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Keep metrics read from the artifacts on the run, before its upload: a version takes its metrics from its
+    run, whichever of our registration and its audit entry reaches the registry first."""
+
+    def fill(run: dict[str, Any]) -> bool:
+        if run.get("metrics") or not metrics:
+            return False
+        run["metrics"] = dict(metrics)
+        return True
+
+    update(services.store, run_path(run_id), fill)
 
 
 def register_run(services, run_id: str, *, attempt_id: str | None = None) -> dict[str, Any]:
@@ -207,6 +223,7 @@ def _upload_once(services, run: Mapping[str, Any]) -> tuple[ModelVersionInfo, st
     run = dict(run)
     if not run.get("metrics"):
         run["metrics"] = read_metrics(services.artifacts, (run.get("artifacts") or {}).get("metrics_uri"))
+        _record_run_metrics(services, run_id, run["metrics"])
     upload = dict(
         display_name=run["model_name"],
         artifact_uri=artifact_uri,

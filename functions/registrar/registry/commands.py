@@ -104,8 +104,29 @@ class UpdateLabels(Command):
 
     @property
     def idempotency_key(self) -> str:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
-        return f"labels:{self.model_id}@{self.version_id}:{labels}:{self.occurred_at.isoformat()}"
+        return f"labels:{self.model_id}@{self.version_id}:{_labels_key(self.labels)}:{self.occurred_at.isoformat()}"
+
+    @property
+    def aggregate(self) -> str:
+        return model_path(self.model_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateModelLabels(Command):
+    """UpdateModel of the model itself (its name without `@`, or with `@-`): the model's labels (None: not changed),
+    which Vertex merges into every version's, and its display name."""
+
+    model_id: str
+    labels: Mapping[str, str] | None
+    occurred_at: datetime
+    display_name: str | None = None
+    principal: str = ""
+    method: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        labels = "-" if self.labels is None else _labels_key(self.labels)
+        return f"model-labels:{self.model_id}:{labels}:{self.display_name or ''}:{self.occurred_at.isoformat()}"
 
     @property
     def aggregate(self) -> str:
@@ -130,3 +151,7 @@ class CorrectResourceNames(Command):
     @property
     def aggregate(self) -> str:
         return model_path(self.model_id)
+
+
+def _labels_key(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

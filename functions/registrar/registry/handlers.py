@@ -23,6 +23,7 @@ from registrar.registry.commands import (
     MergeAliases,
     RegisterUploadedVersion,
     UpdateLabels,
+    UpdateModelLabels,
 )
 
 
@@ -69,6 +70,9 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
     labels_at = created_at
     if existing is not None and existing.state == ANNOUNCED and existing.labels_at and existing.labels_at > created_at:
         labels, labels_at = dict(existing.labels), existing.labels_at  # a label update that overtook its upload
+        labels = {**agg.model.labels, **labels}
+    elif info is None:
+        labels = {**agg.model.labels, **labels}  # Vertex's answer has the model's labels merged in; an entry does not
 
     display_name = (info.display_name if info else None) or cmd.display_name or agg.model.display_name or cmd.model_id
     agg.model.display_name = display_name
@@ -87,9 +91,10 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         training_run_id=label_rules.run_id_from_labels(labels),
         model_type=labels.get(label_rules.MODEL_TYPE_LABEL),
         blessed=label_rules.blessed_from_labels(labels),
-        metrics=label_rules.metrics_from_labels(labels),
         resource_name=info.resource_name if info else f"{agg.model.resource_name}@{version_id}".lstrip("@"),
         upload_operation=cmd.operation_id,
+        version_create_time=info.create_time if info else None,
+        model_create_time=info.model_create_time if info else None,
     )
     _enrich_from_run(uow, version)
     agg.versions[version_id] = version
@@ -234,14 +239,9 @@ def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> l
         return [Change("ignored.labels_for_deleted_version", cmd.occurred_at, cmd.model_id, cmd.version_id)]
     if version.labels_at is not None and version.labels_at >= cmd.occurred_at:
         return []
-    version.labels = dict(cmd.labels)
+    version.labels = {**agg.model.labels, **cmd.labels}  # as Vertex returns them: the model's merged in
     version.labels_at = cmd.occurred_at
-    version.training_run_id = label_rules.run_id_from_labels(version.labels) or version.training_run_id
-    version.model_type = version.labels.get(label_rules.MODEL_TYPE_LABEL) or version.model_type
-    blessed = label_rules.blessed_from_labels(version.labels)
-    version.blessed = blessed if blessed is not None else version.blessed
-    version.metrics = label_rules.metrics_from_labels(version.labels) or version.metrics
-    _enrich_from_run(uow, version)
+    _read_labels(uow, version)
     if cmd.display_name:
         agg.model.display_name = cmd.display_name
     agg.save(uow, ctx.now())
@@ -249,6 +249,52 @@ def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> l
         _link_run(uow, version.training_run_id, cmd.model_id, cmd.version_id)
     return [Change("model.labels_updated", cmd.occurred_at, cmd.model_id, cmd.version_id,
                    training_run_id=version.training_run_id, details={"labels": dict(cmd.labels)})]
+
+
+def _read_labels(uow: AbstractUnitOfWork, version: Version) -> None:
+    """What a version's (new) labels tell: its run, type and blessing; then what its run adds."""
+    version.training_run_id = label_rules.run_id_from_labels(version.labels) or version.training_run_id
+    version.model_type = version.labels.get(label_rules.MODEL_TYPE_LABEL) or version.model_type
+    blessed = label_rules.blessed_from_labels(version.labels)
+    version.blessed = blessed if blessed is not None else version.blessed
+    _enrich_from_run(uow, version)
+
+
+def update_model_labels(cmd: UpdateModelLabels, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    """The model's own labels changed: Vertex merges them into every version's labels (a version's own value for a
+    key wins), so every version not deleted is re-read — not only the default one."""
+    agg = ModelAggregate.load(uow, cmd.model_id)
+    if agg.model.labels_at is not None and agg.model.labels_at >= cmd.occurred_at:
+        return [Change("ignored.stale_model_labels", cmd.occurred_at, cmd.model_id,
+                       details={"labels": dict(cmd.labels or {}), "reason": "a newer update of the model's labels "
+                                                                             "is applied already"})]
+    before = dict(agg.model.labels)
+    after = dict(cmd.labels) if cmd.labels is not None else before
+    agg.model.labels, agg.model.labels_at = after, cmd.occurred_at
+    if cmd.display_name:
+        agg.model.display_name = cmd.display_name
+    relabelled = []
+    for version_id, state, *_ in list(agg.versions.briefs()):
+        if state != LIVE:
+            continue  # an announced version takes the model's labels when its upload arrives
+        version = agg.versions[version_id]
+        labels = label_rules.with_model_labels(version.labels, before, after)
+        if labels != version.labels:
+            version.labels = labels
+            _read_labels(uow, version)
+            relabelled.append(version_id)
+    agg.save(uow, ctx.now())
+    for version_id in relabelled:
+        version = agg.versions[version_id]
+        if version.training_run_id:
+            _link_run(uow, version.training_run_id, cmd.model_id, version_id)
+    return [Change("model.labels_updated", cmd.occurred_at, cmd.model_id,
+                   details={"scope": "model", "labels": after, "versions": sorted(relabelled, key=_numeric),
+                            "display_name": cmd.display_name, "principal": cmd.principal})]
+
+
+def _numeric(version_id: str) -> tuple:
+    return (0, int(version_id), "") if version_id.isdigit() else (1, 0, version_id)
 
 
 def correct_resource_names(cmd: CorrectResourceNames, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
