@@ -1,8 +1,9 @@
 """Routes of deployments.
 
-Deploy and undeploy are requests: validated here (400 naming the field, 404 for what the registry does not know,
-409 for another model's service), published to `deploy-requests` through the bus's publisher, and answered 202
-with a request id; `on_deploy_request` carries them out and records the outcome at `GET /deployments/{id}`.
+Deploy, undeploy and rollback are requests: validated here (400 naming the field, 404 for what the registry does not
+know, 409 for another model's service or nothing to roll back), published to `deploy-requests` through the bus's
+publisher, and answered 202 with a request id; `on_deploy_request` carries them out and records the outcome at
+`GET /deployments/{id}`.
 Whether a model is deployed is read from Cloud Run (cached briefly per API instance); `unknown` when Cloud Run
 cannot be asked.
 """
@@ -17,6 +18,7 @@ from flask import jsonify
 
 from registrar.api.context import Api
 from registrar.deployments import queries as deployments
+from registrar.deployments import release_history
 from registrar.deployments.naming import service_name_for, validate_service_name
 from registrar.deployments.settings import (
     CPU_CHOICES,
@@ -141,6 +143,51 @@ def register(app, api: Api) -> None:
             return failed
         response = jsonify({"request_id": request_id, "action": "undeploy", "status": "requested",
                             "model_id": model_id, "version_id": version, "service_name": service,
+                            "status_url": f"/deployments/{request_id}"})
+        response.status_code = 202
+        return response
+
+    @app.post("/models/<model_id>:rollback")
+    def rollback_model(model_id: str):
+        known_params()
+        check_id("model_id", model_id)
+        body = without_nulls(json_body())
+        request_id, requested_by = request_fields(body, ("to_version", "service_name", "request_id"))
+        to_version = body.get("to_version")
+        if to_version is not None:
+            check_id("to_version", to_version)
+        try:
+            service = (validate_service_name(body["service_name"]) if "service_name" in body
+                       else service_name_for(model_id))
+        except InvalidSetting as exc:
+            raise BadParameter(exc.field, exc.message) from None
+        model = registered_model(api.store(), model_id)
+        if model is None:
+            return error(404, f"model {model_id!r} is not in the registry")
+        if to_version is not None and to_version not in (model.get("versions") or {}):
+            return error(404, f"version {to_version!r} of model {model_id!r} is not in the registry")
+        endpoint = api.store().get(endpoint_path(service))
+        if endpoint and endpoint.get("model_id") != model_id and endpoint.get("status") != "deleted":
+            return error(409, f"Cloud Run service {service!r} belongs to model {endpoint.get('model_id')!r}; a model "
+                              "can update only its own services")
+        if not endpoint or endpoint.get("model_id") != model_id or endpoint.get("status") == "deleted":
+            return error(409, f"model {model_id} is not deployed on Cloud Run service {service!r}: nothing to roll "
+                              "back")
+        try:
+            plan = release_history.plan_rollback(endpoint.get("releases") or [], to_version)
+        except release_history.NothingToRollBack as exc:
+            return error(409, f"nothing to roll back on Cloud Run service {service!r}: {exc}")
+        payload = {"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "rollback",
+                   "model_id": model_id, "service_name": service, "requested_at": utcnow().isoformat(),
+                   "requested_by": requested_by}
+        if to_version:
+            payload["version_id"] = to_version
+        failed = publish(payload)
+        if failed is not None:
+            return failed
+        response = jsonify({"request_id": request_id, "action": "rollback", "status": "requested",
+                            "model_id": model_id, "service_name": service,
+                            "from_version": plan.current["version_id"], "version_id": plan.target["version_id"],
                             "status_url": f"/deployments/{request_id}"})
         response.status_code = 202
         return response
