@@ -1,4 +1,5 @@
-"""`registrar deploy / undeploy / endpoints`: serve a registered model version on Cloud Run through the registry API.
+"""`registrar deploy / undeploy / rollback / endpoints`: serve a registered model version on Cloud Run through the
+registry API.
 
 The API validates the request and publishes it to `deploy-requests`; `on_deploy_request` checks the version in
 Vertex AI, applies the Cloud Run service and records the outcome, which these commands wait for.
@@ -138,6 +139,41 @@ def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) ->
 
 @click.command()
 @click.argument("model_id")
+@click.option("--to", "to_version", metavar="V", help="The version to go back to (default: the release before the "
+                                                      "serving one, of another version).")
+@click.option("--service-name", metavar="NAME", help="The service to roll back (default: derived from the model).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome.")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait.")
+@api_options
+def rollback(model_id, to_version, service_name, wait, timeout, api, as_json) -> None:
+    """Send MODEL_ID's service back to the version it served before (all traffic to that release's revision when
+    Cloud Run still has it, else that version deployed again)."""
+    body: dict[str, Any] = {}
+    if to_version:
+        body["to_version"] = to_version
+    if service_name:
+        body["service_name"] = service_name
+    accepted = api_send(api, "POST", f"/models/{model_id}:rollback", json=body)
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            click.echo(f"rollback request {accepted['request_id']} sent: {accepted['service_name']} from version "
+                       f"{accepted['from_version']} to {accepted['version_id']}")
+        return
+    if not as_json:
+        click.echo(f"rolling {accepted['service_name']} back from version {accepted['from_version']} to "
+                   f"{accepted['version_id']} (request {accepted['request_id']}) …", err=True)
+    outcome = settled_outcome(api, accepted["request_id"], timeout, as_json, action="rollback", success="deployed")
+    if not as_json:
+        how = {"traffic": "all traffic back on its revision", "redeploy": "its revision was gone: deployed again"}
+        method = (outcome.get("rollback") or {}).get("method")
+        click.echo(f"{outcome['service_id']} serves version {outcome['version_id']} again "
+                   f"({how.get(method, method)}): {outcome['uri']}")
+
+
+@click.command()
+@click.argument("model_id")
 @api_options
 def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
     """The Cloud Run services of MODEL_ID and what Cloud Run says about each now."""
@@ -146,7 +182,7 @@ def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
 
 def endpoints_table(model_id: str, body: dict[str, Any]):
     table = _table(f"endpoints of {model_id} (Cloud Run: {body.get('cloud_run')})", "service", "version", "status",
-                   "serving", "uri", "deployed", "by", "settings")
+                   "serving", "uri", "deployed", "by", "settings", "releases")
     for e in body.get("endpoints") or []:
         serving = e.get("serving") or {}
         settings = e.get("settings") or {}
@@ -154,5 +190,13 @@ def endpoints_table(model_id: str, body: dict[str, Any]):
                       _text(serving.get("status")), _text(serving.get("uri") or e.get("uri")),
                       _text(e.get("deployed_at")), _text(e.get("deployed_by")),
                       _text({k: settings.get(k) for k in ("preset", "min_instances", "max_instances", "memory", "cpu")}
-                            if settings else None))
+                            if settings else None), _releases(e.get("releases") or []))
     return table
+
+
+def _releases(releases: list[dict[str, Any]]) -> str:
+    """Oldest first; a rolled-back release is struck through (~), the serving one marked (*)."""
+    standing = [r for r in releases if not r.get("rolled_back_at")]
+    serving = standing[-1]["release_id"] if standing else None
+    return _text([f"~{r['version_id']}" if r.get("rolled_back_at") else
+                  f"{r['version_id']}*" if r["release_id"] == serving else r["version_id"] for r in releases])
