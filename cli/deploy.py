@@ -182,7 +182,7 @@ def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
 
 def endpoints_table(model_id: str, body: dict[str, Any]):
     table = _table(f"endpoints of {model_id} (Cloud Run: {body.get('cloud_run')})", "service", "version", "status",
-                   "serving", "uri", "deployed", "by", "settings", "releases")
+                   "serving", "uri", "deployed", "by", "settings")
     for e in body.get("endpoints") or []:
         serving = e.get("serving") or {}
         settings = e.get("settings") or {}
@@ -190,13 +190,24 @@ def endpoints_table(model_id: str, body: dict[str, Any]):
                       _text(serving.get("status")), _text(serving.get("uri") or e.get("uri")),
                       _text(e.get("deployed_at")), _text(e.get("deployed_by")),
                       _text({k: settings.get(k) for k in ("preset", "min_instances", "max_instances", "memory", "cpu")}
-                            if settings else None), _releases(e.get("releases") or []))
+                            if settings else None))
+    if not any(e.get("releases") for e in body.get("endpoints") or []):
+        return table
+    from rich.console import Group
+
+    return Group(table, releases_table(body.get("endpoints") or []))
+
+
+def releases_table(endpoints: list[dict[str, Any]]):
+    """Each service's releases, oldest first: the last one standing serves; a rollback went back past the others."""
+    table = _table("releases", "service", "version", "revision", "deployed", "by", "state")
+    for e in endpoints:
+        releases = e.get("releases") or []
+        standing = [r for r in releases if not r.get("rolled_back_at")]
+        serving = standing[-1]["release_id"] if standing and e.get("status") == "serving" else None
+        for r in releases:
+            state = ("serving" if r["release_id"] == serving
+                     else f"rolled back {_text(r['rolled_back_at'])}" if r.get("rolled_back_at") else "standing")
+            table.add_row(_text(e.get("service_id")), _text(r.get("version_id")), _text(r.get("revision")),
+                          _text(r.get("deployed_at")), _text(r.get("deployed_by")), state)
     return table
-
-
-def _releases(releases: list[dict[str, Any]]) -> str:
-    """Oldest first; a rolled-back release is struck through (~), the serving one marked (*)."""
-    standing = [r for r in releases if not r.get("rolled_back_at")]
-    serving = standing[-1]["release_id"] if standing else None
-    return _text([f"~{r['version_id']}" if r.get("rolled_back_at") else
-                  f"{r['version_id']}*" if r["release_id"] == serving else r["version_id"] for r in releases])

@@ -26,7 +26,10 @@ def test_rollback_waits_and_says_which_version_serves_again(stack):  # noqa: F81
     assert f"{SERVICE} serves version 1 again (all traffic back on its revision)" in result.stdout
     assert served_version(stack.serving.services[SERVICE]) == "1"
     table = run(stack, "endpoints", MODEL)
-    assert "1*, ~2" in table.stdout  # the releases: 1 serves, 2 rolled back
+    releases = table.stdout[table.stdout.index("releases"):].splitlines()
+    states = [(line.split("│")[2].strip(), line.split("│")[6].strip()) for line in releases if SERVICE in line]
+    assert [(version, state.split(" ")[0:2]) for version, state in states] == [
+        ("1", ["serving"]), ("2", ["rolled", "back"])]
 
 
 def test_rollback_json_and_to_version(stack):  # noqa: F811
