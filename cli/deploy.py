@@ -45,6 +45,21 @@ def settled_outcome(api: str | None, request_id: str, timeout: float, as_json: b
     return outcome
 
 
+def followed(api: str | None, accepted: dict[str, Any], *, wait: bool, timeout: float, as_json: bool, action: str,
+             success: str, sent: str, progress: str = "") -> dict[str, Any] | None:
+    """An accepted request: with --no-wait, say it was sent (or print it with --json) and return None; else say
+    what is happening (`progress`) and return its outcome once it is `success` (ClickException otherwise)."""
+    if not wait:
+        if as_json:
+            print_json(accepted)
+        else:
+            click.echo(sent)
+        return None
+    if progress and not as_json:
+        click.echo(progress, err=True)
+    return settled_outcome(api, accepted["request_id"], timeout, as_json, action=action, success=success)
+
+
 def _settings(preset, min_instances, max_instances, memory, cpu, concurrency) -> dict[str, Any]:
     from registrar.deployments.settings import InvalidSetting, resolve_settings
 
@@ -93,18 +108,12 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
             raise click.ClickException(f"model {model_id} has no live version to deploy (no `default` alias)")
     body["requested_by"] = os.environ.get("USER") or "cli"
     accepted = api_send(api, "POST", f"/models/{model_id}/versions/{version_id}:deploy", json=body)
-    if not wait:
-        if as_json:
-            print_json(accepted)
-        else:
-            click.echo(f"deploy request {accepted['request_id']} sent: version {version_id} of {model_id} on "
-                       f"{accepted['service_name']}")
-        return
-    if not as_json:
-        click.echo(f"deploying version {version_id} of {model_id} to {accepted['service_name']} "
-                   f"(request {accepted['request_id']}) …", err=True)
-    outcome = settled_outcome(api, accepted["request_id"], timeout, as_json, action="deploy", success="deployed")
-    if not as_json:
+    outcome = followed(api, accepted, wait=wait, timeout=timeout, as_json=as_json, action="deploy", success="deployed",
+                       sent=f"deploy request {accepted['request_id']} sent: version {version_id} of {model_id} on "
+                            f"{accepted['service_name']}",
+                       progress=f"deploying version {version_id} of {model_id} to {accepted['service_name']} "
+                                f"(request {accepted['request_id']}) …")
+    if outcome is not None and not as_json:
         click.echo(outcome["uri"])
 
 
@@ -125,14 +134,9 @@ def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) ->
     if service_name:
         body["service_name"] = service_name
     accepted = api_send(api, "POST", f"/models/{model_id}:undeploy", json=body)
-    if not wait:
-        if as_json:
-            print_json(accepted)
-        else:
-            click.echo(f"undeploy request {accepted['request_id']} sent for {model_id}")
-        return
-    outcome = settled_outcome(api, accepted["request_id"], timeout, as_json, action="undeploy", success="undeployed")
-    if not as_json:
+    outcome = followed(api, accepted, wait=wait, timeout=timeout, as_json=as_json, action="undeploy",
+                       success="undeployed", sent=f"undeploy request {accepted['request_id']} sent for {model_id}")
+    if outcome is not None and not as_json:
         services = outcome.get("services") or []
         click.echo(f"deleted: {', '.join(services)}" if services else f"{model_id} was not deployed")
 
@@ -154,18 +158,11 @@ def rollback(model_id, to_version, service_name, wait, timeout, api, as_json) ->
     if service_name:
         body["service_name"] = service_name
     accepted = api_send(api, "POST", f"/models/{model_id}:rollback", json=body)
-    if not wait:
-        if as_json:
-            print_json(accepted)
-        else:
-            click.echo(f"rollback request {accepted['request_id']} sent: {accepted['service_name']} from version "
-                       f"{accepted['from_version']} to {accepted['version_id']}")
-        return
-    if not as_json:
-        click.echo(f"rolling {accepted['service_name']} back from version {accepted['from_version']} to "
-                   f"{accepted['version_id']} (request {accepted['request_id']}) …", err=True)
-    outcome = settled_outcome(api, accepted["request_id"], timeout, as_json, action="rollback", success="deployed")
-    if not as_json:
+    move = f"{accepted['service_name']} from version {accepted['from_version']} to {accepted['version_id']}"
+    outcome = followed(api, accepted, wait=wait, timeout=timeout, as_json=as_json, action="rollback",
+                       success="deployed", sent=f"rollback request {accepted['request_id']} sent: {move}",
+                       progress=f"rolling back {move} (request {accepted['request_id']}) …")
+    if outcome is not None and not as_json:
         how = {"traffic": "all traffic back on its revision", "redeploy": "its revision was gone: deployed again"}
         method = (outcome.get("rollback") or {}).get("method")
         click.echo(f"{outcome['service_id']} serves version {outcome['version_id']} again "

@@ -15,9 +15,7 @@ from google.cloud import run_v2
 from registrar.kernel.serving import served_version
 from registrar.registration.upload import model_id_for
 from serving_bundle import ServingBundle, build_serving_bundle
-from test_deploy_flow import artifacts, cloud_run, kpis_are, outcome
-
-from localcloud.demo import pipeline_run_event
+from test_deploy_flow import artifacts, cloud_run, kpis_are, outcome, register_run
 
 pytestmark = pytest.mark.e2e
 
@@ -31,19 +29,6 @@ REVISION_TARGET = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_T
 def bundle(tmp_path_factory) -> ServingBundle:
     return build_serving_bundle(tmp_path_factory.mktemp("bundle") / "built", num_candidates=64, dim=8,
                                 algorithm="scann", top_k=10)
-
-
-def register(stack, run_id: str, run_artifacts: dict[str, str], when: datetime, recall: float) -> str:
-    stack.publish("pipeline-events", pipeline_run_event(
-        run_id, "SUCCEEDED", when, model_name=MODEL_NAME, model_type="retrieval", stage="Pusher",
-        artifacts=run_artifacts, metrics={"recall_at_100": recall}, blessed=True, retrieval_algorithm="scann"))
-    run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}"))
-                     and (r.get("registration") or {}).get("status") == "registered" and r, what=f"{run_id} registered")
-    version_id = run["registration"]["version_id"]
-    eventually(lambda: (m := stack.get(f"/models/{MODEL_ID}"))
-               and any(v["version_id"] == version_id and v["state"] == "live" for v in m["versions"]),
-               what=f"version {version_id} in the registry")
-    return version_id
 
 
 def post(stack, path: str, body: dict) -> dict:
@@ -65,9 +50,10 @@ def history_kinds(stack, kind: str) -> list[dict]:
 def test_deploy_v1_deploy_v2_rollback_serves_v1_again(vertex_stack, tmp_path, bundle):
     stack = vertex_stack
     now = datetime.now(timezone.utc)
-    v1 = register(stack, "e2e-rollback-run-a", artifacts(tmp_path, "e2e-rollback-run-a", bundle), now, 0.41)
-    v2 = register(stack, "e2e-rollback-run-b", artifacts(tmp_path, "e2e-rollback-run-b", bundle),
-                  now + timedelta(seconds=5), 0.45)
+    v1 = register_run(stack, "e2e-rollback-run-a", artifacts(tmp_path, "e2e-rollback-run-a", bundle), now,
+                      model_name=MODEL_NAME, recall=0.41)
+    v2 = register_run(stack, "e2e-rollback-run-b", artifacts(tmp_path, "e2e-rollback-run-b", bundle),
+                      now + timedelta(seconds=5), model_name=MODEL_NAME, recall=0.45)
 
     first = outcome(stack, post(stack, f"/models/{MODEL_ID}/versions/{v1}:deploy", {"preset": "development"})["request_id"])
     assert first["status"] == "deployed", first

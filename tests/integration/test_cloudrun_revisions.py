@@ -12,27 +12,24 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.serving import served_version
-from serving_bundle import ServingBundle, build_serving_bundle
-from test_cloudrun_emulator import MODEL_NAME, PARENT, Emulator, recommend, serving_env, spec
+from test_cloudrun_emulator import (  # noqa: F401 - bundle and emulator are fixtures
+    MODEL_NAME,
+    PARENT,
+    Emulator,
+    bundle,
+    emulator,
+    recommend,
+    serving_env,
+    spec,
+    wait_until,
+)
 
 REVISION_TARGET = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 READY = run_v2.Condition.State.CONDITION_SUCCEEDED
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> ServingBundle:
-    return build_serving_bundle(tmp_path_factory.mktemp("bundle") / "1")
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    running = Emulator(tmp_path_factory.mktemp("cloudrun") / "cloudrun-state.json", serving_env()).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def revisions(emulator) -> run_v2.RevisionsClient:
+def revisions(emulator) -> run_v2.RevisionsClient:  # noqa: F811
     return run_v2.RevisionsClient(transport="rest", client_options={"api_endpoint": emulator.url},
                                   credentials=AnonymousCredentials())
 
@@ -46,7 +43,7 @@ def served_model_version(uri: str) -> str:
     return status["model_version_status"][0]["version"]
 
 
-def test_every_revision_is_kept_and_listed(emulator, revisions, bundle):
+def test_every_revision_is_kept_and_listed(emulator, revisions, bundle):  # noqa: F811
     serving = emulator.serving()
     first = serving.apply_service(spec("recs-kept", bundle.path, version="1"))
     second = serving.apply_service(spec("recs-kept", bundle.path, version="2"))
@@ -62,7 +59,7 @@ def test_every_revision_is_kept_and_listed(emulator, revisions, bundle):
     assert serving.get_revision("no-such-service", "no-such-service-00001-abc") is None
 
 
-def test_all_traffic_goes_back_to_an_earlier_revision_and_a_deploy_takes_it_back(emulator, bundle):
+def test_all_traffic_goes_back_to_an_earlier_revision_and_a_deploy_takes_it_back(emulator, bundle):  # noqa: F811
     serving = emulator.serving()
     first = serving.apply_service(spec("recs-back", bundle.path, version="1"))
     second = serving.apply_service(spec("recs-back", bundle.path, version="2"))
@@ -93,8 +90,8 @@ def test_all_traffic_goes_back_to_an_earlier_revision_and_a_deploy_takes_it_back
     assert served_version(forward) == "2" and served_model_version(forward.uri) == "2"
 
 
-def test_a_revision_serving_traffic_cannot_be_deleted_and_a_deleted_one_cannot_take_it(emulator, revisions,
-                                                                                       bundle):
+def test_a_revision_serving_traffic_cannot_be_deleted_and_a_deleted_one_cannot_take_it(emulator, revisions,  # noqa: F811
+                                                                                       bundle):  # noqa: F811
     serving = emulator.serving()
     first = serving.apply_service(spec("recs-prune", bundle.path, version="1"))
     second = serving.apply_service(spec("recs-prune", bundle.path, version="2"))
@@ -111,7 +108,7 @@ def test_a_revision_serving_traffic_cannot_be_deleted_and_a_deleted_one_cannot_t
     assert serving.get_service("recs-prune").serving_revision == second.latest_ready_revision
 
 
-def test_a_pinned_revision_serves_again_after_the_emulator_restarts(tmp_path, bundle):
+def test_a_pinned_revision_serves_again_after_the_emulator_restarts(tmp_path, bundle):  # noqa: F811
     state_path = tmp_path / "cloudrun-state.json"
     first = Emulator(state_path, serving_env()).start()
     try:
@@ -127,16 +124,10 @@ def test_a_pinned_revision_serves_again_after_the_emulator_restarts(tmp_path, bu
     try:
         client = second.client()
         name = f"{PARENT}/services/recs-pinned"
-        deadline_ok = _settles(client, name)
-        assert deadline_ok, "the restarted service never settled"
+        assert wait_until(lambda: not client.get_service(name=name).reconciling, timeout=240), \
+            "the restarted service never settled"
         after = second.serving().get_service("recs-pinned")
         assert after.ready and after.pinned and after.serving_revision == one.latest_ready_revision
         assert served_model_version(after.uri) == "1"
     finally:
         second.stop()
-
-
-def _settles(client: run_v2.ServicesClient, name: str) -> bool:
-    from test_cloudrun_emulator import wait_until
-
-    return wait_until(lambda: not client.get_service(name=name).reconciling, timeout=240)

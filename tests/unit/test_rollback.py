@@ -21,7 +21,15 @@ from registrar.kernel.messages import Message
 from registrar.kernel.serving import served_version
 from registrar.messaging.bus import Route
 from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE
-from test_deployment import MODEL, Deployments, InstanceDied, _apply, deploy_payload, undeploy_payload
+from test_deployment import (
+    MODEL,
+    Deployments,
+    InstanceDied,
+    _apply,
+    deploy_payload,
+    die_before,
+    undeploy_payload,
+)
 
 SERVICE = "recs-retrieval-serving"
 
@@ -186,16 +194,7 @@ def test_a_redelivered_rollback_is_applied_once(world):
 def test_a_crash_between_the_switch_and_the_record_converges_on_redelivery(world):
     world.deploy("1", 50)
     world.deploy("2", 60)
-    original = world.services.bus.handle
-    died = []
-
-    def die_before_recording(cmd, **kw):
-        if isinstance(cmd, RecordRollback) and not died:
-            died.append(cmd)
-            raise InstanceDied()
-        return original(cmd, **kw)
-
-    world.services.bus.handle = die_before_recording
+    die_before(world, RecordRollback)
     with pytest.raises(InstanceDied):
         world.deliver(rollback_payload(), message_id="m-1")
     assert world.store.get("deployments/req-rollback-1")["status"] == "requested" and world.state.pinned

@@ -3,13 +3,11 @@ history and outbound events a rollback writes validate against their schemas."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from registrar.kernel.http import jsonable
 from test_api_description import _agree
-from test_contract import DOCUMENT_SCHEMAS, _errors, _openapi, _response_schema, _validator, registry  # noqa: F401
+from test_contract import _errors, _openapi, _response_schema, _validator, registry  # noqa: F401
 from test_deployment import MODEL
+from test_deployment_contract import answer_errors, document_errors
 from test_rollback import Releases, rollback_payload
 
 
@@ -53,11 +51,7 @@ REQUESTS = [
 
 @pytest.mark.parametrize(("method", "url", "body", "status"), REQUESTS, ids=[f"{m} {u} {s}" for m, u, _, s in REQUESTS])
 def test_rollback_answers_validate_against_openapi(world, registry, method, url, body, status):  # noqa: F811
-    client = world.api()
-    response = client.open(url, method=method, json=body) if body is not None else client.open(url, method=method)
-    assert response.status_code == status, response.get_data(as_text=True)
-    schema = _response_schema(_openapi(), method, url, status, client.application)
-    assert _errors(_validator(schema, registry), response.get_json()) == []
+    assert answer_errors(world, registry, method, url, body, status) == []
 
 
 def test_an_accepted_rollback_validates_against_openapi(registry):  # noqa: F811
@@ -97,14 +91,8 @@ def test_rollback_bodies(registry, body):  # noqa: F811
 
 
 def test_rollback_documents_validate_against_their_schemas(world, registry):  # noqa: F811
-    checked = set()
-    for path, doc in sorted(world.store.docs.items()):
-        name = next((n for pattern, n in DOCUMENT_SCHEMAS if re.match(pattern, path)), None)
-        if name is None:
-            continue
-        validator = _validator({"$ref": f"https://registrar.dev/schemas/documents/{name}.v1.json"}, registry)
-        assert _errors(validator, jsonable(doc)) == [], path
-        checked.add(path)
+    failures, checked = document_errors(world.store, registry)
+    assert failures == {}
     assert {"endpoints/recs-retrieval-serving", "deployments/req-rollback-2", "deployments/req-rollback-4"} <= checked
 
 

@@ -62,6 +62,16 @@ def _refuse(services, request: Mapping[str, Any], reason: str, kind: str) -> Non
         model_id=request["model_id"], kind=kind)
 
 
+def _undeployed_since(services, request: Mapping[str, Any], endpoint: Mapping[str, Any]) -> bool:
+    """An undeploy asked for after this request wins: the request is refused as superseded (True)."""
+    undeploy_at = endpoint.get("undeploy_requested_at")
+    if undeploy_at is None or undeploy_at <= request["requested_at"]:
+        return False
+    _refuse(services, request, f"superseded: an undeploy of model {request['model_id']} was requested after this "
+                               f"{request['action']}", "superseded")
+    return True
+
+
 def carry_out_deployment(services, request_id: str) -> None:
     """Runs on every delivery (a duplicate too) until the request has an outcome; each step is idempotent."""
     request = services.store.get(request_path(request_id))
@@ -69,10 +79,7 @@ def carry_out_deployment(services, request_id: str) -> None:
         return
     model_id, version_id, service_id = request["model_id"], request["version_id"], request["service_id"]
     endpoint = services.store.get(endpoint_path(service_id)) or {}
-    undeploy_at = endpoint.get("undeploy_requested_at")
-    if undeploy_at is not None and undeploy_at > request["requested_at"]:
-        _refuse(services, request, f"superseded: an undeploy of model {model_id} was requested after this deploy",
-                "superseded")
+    if _undeployed_since(services, request, endpoint):
         return
     try:
         info = verify_version_exists(services, model_id, version_id)
@@ -131,10 +138,7 @@ def carry_out_rollback(services, request_id: str) -> None:
     model_id, version_id, service_id = request["model_id"], request["version_id"], request["service_id"]
     plan = request["rollback"]
     endpoint = services.store.get(endpoint_path(service_id)) or {}
-    undeploy_at = endpoint.get("undeploy_requested_at")
-    if undeploy_at is not None and undeploy_at > request["requested_at"]:
-        _refuse(services, request, f"superseded: an undeploy of model {model_id} was requested after this rollback",
-                "superseded")
+    if _undeployed_since(services, request, endpoint):
         return
     releases = endpoint.get("releases") or []
     current = release_history.serving(releases)
