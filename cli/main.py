@@ -367,10 +367,14 @@ def _register_extra_commands() -> None:
     from registrar_cli.schedules import schedules
 
     cli.add_command(schedules)
-    from registrar_cli.deploy import deploy, endpoints, undeploy
+    from registrar_cli.compare import compare
+
+    cli.add_command(compare)
+    from registrar_cli.deploy import deploy, endpoints, rollback, undeploy
 
     cli.add_command(deploy)
     cli.add_command(undeploy)
+    cli.add_command(rollback)
     cli.add_command(endpoints)
 
 

@@ -53,7 +53,8 @@ def on_model_audit_event(cloud_event: CloudEvent) -> Outcome | None:
 
 @functions_framework.cloud_event
 def on_deploy_request(cloud_event: CloudEvent) -> Outcome | None:
-    """deploy-requests: `deploy` / `undeploy` a version on Cloud Run, `register` (retry a run's registration)."""
+    """deploy-requests: `deploy` / `undeploy` / `rollback` a version on Cloud Run, `register` (retry a run's
+    registration)."""
     return _consume("on_deploy_request", cloud_event)
 
 

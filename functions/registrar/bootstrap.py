@@ -21,12 +21,14 @@ from registrar.deployments import follow_ups as deploy_follow_ups
 from registrar.deployments import handlers as deployments
 from registrar.deployments.commands import (
     RecordDeployment,
+    RecordRollback,
     RecordUndeployment,
     RefuseDeployment,
     RequestDeployment,
+    RequestRollback,
     RequestUndeployment,
 )
-from registrar.deployments.decode import decode_deploy, decode_undeploy
+from registrar.deployments.decode import decode_deploy, decode_rollback, decode_undeploy
 from registrar.kernel import schemas
 from registrar.kernel.changes import Context
 from registrar.kernel.clock import utcnow
@@ -84,6 +86,7 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
     "on_deploy_request": EntryPoint("deploy-requests", by_action("events/deploy-request.v1.json", {
         "deploy": decode_deploy,
         "undeploy": decode_undeploy,
+        "rollback": decode_rollback,
         "register": decode_register_request,
     })),
     "on_schedule_tick": EntryPoint("schedule-ticks", decode_schedule_tick),
@@ -112,6 +115,10 @@ ROUTES: dict[type, Route] = {
     RecordDeployment: Route(deployments.record_deployment),
     RecordUndeployment: Route(deployments.record_undeployment),
     RefuseDeployment: Route(deployments.refuse_deployment),
+    # A rollback's follow-up also moves back the aliases that came with the releases it undid: the mover is its
+    # `revert_alias_moves` (deploy_follow_ups.AliasReverter); none are recorded yet.
+    RequestRollback: Route(deployments.request_rollback, deploy_follow_ups.rollback),
+    RecordRollback: Route(deployments.record_rollback),
     # schedules: retraining on a rhythm (their changes are also kept in the schedule's history)
     CreateSchedule: Route(schedules.create_schedule, history_of=_SCHEDULE_HISTORY),
     UpdateScheduleTiming: Route(schedules.update_schedule_timing, history_of=_SCHEDULE_HISTORY),

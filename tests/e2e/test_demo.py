@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
+from registrar_cli.main import cli
 
 from localcloud import demo
 
@@ -42,3 +44,16 @@ def test_demo_story_leaves_the_expected_registry(vertex_stack, capsys):
 
     printed = capsys.readouterr().out
     assert model_id in printed and "quarantine" in printed
+
+    # `registrar compare` prints the two versions side by side: version 1 (deleted; its metrics from its run)
+    # against version 2 (uploaded by another team, without metrics).
+    compared = CliRunner().invoke(cli, ["compare", model_id, "1", "2", "--api", vertex_stack.api],
+                                  catch_exceptions=False)
+    assert compared.exit_code == 0, compared.output
+    lines = compared.stdout.splitlines()
+    assert f"{model_id}: version 1 vs 2 (retrieval)" in compared.stdout
+    recall = next(line for line in lines if "recall_at_100" in line)
+    assert "0.412" in recall
+    assert any(line.split("│")[1].strip() == "state" and "deleted" in line and "live" in line for line in lines
+               if "│" in line)
+    assert any("training run" in line and run_id in line for line in lines)

@@ -40,14 +40,15 @@ def artifacts(tmp_path, run_id: str, bundle: ServingBundle) -> dict[str, str]:
             "serving_bundle_uri": f"{base}/pushed_model_serving_bundle/{VERSION_DIR}/"}
 
 
-def register_run(stack, run_id: str, run_artifacts: dict[str, str], when: datetime) -> str:
+def register_run(stack, run_id: str, run_artifacts: dict[str, str], when: datetime, *,
+                 model_name: str = MODEL_NAME, recall: float = 0.5) -> str:
     stack.publish("pipeline-events", pipeline_run_event(
-        run_id, "SUCCEEDED", when, model_name=MODEL_NAME, model_type="retrieval", stage="Pusher",
-        artifacts=run_artifacts, metrics={"recall_at_100": 0.5}, blessed=True, retrieval_algorithm="scann"))
+        run_id, "SUCCEEDED", when, model_name=model_name, model_type="retrieval", stage="Pusher",
+        artifacts=run_artifacts, metrics={"recall_at_100": recall}, blessed=True, retrieval_algorithm="scann"))
     run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}"))
                      and (r.get("registration") or {}).get("status") == "registered" and r, what=f"{run_id} registered")
     version_id = run["registration"]["version_id"]
-    eventually(lambda: (m := stack.get(f"/models/{model_id_for(MODEL_NAME)}"))
+    eventually(lambda: (m := stack.get(f"/models/{model_id_for(model_name)}"))
                and any(v["version_id"] == version_id and v["state"] == "live" for v in m["versions"]),
                what=f"version {version_id} in the registry")
     return version_id

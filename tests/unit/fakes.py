@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 
-from registrar.kernel.errors import TransientError
+from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.ports import (
     ChangeLog,
     EventPublisher,
     ModelRegistry,
     ModelVersionInfo,
+    RevisionState,
     SchedulerJob,
     SchedulerJobs,
     ServiceSpec,
@@ -98,12 +100,17 @@ class FakeModelRegistry(ModelRegistry):
 
 class FakeServingPlatform(ServingPlatform):
     """Cloud Run services in memory. `apply_service` is idempotent like the adapter: the same spec leaves the
-    service on the same revision; a changed spec makes a new one. `down` makes every call raise TransientError."""
+    service on the same revision; a changed spec makes a new one, which takes the traffic. `route_all_traffic` pins
+    the traffic to an existing revision as Cloud Run does: the template (image, env) stays the latest revision's,
+    the labels move. Every revision is kept (`revisions`) until a test deletes it. `down` makes every call raise
+    TransientError."""
 
     def __init__(self, *, ready: bool = True) -> None:
         self.services: dict[str, ServiceState] = {}
         self.specs: dict[str, ServiceSpec] = {}
+        self.revisions: dict[str, dict[str, RevisionState]] = {}
         self.applies: list[ServiceSpec] = []
+        self.routes: list[tuple[str, str]] = []
         self.deletes: list[str] = []
         self.list_calls = 0
         self.ready = ready
@@ -126,14 +133,23 @@ class FakeServingPlatform(ServingPlatform):
         self._check()
         self.applies.append(spec)
         current = self.services.get(spec.service_id)
-        if current is not None and self.specs.get(spec.service_id) == spec:
+        if current is not None and self.specs.get(spec.service_id) == spec and not current.pinned:
             return current
         generation = (current.generation if current else 0) + 1
+        if current is not None and self.specs.get(spec.service_id) == spec:  # unpinned: back to the latest
+            state = dataclasses.replace(current, labels=dict(spec.labels), generation=generation, pinned=False,
+                                        serving_revision=current.latest_ready_revision)
+            self.services[spec.service_id] = state
+            return state
+        revision = f"{spec.service_id}-{generation:05d}"
+        self.revisions.setdefault(spec.service_id, {})[revision] = RevisionState(
+            spec.service_id, revision, self.ready, dict(spec.env), spec.image)
+        serving = revision if self.ready else (current.serving_revision if current else "")
         state = ServiceState(
             service_id=spec.service_id, uri=f"https://{spec.service_id}-abc123-uc.a.run.app", ready=self.ready,
             image=spec.image, env=dict(spec.env), labels=dict(spec.labels), generation=generation,
-            latest_ready_revision=f"{spec.service_id}-{generation:05d}" if self.ready else "",
-            message="" if self.ready else "Revision failed: container did not start",
+            latest_ready_revision=revision if self.ready else (current.latest_ready_revision if current else ""),
+            message="" if self.ready else "Revision failed: container did not start", serving_revision=serving,
             min_instances=spec.min_instances, max_instances=spec.max_instances, memory=spec.memory, cpu=spec.cpu,
             concurrency=spec.concurrency, timeout_seconds=spec.timeout_seconds)
         self.services[spec.service_id] = state
@@ -144,8 +160,29 @@ class FakeServingPlatform(ServingPlatform):
         self._check()
         self.deletes.append(service_id)
         self.specs.pop(service_id, None)
+        self.revisions.pop(service_id, None)
         return self.services.pop(service_id, None) is not None
 
+    def get_revision(self, service_id: str, revision: str) -> RevisionState | None:
+        self._check()
+        return self.revisions.get(service_id, {}).get(revision)
+
+    def route_all_traffic(self, service_id: str, revision: str, labels: Mapping[str, str]) -> ServiceState | None:
+        self._check()
+        current = self.services.get(service_id)
+        if current is None:
+            return None
+        wanted = {**current.labels, **labels}
+        if current.pinned and current.serving_revision == revision and current.labels == wanted:
+            return current
+        if revision not in self.revisions.get(service_id, {}):
+            raise PermanentError(f"Cloud Run refused routing {service_id}: revision {revision} does not exist",
+                                 kind="invalid")
+        self.routes.append((service_id, revision))
+        state = dataclasses.replace(current, labels=wanted, generation=current.generation + 1, pinned=True,
+                                    serving_revision=revision, ready=True, message="")
+        self.services[service_id] = state
+        return state
 
 class FakeScheduler(SchedulerJobs):
     """Cloud Scheduler jobs in memory; `fail_next` makes the next calls raise TransientError."""

@@ -283,17 +283,23 @@ class InstanceDied(BaseException):
     """The function instance is gone mid-invocation: nothing after this point runs."""
 
 
-def test_crash_between_apply_and_record_converges_on_redelivery(world):
+def die_before(world, command_type: type) -> None:
+    """The first `command_type` the bus is given from now on dies with the instance (InstanceDied), before its
+    transaction; the next ones go through."""
     original = world.services.bus.handle
     died = []
 
-    def die_before_recording(cmd, **kw):
-        if isinstance(cmd, RecordDeployment) and not died:
+    def handle(cmd, **kw):
+        if isinstance(cmd, command_type) and not died:
             died.append(cmd)
             raise InstanceDied()
         return original(cmd, **kw)
 
-    world.services.bus.handle = die_before_recording
+    world.services.bus.handle = handle
+
+
+def test_crash_between_apply_and_record_converges_on_redelivery(world):
+    die_before(world, RecordDeployment)
     with pytest.raises(InstanceDied):
         world.deliver(deploy_payload(), message_id="m-1")
     assert world.request(deploy_payload())["status"] == "requested"

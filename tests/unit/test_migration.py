@@ -92,6 +92,10 @@ def comparable(url: str, body):
                              or k in (*TOMBSTONE_FIELDS, "aliases")} for version in body["versions"]]
     if url.startswith("/training-runs/") and isinstance(body, dict):
         body.pop("calendar_at", None)
+    if url.endswith("/endpoints") and isinstance(body, dict):
+        for endpoint in body.get("endpoints") or []:
+            endpoint.pop("releases", None)  # kept since releases can be rolled back
+            (endpoint.get("serving") or {}).pop("pinned", None)
     return body
 
 

@@ -13,7 +13,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from registrar.api import audit, deployments, models, schedules
+from registrar.api import audit, compare, deployments, models, schedules
 from registrar.api.context import Api
 from registrar.kernel.http import BadParameter, error
 from registrar.kernel.serving import CachedServing
@@ -74,4 +74,5 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
     deployments.register(app, api)
     schedules.register(app, api)
     audit.register(app, api)
+    compare.register(app, api)
     return app

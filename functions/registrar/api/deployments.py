@@ -1,8 +1,9 @@
 """Routes of deployments.
 
-Deploy and undeploy are requests: validated here (400 naming the field, 404 for what the registry does not know,
-409 for another model's service), published to `deploy-requests` through the bus's publisher, and answered 202
-with a request id; `on_deploy_request` carries them out and records the outcome at `GET /deployments/{id}`.
+Deploy, undeploy and rollback are requests: validated here (400 naming the field, 404 for what the registry does not
+know, 409 for another model's service or nothing to roll back), published to `deploy-requests` through the bus's
+publisher, and answered 202 with a request id; `on_deploy_request` carries them out and records the outcome at
+`GET /deployments/{id}`.
 Whether a model is deployed is read from Cloud Run (cached briefly per API instance); `unknown` when Cloud Run
 cannot be asked.
 """
@@ -17,6 +18,7 @@ from flask import jsonify
 
 from registrar.api.context import Api
 from registrar.deployments import queries as deployments
+from registrar.deployments import release_history
 from registrar.deployments.naming import service_name_for, validate_service_name
 from registrar.deployments.settings import (
     CPU_CHOICES,
@@ -59,6 +61,30 @@ def register(app, api: Api) -> None:
             api.serving.invalidate()
         return None
 
+    def service_named(body: dict[str, Any], model_id: str) -> str:
+        """The service a request names, else the model's own."""
+        try:
+            return (validate_service_name(body["service_name"]) if "service_name" in body
+                    else service_name_for(model_id))
+        except InvalidSetting as exc:
+            raise BadParameter(exc.field, exc.message) from None
+
+    def unknown(model: dict[str, Any] | None, model_id: str, version_id: str | None):
+        """The 404 for a model, or a version of it, the registry does not know; None if it knows them."""
+        if model is None:
+            return error(404, f"model {model_id!r} is not in the registry")
+        if version_id is not None and version_id not in (model.get("versions") or {}):
+            return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
+        return None
+
+    def owned_by_another_model(service: str, model_id: str):
+        """The 409 for a live service of another model, or None."""
+        endpoint = api.store().get(endpoint_path(service))
+        if endpoint and endpoint.get("model_id") != model_id and endpoint.get("status") != "deleted":
+            return error(409, f"Cloud Run service {service!r} belongs to model {endpoint.get('model_id')!r}; a model "
+                              "can update only its own services")
+        return None
+
     def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, str]:
         unknown = sorted(set(body) - set(allowed))
         if unknown:
@@ -81,21 +107,15 @@ def register(app, api: Api) -> None:
             body, ("preset", *OVERRIDES, "service_name", "request_id", "requested_by"))
         try:
             settings = resolve_settings(body.get("preset"), deploy_overrides(body))
-            service = (validate_service_name(body["service_name"]) if "service_name" in body
-                       else service_name_for(model_id))
         except InvalidSetting as exc:
             raise BadParameter(exc.field, exc.message) from None
-        model = registered_model(api.store(), model_id)
-        if model is None:
-            return error(404, f"model {model_id!r} is not in the registry")
+        service = service_named(body, model_id)
         # Any version the registry knows goes on to the precondition, which asks Vertex AI (a deleted one is refused
         # there with the reason, and the refusal is recorded on the request).
-        if version_id not in (model.get("versions") or {}):
-            return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
-        endpoint = api.store().get(endpoint_path(service))
-        if endpoint and endpoint.get("model_id") != model_id and endpoint.get("status") != "deleted":
-            return error(409, f"Cloud Run service {service!r} belongs to model {endpoint.get('model_id')!r}; a model "
-                              "can update only its own services")
+        refused = (unknown(registered_model(api.store(), model_id), model_id, version_id)
+                   or owned_by_another_model(service, model_id))
+        if refused is not None:
+            return refused
         overrides = {k: v for k, v in settings.to_doc().items() if k != "preset"}
         payload = {
             "schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "deploy", "model_id": model_id,
@@ -141,6 +161,43 @@ def register(app, api: Api) -> None:
             return failed
         response = jsonify({"request_id": request_id, "action": "undeploy", "status": "requested",
                             "model_id": model_id, "version_id": version, "service_name": service,
+                            "status_url": f"/deployments/{request_id}"})
+        response.status_code = 202
+        return response
+
+    @app.post("/models/<model_id>:rollback")
+    def rollback_model(model_id: str):
+        known_params()
+        check_id("model_id", model_id)
+        body = without_nulls(json_body())
+        request_id, requested_by = request_fields(body, ("to_version", "service_name", "request_id"))
+        to_version = body.get("to_version")
+        if to_version is not None:
+            check_id("to_version", to_version)
+        service = service_named(body, model_id)
+        refused = (unknown(registered_model(api.store(), model_id), model_id, to_version)
+                   or owned_by_another_model(service, model_id))
+        if refused is not None:
+            return refused
+        endpoint = api.store().get(endpoint_path(service))
+        if not endpoint or endpoint.get("model_id") != model_id or endpoint.get("status") == "deleted":
+            return error(409, f"model {model_id} is not deployed on Cloud Run service {service!r}: nothing to roll "
+                              "back")
+        try:
+            plan = release_history.plan_rollback(endpoint.get("releases") or [], to_version)
+        except release_history.NothingToRollBack as exc:
+            return error(409, f"nothing to roll back on Cloud Run service {service!r}: {exc}")
+        payload = {"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "rollback",
+                   "model_id": model_id, "service_name": service, "requested_at": utcnow().isoformat(),
+                   "requested_by": requested_by}
+        if to_version:
+            payload["version_id"] = to_version
+        failed = publish(payload)
+        if failed is not None:
+            return failed
+        response = jsonify({"request_id": request_id, "action": "rollback", "status": "requested",
+                            "model_id": model_id, "service_name": service,
+                            "from_version": plan.current["version_id"], "version_id": plan.target["version_id"],
                             "status_url": f"/deployments/{request_id}"})
         response.status_code = 202
         return response

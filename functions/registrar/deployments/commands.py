@@ -1,4 +1,4 @@
-"""Commands of deployments: a request to deploy or undeploy, and what Cloud Run answered."""
+"""Commands of deployments: a request to deploy, undeploy or roll back, and what Cloud Run answered."""
 
 from __future__ import annotations
 
@@ -110,6 +110,56 @@ class RefuseDeployment(Command):
     @property
     def idempotency_key(self) -> str:
         return f"refusal:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRollback(Command):
+    """Someone asked a service to go back to the release before the serving one (of `to_version`, if named)."""
+
+    request_id: str
+    model_id: str
+    service_id: str
+    requested_at: datetime
+    to_version: str | None = None
+    requested_by: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"rollback-request:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return request_path(self.request_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordRollback(Command):
+    """Cloud Run answered a rollback: all traffic on the target release's revision (`method` "traffic"), or its
+    version deployed again because that revision was gone ("redeploy")."""
+
+    request_id: str
+    model_id: str
+    version_id: str
+    service_id: str
+    target_release: str
+    method: str
+    uri: str | None
+    revision: str
+    generation: int
+    ready: bool
+    settings: Mapping[str, Any]
+    image: str
+    occurred_at: datetime
+    requested_by: str = ""
+    message: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"rollback:{self.request_id}"
 
     @property
     def aggregate(self) -> str:

@@ -21,10 +21,11 @@ def deploy_request(store: DocumentStore, request_id: str) -> dict[str, Any] | No
 
 
 def endpoint_view(endpoint: Mapping[str, Any], snapshot: ServingSnapshot | None) -> dict[str, Any]:
-    """An endpoint document with what Cloud Run says about its service now (`serving`)."""
+    """An endpoint document with its releases, and what Cloud Run says about its service now (`serving`)."""
     view = {k: endpoint.get(k) for k in ("service_id", "model_id", "version_id", "status", "uri", "revision",
                                          "settings", "image", "deployed_at", "deployed_by", "request_id",
                                          "created_at", "deleted_at")}
+    view["releases"] = [dict(r) for r in endpoint.get("releases") or []]
     if snapshot is None:
         view["serving"] = {"status": "unknown" if endpoint.get("status") != "deleted" else "absent"}
     elif not snapshot.known:
@@ -35,6 +36,7 @@ def endpoint_view(endpoint: Mapping[str, Any], snapshot: ServingSnapshot | None)
             view["serving"] = {"status": "absent"}
         else:
             view["serving"] = {"status": "ready" if state.ready else "not_ready", "uri": state.uri,
-                               "version_id": served_version(state), "revision": state.latest_ready_revision,
-                               "message": state.message}
+                               "version_id": served_version(state),
+                               "revision": state.serving_revision or state.latest_ready_revision,
+                               "pinned": state.pinned, "message": state.message}
     return view

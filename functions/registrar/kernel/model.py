@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from datetime import datetime, timezone
 from typing import Any
 
+from registrar.kernel import metrics
+
 LIVE = "live"
 DELETED = "deleted"
 # Known only from a fact that arrived before its upload (a label update); never live, never counted.
@@ -20,9 +22,6 @@ ANNOUNCED = "announced"
 DEFAULT_ALIAS = "default"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ALIAS_RE = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
-
-# Metrics where a higher value is better; everything else (rmse, mae, loss) is lower-is-better.
-HIGHER_IS_BETTER_PREFIXES = ("recall", "precision", "ndcg", "auc", "accuracy", "map")
 
 
 def is_valid_alias(alias: str) -> bool:
@@ -256,7 +255,8 @@ def best_metric(metrics: Mapping[str, float]) -> tuple[str, float] | None:
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric.lower().startswith(HIGHER_IS_BETTER_PREFIXES) or "top_" in metric
+    """Ranking's reading of the metric table: a metric not known to be higher-is-better ranks lower-is-better."""
+    return metrics.direction(metric) == metrics.HIGHER
 
 
 def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:

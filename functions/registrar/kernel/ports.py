@@ -222,6 +222,24 @@ class ServiceState:
     cpu: str = ""
     concurrency: int | None = None
     timeout_seconds: int | None = None
+    # The revision all traffic goes to ("" when split or unknown), and whether the service's traffic names a
+    # revision (a rollback) instead of following the latest ready one. A pinned service's template (image, env)
+    # is the latest revision's, not the serving one's: its labels say which version serves.
+    serving_revision: str = ""
+    pinned: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionState:
+    """One revision of a Cloud Run service as Cloud Run reports it: immutable, kept until deleted."""
+
+    service_id: str
+    revision: str  # the short name, e.g. recs-serving-00002-abc
+    ready: bool
+    env: Mapping[str, str]
+    image: str = ""
+    create_time: datetime | None = None
+    message: str = ""
 
 
 class ServingPlatform(abc.ABC):
@@ -243,6 +261,15 @@ class ServingPlatform(abc.ABC):
     @abc.abstractmethod
     def delete_service(self, service_id: str) -> bool:
         """Delete and wait; False if there was no such service."""
+
+    @abc.abstractmethod
+    def get_revision(self, service_id: str, revision: str) -> RevisionState | None:
+        """A revision of the service; None if it (or the service) no longer exists."""
+
+    @abc.abstractmethod
+    def route_all_traffic(self, service_id: str, revision: str, labels: Mapping[str, str]) -> ServiceState | None:
+        """Send all of the service's traffic to an existing revision (no new revision, no image pulled), with
+        `labels` merged into the service's; wait for it; idempotent. None if the service does not exist."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

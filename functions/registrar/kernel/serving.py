@@ -45,6 +45,10 @@ def is_owned_by(state: ServiceState, model_id: str) -> bool:
 
 
 def served_version(state: ServiceState) -> str | None:
+    """The version a service serves. The template's env names the latest revision's version; when traffic is
+    pinned to an older revision (a rollback), the version label, which the rollback moved with the traffic."""
+    if state.pinned:
+        return state.labels.get(VERSION_LABEL) or None
     return state.env.get("MODEL_VERSION") or state.labels.get(VERSION_LABEL)
 
 

@@ -101,14 +101,21 @@ def serving_discrepancies(
 
 def settings_differences(endpoint: Mapping[str, Any], state: ServiceState) -> list[tuple[str, Any, Any]]:
     """(field, recorded, Cloud Run's) for scaling, memory, CPU and image; a value Cloud Run does not report is not
-    compared."""
-    settings = dict(endpoint.get("settings") or {})
+    compared. Cloud Run reports the template of the latest revision: after a rollback by traffic (the service
+    `pinned` to an earlier revision) that is the release the rollback undid, so it is compared with that release."""
+    recorded = endpoint
+    if state.pinned:
+        recorded = next((r for r in reversed(endpoint.get("releases") or [])
+                         if r.get("revision") == state.latest_ready_revision), None)
+        if recorded is None:
+            return []
+    settings = dict(recorded.get("settings") or {})
     pairs = [
         ("min_instances", settings.get("min_instances"), state.min_instances, None),
         ("max_instances", settings.get("max_instances"), state.max_instances, None),
         ("memory", settings.get("memory"), state.memory, memory_bytes),
         ("cpu", settings.get("cpu"), state.cpu, cpu_millis),
-        ("image", endpoint.get("image"), state.image, None),
+        ("image", recorded.get("image"), state.image, None),
     ]
     found = []
     for field, recorded, actual, normal in pairs:
