@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from registrar.kernel.clock import utcnow
 from registrar.kernel.serving import CachedServing, SnapshotProvider
 from registrar.kernel.store import DocumentStore
 
@@ -25,6 +27,10 @@ class Api:
         if self.services_factory is None:
             raise RuntimeError("this API has no write side configured")
         return self.services_factory()
+
+    def now(self) -> datetime:
+        """The services' clock (tests freeze it); the wall clock on an API without a write side."""
+        return self.services().now() if self.services_factory is not None else utcnow()
 
     @property
     def snapshot(self) -> SnapshotProvider | None:
