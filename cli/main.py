@@ -372,6 +372,9 @@ def _register_extra_commands() -> None:
     cli.add_command(deploy)
     cli.add_command(undeploy)
     cli.add_command(endpoints)
+    from registrar_cli.predict import predict
+
+    cli.add_command(predict)
 
 
 _register_extra_commands()

@@ -34,6 +34,7 @@ from registrar.kernel.ports import (
     ArtifactStore,
     EventPublisher,
     ModelRegistry,
+    ModelServer,
     PipelineRunner,
     SchedulerJobs,
     ServingPlatform,
@@ -138,6 +139,7 @@ class Services:
     serving_factory: Callable[[], ServingPlatform] | None = None
     scheduler_factory: Callable[[], SchedulerJobs] | None = None
     runner_factory: Callable[[], PipelineRunner] | None = None
+    model_server_factory: Callable[[], ModelServer] | None = None
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -159,6 +161,10 @@ class Services:
     def runner(self) -> PipelineRunner:
         return self._lazy("runner", self.runner_factory)
 
+    @property
+    def model_server(self) -> ModelServer:
+        return self._lazy("model server", self.model_server_factory)
+
 
 def bootstrap(
     *,
@@ -171,6 +177,7 @@ def bootstrap(
     serving: ServingPlatform | Callable[[], ServingPlatform] | None = None,
     scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
+    model_server: ModelServer | Callable[[], ModelServer] | None = None,
     routes: Mapping[type, Route] = ROUTES,
     **bus_options: Any,
 ) -> Services:
@@ -198,7 +205,8 @@ def bootstrap(
     services = Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts, config=config,
                         serving_factory=_factory(serving, lambda: _serving(config)),
                         scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
-                        runner_factory=_factory(runner, lambda: _runner(config)))
+                        runner_factory=_factory(runner, lambda: _runner(config)),
+                        model_server_factory=_factory(model_server, lambda: _model_server(config)))
     bus.services = services
     return services
 
@@ -207,7 +215,7 @@ def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
     """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
         return from_config
-    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner)):
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ModelServer)):
         return lambda: given
     return given
 
@@ -245,6 +253,13 @@ def _runner(config: Config) -> PipelineRunner:
     return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
                                          artifacts_root=settings.events_artifacts_root
                                          or (str(runs_dir / "events") if runs_dir else None))
+
+
+def _model_server(config: Config) -> ModelServer:
+    from registrar.adapters.model_server import HttpModelServer, google_id_token
+
+    # The local Cloud Run serves without authentication; Google's serves only callers with an ID token.
+    return HttpModelServer(id_token=None if config.cloud_run_endpoint else google_id_token)
 
 
 def _registry(config: Config) -> ModelRegistry:

@@ -21,6 +21,9 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
     "GET /schedules": {"page_token"},
     # min_instances <= max_instances when both are given
     "POST /models/{model_id}/versions/{version_id}:deploy": {"min_instances"},
+    # the instances must carry the features the served model's signature expects
+    "POST /models/{model_id}/versions/{version_id}:predict": {"instances"},
+    "POST /models/{model_id}:predict": {"instances"},
     # a once datetime in the future; the source run must exist, carry a config and name a model
     "POST /schedules": {"scheduled_datetime", "source_training_run_id", "model_name"},
     # the timing after the edit, counting the stored schedule's fields, must be complete (and a once in the future)

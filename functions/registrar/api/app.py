@@ -13,7 +13,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from registrar.api import audit, deployments, models, schedules
+from registrar.api import audit, deployments, models, predictions, schedules
 from registrar.api.context import Api
 from registrar.kernel.http import BadParameter, error
 from registrar.kernel.serving import CachedServing
@@ -72,6 +72,7 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
 
     models.register(app, api)
     deployments.register(app, api)
+    predictions.register(app, api)
     schedules.register(app, api)
     audit.register(app, api)
     return app
