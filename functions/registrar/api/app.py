@@ -15,6 +15,7 @@ from werkzeug.routing import BaseConverter
 
 from registrar.api import audit, deployments, models, predictions, schedules
 from registrar.api.context import Api
+from registrar.console import register as register_console
 from registrar.kernel.http import BadParameter, error
 from registrar.kernel.serving import CachedServing
 from registrar.kernel.store import DocumentStore
@@ -75,4 +76,5 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
     predictions.register(app, api)
     schedules.register(app, api)
     audit.register(app, api)
+    register_console(app, api)  # the operator console's pages, and the headers and forgery guard of every answer
     return app

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from registrar.kernel.clock import utcnow
-from registrar.kernel.serving import CachedServing, SnapshotProvider
+from registrar.kernel.serving import CachedServing, ServingSnapshot, SnapshotProvider
 from registrar.kernel.store import DocumentStore
 
 
@@ -36,3 +36,11 @@ class Api:
     def snapshot(self) -> SnapshotProvider | None:
         """Cloud Run's answer for deployment status; None without a serving platform (the stored view)."""
         return self.serving.snapshot if self.serving is not None else None
+
+    def serving_now(self) -> ServingSnapshot | None:
+        """Cloud Run's (cached) answer now; None without a serving platform."""
+        return self.serving.snapshot() if self.serving is not None else None
+
+    def config(self):
+        """The instance's configuration; None on an API without a write side."""
+        return self.services().config if self.services_factory is not None else None

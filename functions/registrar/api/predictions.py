@@ -43,7 +43,7 @@ def register(app, api: Api) -> None:
         doc = registered_model(api.store(), model_id)
         if doc is None:
             raise NotRegistered(model_id)
-        return served_model(doc, api.snapshot() if api.snapshot else None, version_id)
+        return served_model(doc, api.serving_now(), version_id)
 
     def predict(model_id: str, version_id: str | None):
         known_params()
