@@ -42,3 +42,4 @@ def test_demo_story_leaves_the_expected_registry(vertex_stack, capsys):
 
     printed = capsys.readouterr().out
     assert model_id in printed and "quarantine" in printed
+    assert f"Operator console: {vertex_stack.api}/console/" in printed

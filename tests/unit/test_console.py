@@ -410,3 +410,23 @@ def test_metric_charts_draw_every_version_with_its_value():
     bars = charts["recall_at_100"]["bars"]
     assert [(b["version"], b["label"], b["deleted"]) for b in bars] == [("9", "0.25", True), ("10", "0.5", False)]
     assert bars[1]["height"] == 2 * bars[0]["height"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding it
+
+
+def test_registrar_console_prints_the_url():
+    from click.testing import CliRunner
+    from registrar_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["console", "--api", "http://127.0.0.1:8123/"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "http://127.0.0.1:8123/console/"
+
+
+def test_the_demo_prints_the_console_url(capsys):
+    from localcloud.demo import print_console_url
+
+    print_console_url("http://127.0.0.1:8123")
+    assert "Operator console: http://127.0.0.1:8123/console/" in capsys.readouterr().out
