@@ -430,3 +430,13 @@ def test_the_demo_prints_the_console_url(capsys):
 
     print_console_url("http://127.0.0.1:8123")
     assert "Operator console: http://127.0.0.1:8123/console/" in capsys.readouterr().out
+
+
+def test_a_deleted_versions_metrics_come_from_its_training_run():
+    versions = [{"version_id": "2", "state": "live", "metrics": {}},
+                {"version_id": "1", "state": "deleted", "metrics": {}, "training_run_id": "run-1"}]
+    lineage = [{"version_id": "1", "training_run": {"training_run_id": "run-1", "metrics": {"recall_at_100": 0.41}}}]
+    charts = metric_charts(versions, lineage)
+    assert [(c["name"], [(b["version"], b["label"], b["deleted"]) for b in c["bars"]]) for c in charts] == [
+        ("recall_at_100", [("1", "0.41", True)])]
+    assert metric_charts(versions) == []

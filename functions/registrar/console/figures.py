@@ -8,15 +8,19 @@ from datetime import date
 from typing import Any
 
 
-def metric_charts(versions: list[Mapping[str, Any]], width: int = 420, bar_area: int = 120) -> list[dict[str, Any]]:
-    """One bar chart per metric across versions (oldest first), as coordinates for inline SVG."""
-    ordered = sorted((v for v in versions if v.get("metrics")), key=lambda v: _version_key(v.get("version_id")))
-    names = sorted({name for v in ordered for name in v["metrics"]})
+def metric_charts(versions: list[Mapping[str, Any]], lineage: list[Mapping[str, Any]] = (), width: int = 420,
+                  bar_area: int = 120) -> list[dict[str, Any]]:
+    """One bar chart per metric across versions (oldest first), as coordinates for inline SVG. A version's metrics
+    are its own (its labels), else its training run's (`lineage`): a deleted version keeps no labels, but the run
+    that trained it still has its figures."""
+    runs = {link["version_id"]: (link.get("training_run") or {}).get("metrics") or {} for link in lineage}
+    measured = [(v, v.get("metrics") or runs.get(v.get("version_id")) or {}) for v in versions]
+    ordered = sorted(((v, m) for v, m in measured if m), key=lambda vm: _version_key(vm[0].get("version_id")))
+    names = sorted({name for _, metrics in ordered for name in metrics})
     charts = []
     for name in names:
-        points = [(str(v["version_id"]), float(v["metrics"][name]), v.get("state"))
-                  for v in ordered if isinstance(v["metrics"].get(name), (int, float))
-                  and not isinstance(v["metrics"].get(name), bool)]
+        points = [(str(v["version_id"]), float(m[name]), v.get("state"))
+                  for v, m in ordered if isinstance(m.get(name), (int, float)) and not isinstance(m.get(name), bool)]
         if not points:
             continue
         top = max(abs(value) for _, value, _ in points) or 1.0

@@ -142,7 +142,7 @@ def make_blueprint(api):
             raise PageError(404, f"model {model_id} is not in the registry")
         return page("model", title=found.get("display_name") or model_id, model=found,
                     history=list(reversed(read["history"])), endpoints=read["endpoints"],
-                    charts=metric_charts(found["versions"]),
+                    charts=metric_charts(found["versions"], found["lineage"]),
                     live_versions=[v for v in found["versions"] if v.get("state") == "live"],
                     deployment=found.get("deployment") or {}, presets=PRESETS,
                     links=console_links(found, api.config()))
