@@ -14,27 +14,6 @@ import click
 LOCAL_ENV_KEYS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION",
                   "VERTEX_API_ENDPOINT")
 PROGRESS_THRESHOLD = 50  # models; smaller registries are audited before a bar would be seen
-CATEGORY_LABELS = {
-    "orphan": "in registry, NOT_FOUND in Vertex",
-    "unrecorded_ours": "in Vertex (ours), not in registry",
-    "unrecorded_foreign": "in Vertex (foreign), not in registry",
-    "stale_resource_name": "stale resource name",
-    "reservation": "name reserved, no live version",
-    "alias_mismatch": "alias mismatch",
-}
-COUNT_LABELS = (
-    ("vertex_models", "Vertex AI Model Registry — models"),
-    ("vertex_versions", "Vertex AI Model Registry — versions"),
-    ("registry_models", "Registry — registered models (live)"),
-    ("reservations", "Registry — name reservations (expired)"),
-    ("orphan", "In registry but not in Vertex AI (orphans)"),
-    ("unrecorded_ours", "In Vertex AI, not in registry — with our labels"),
-    ("unrecorded_foreign", "In Vertex AI, not in registry — foreign"),
-    ("stale_resource_name", "Stale resource names"),
-    ("alias_mismatch", "Alias mismatches"),
-)
-
-
 def load_local_env(state_dir: Path) -> None:
     """Export the `NAME=value` lines of `<state_dir>/local.env` (if the file exists) before anything reads them."""
     path = state_dir / "local.env"
@@ -139,16 +118,16 @@ class progress_bar:  # noqa: N801 - used as a context manager, like open()
 
 
 def print_report(report) -> None:
+    from registrar.reconcile.report import COUNT_LABELS
     from registrar_cli.main import console
     from rich.table import Table
 
     out = console()
-    counts = {**report.counts, "reservations": report.counts.get("reservation", 0)}
     summary = Table(title=f"Audit {report.generated_at:%Y-%m-%d %H:%M}Z", title_justify="left")
     summary.add_column("what")
     summary.add_column("count", justify="right")
     for key, label in COUNT_LABELS:
-        summary.add_row(label, str(counts.get(key, 0)))
+        summary.add_row(label, str(report.counts.get(key, 0)))
     out.print(summary)
     if report.is_clean:
         out.print("The registry matches Vertex AI: no discrepancies.")
@@ -162,5 +141,7 @@ def print_report(report) -> None:
 
 
 def discrepancy_row(d) -> tuple[str, ...]:
+    from registrar.reconcile.report import CATEGORY_LABELS
+
     return (CATEGORY_LABELS.get(d.category, d.category), d.model_id or "—", d.version_id or "—", d.display_name,
             d.detail)

@@ -20,7 +20,7 @@ from registrar.deployments.settings import PRESETS
 from registrar.kernel.http import BadParameter, check_id, int_param, known_params
 from registrar.messaging import history
 from registrar.messaging.consume import count_quarantined, list_quarantined
-from registrar.reconcile.report import latest_report
+from registrar.reconcile.report import CATEGORY_LABELS, COUNT_LABELS, latest_report
 from registrar.registry import queries
 from registrar.registry.queries import DeploymentStatusUnknown
 from registrar.schedules.calendar import CALENDAR_PARAMS, calendar, calendar_params
@@ -32,25 +32,6 @@ DEFAULT_PAGE_SIZE = 25
 HISTORY_ENTRIES = 200
 RAW_PREVIEW = 300  # characters of a quarantined payload shown before "…"
 MODEL_FILTERS = ("model_type", "status", "q", "sort", "page_size", "page_token")
-AUDIT_LABELS = {  # as `registrar audit` prints them
-    "orphan": "in registry, NOT_FOUND in Vertex",
-    "unrecorded_ours": "in Vertex (ours), not in registry",
-    "unrecorded_foreign": "in Vertex (foreign), not in registry",
-    "stale_resource_name": "stale resource name",
-    "reservation": "name reserved, no live version",
-    "alias_mismatch": "alias mismatch",
-}
-AUDIT_COUNTS = (
-    ("vertex_models", "Vertex AI Model Registry — models"),
-    ("vertex_versions", "Vertex AI Model Registry — versions"),
-    ("registry_models", "Registry — registered models (live)"),
-    ("reservation", "Registry — name reservations (expired)"),
-    ("orphan", "In registry but not in Vertex AI (orphans)"),
-    ("unrecorded_ours", "In Vertex AI, not in registry — with our labels"),
-    ("unrecorded_foreign", "In Vertex AI, not in registry — foreign"),
-    ("stale_resource_name", "Stale resource names"),
-    ("alias_mismatch", "Alias mismatches"),
-)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -166,7 +147,7 @@ def make_blueprint(api):
     @bp.get("/audit")
     def audit():
         known_params()
-        return page("audit", title="Audit", report=latest_report(api.store()), labels=AUDIT_LABELS,
-                    counts=AUDIT_COUNTS)
+        return page("audit", title="Audit", report=latest_report(api.store()), labels=CATEGORY_LABELS,
+                    counts=COUNT_LABELS)
 
     return bp

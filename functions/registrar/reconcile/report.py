@@ -19,6 +19,26 @@ STALE_RESOURCE_NAME = "stale_resource_name"
 RESERVATION = "reservation"
 ALIAS_MISMATCH = "alias_mismatch"
 CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, RESERVATION, ALIAS_MISMATCH)
+# How a report is read out (`registrar audit`, the console's audit page): each category, and each count in order.
+CATEGORY_LABELS = {
+    ORPHAN: "in registry, NOT_FOUND in Vertex",
+    UNRECORDED_OURS: "in Vertex (ours), not in registry",
+    UNRECORDED_FOREIGN: "in Vertex (foreign), not in registry",
+    STALE_RESOURCE_NAME: "stale resource name",
+    RESERVATION: "name reserved, no live version",
+    ALIAS_MISMATCH: "alias mismatch",
+}
+COUNT_LABELS = (
+    ("vertex_models", "Vertex AI Model Registry — models"),
+    ("vertex_versions", "Vertex AI Model Registry — versions"),
+    ("registry_models", "Registry — registered models (live)"),
+    (RESERVATION, "Registry — name reservations (expired)"),
+    (ORPHAN, "In registry but not in Vertex AI (orphans)"),
+    (UNRECORDED_OURS, "In Vertex AI, not in registry — with our labels"),
+    (UNRECORDED_FOREIGN, "In Vertex AI, not in registry — foreign"),
+    (STALE_RESOURCE_NAME, "Stale resource names"),
+    (ALIAS_MISMATCH, "Alias mismatches"),
+)
 
 Progress = Callable[[int, int], None]
 
