@@ -115,49 +115,44 @@
         var version = form.querySelector("#deploy-version").value;
         var preset = form.querySelector("#deploy-preset").value;
         confirmStep(form, "Deploy version " + version + " of " + modelId + " with the " + preset + " preset?", function () {
-          button.disabled = true;
-          api("POST", "/models/" + encodeURIComponent(modelId) + "/versions/" + encodeURIComponent(version) + ":deploy",
-              { preset: preset }).then(function (result) {
-            if (result.status !== 202) {
-              button.disabled = false;
-              show(outcome, "failed", ["Deploy refused: " + errorMessage(result)]);
-              return;
-            }
-            followRequest(outcome, result.data, "Deploy", function (doc) {
-              button.disabled = false;
-              if (doc.status === "deployed") {
-                var parts = deployedParts(doc);
-                show(outcome, "succeeded", parts);
-                if (status) { show(status, "", deployedParts(doc)); }
-              } else {
-                show(outcome, "failed", ["Deploy " + doc.status + " (request " + doc.request_id + "): " + (doc.reason || "no reason given")]);
-              }
-            });
-          }, function (err) { button.disabled = false; show(outcome, "failed", ["Deploy failed: " + err]); });
+          request(button, outcome, "Deploy", "/models/" + encodeURIComponent(modelId) + "/versions/" +
+                  encodeURIComponent(version) + ":deploy", { preset: preset }, "deployed", function (doc) {
+            show(outcome, "succeeded", deployedParts(doc));
+            if (status) { show(status, "", deployedParts(doc)); }
+          });
         });
       } else {
         confirmStep(form, "Undeploy " + modelId + " (delete its Cloud Run services)?", function () {
-          button.disabled = true;
-          api("POST", "/models/" + encodeURIComponent(modelId) + ":undeploy", {}).then(function (result) {
-            if (result.status !== 202) {
-              button.disabled = false;
-              show(outcome, "failed", ["Undeploy refused: " + errorMessage(result)]);
-              return;
-            }
-            followRequest(outcome, result.data, "Undeploy", function (doc) {
-              button.disabled = false;
-              if (doc.status === "undeployed") {
-                var services = doc.services || [];
-                show(outcome, "succeeded", ["Undeployed (request " + doc.request_id + "): " + (services.length ? "deleted " + services.join(", ") : "nothing was deployed")]);
-                if (status) { show(status, "", ["Not deployed."]); }
-              } else {
-                show(outcome, "failed", ["Undeploy " + doc.status + " (request " + doc.request_id + "): " + (doc.reason || "no reason given")]);
-              }
-            });
-          }, function (err) { button.disabled = false; show(outcome, "failed", ["Undeploy failed: " + err]); });
+          request(button, outcome, "Undeploy", "/models/" + encodeURIComponent(modelId) + ":undeploy", {}, "undeployed",
+                  function (doc) {
+            var services = doc.services || [];
+            show(outcome, "succeeded", ["Undeployed (request " + doc.request_id + "): " + (services.length ? "deleted " + services.join(", ") : "nothing was deployed")]);
+            if (status) { show(status, "", ["Not deployed."]); }
+          });
         });
       }
     });
+  }
+
+  /* A deploy-requests request: POST it (202 with a request id), follow it to its outcome, then `onSuccess(doc)` if
+   * it ended in `success`, or say why not. */
+  function request(button, outcome, what, path, body, success, onSuccess) {
+    button.disabled = true;
+    api("POST", path, body).then(function (result) {
+      if (result.status !== 202) {
+        button.disabled = false;
+        show(outcome, "failed", [what + " refused: " + errorMessage(result)]);
+        return;
+      }
+      followRequest(outcome, result.data, what, function (doc) {
+        button.disabled = false;
+        if (doc.status === success) {
+          onSuccess(doc);
+        } else {
+          show(outcome, "failed", [what + " " + doc.status + " (request " + doc.request_id + "): " + (doc.reason || "no reason given")]);
+        }
+      });
+    }, function (err) { button.disabled = false; show(outcome, "failed", [what + " failed: " + err]); });
   }
 
   /* Schedules: trigger / pause / resume through POST /schedules/{id}:{action}. */
