@@ -169,7 +169,8 @@ def test_links_to_the_google_cloud_console_only_against_google(world):
 def test_errors_are_pages_with_the_status(client):
     assert "model ghost is not in the registry" in page(client, "/console/models/ghost", 404)
     assert "invalid parameter &#39;model_id&#39;" in page(client, "/console/models/bad.id", 400)
-    assert "invalid parameter &#39;sort&#39;" in page(client, "/console/?sort=random", 400)
+    assert 'role="alert" data-parameter="sort">invalid parameter &#39;sort&#39;' in page(client, "/console/?sort=random",
+                                                                                        400)
     assert "invalid parameter &#39;tz&#39;" in page(client, "/console/schedules?tz=Mars/Olympus", 400)
     assert "invalid parameter &#39;bogus&#39;" in page(client, "/console/quarantine?bogus=1", 400)
     assert "invalid parameter &#39;limit&#39;" in page(client, "/console/quarantine?limit=1&limit=2", 400)

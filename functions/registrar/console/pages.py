@@ -80,8 +80,8 @@ def make_blueprint(api):
 
     @bp.errorhandler(BadParameter)
     def bad_parameter(exc: BadParameter):
-        return page("error", 400, title="Bad request", message=f"invalid parameter {exc.parameter!r}: "
-                                                                    f"{exc.message}")
+        return page("error", 400, title="Bad request", message=f"invalid parameter {exc.parameter!r}: {exc.message}",
+                    parameter=exc.parameter)
 
     @bp.errorhandler(DeploymentStatusUnknown)
     def status_unknown(exc: DeploymentStatusUnknown):
