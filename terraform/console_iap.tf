@@ -6,7 +6,7 @@
 # through `gcloud run services proxy registry-api --region REGION` (see the README). With
 # `console_iap.enabled = true`, an external HTTPS load balancer on `console_iap.domain` sends requests through
 # IAP to registry_api (a serverless NEG on its Cloud Run service); only `console_iap.members` get through, and
-# IAP's service agent is the only extra invoker of the function. Point the domain's DNS A record at the
+# IAP's service identity is the only extra invoker of the function. Point the domain's DNS A record at the
 # `console_iap_address` output; the managed certificate is issued once it resolves.
 
 variable "console_iap" {
@@ -59,7 +59,7 @@ resource "google_project_service_identity" "iap" {
   depends_on = [google_project_service.console_iap]
 }
 
-# IAP calls registry_api as its service agent; the function still refuses everyone else.
+# IAP calls registry_api as its service identity; the function still refuses everyone else.
 resource "google_cloud_run_v2_service_iam_member" "console_iap_invoker" {
   for_each = local.console_iap
 

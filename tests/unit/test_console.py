@@ -399,7 +399,7 @@ def test_other_methods_on_pages_are_the_apis_405(client):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Page helpers
+# What the pages draw
 
 
 def test_metric_charts_draw_every_version_with_its_value():
