@@ -16,50 +16,6 @@ import click
 LOCAL_ENV_KEYS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_REGION",
                   "VERTEX_API_ENDPOINT", "CLOUD_RUN_API_ENDPOINT", "SCHEDULER_API_ENDPOINT", "LOGGING_API_ENDPOINT")
 PROGRESS_THRESHOLD = 50  # models; smaller registries are audited before a bar would be seen
-CATEGORY_LABELS = {
-    "orphan": "in registry, NOT_FOUND in Vertex",
-    "unrecorded_ours": "in Vertex (ours), not in registry",
-    "unrecorded_foreign": "in Vertex (foreign), not in registry",
-    "stale_resource_name": "stale resource name",
-    "reservation": "name reserved, no live version",
-    "alias_mismatch": "alias mismatch",
-    "label_mismatch": "label mismatch",
-    "service_serving_deleted_version": "Cloud Run serves a deleted version",
-    "orphan_service": "Cloud Run service of an unknown model",
-    "deployment_record_without_service": "deployment record, no Cloud Run service",
-    "service_without_deployment_record": "Cloud Run service, no deployment record",
-    "settings_drift": "Cloud Run settings differ from the deploy",
-    "missing_job": "schedule without its Cloud Scheduler job",
-    "extra_job": "Cloud Scheduler job without a schedule",
-    "job_timing_drift": "Cloud Scheduler job timing differs",
-    "job_not_applied": "schedule job left pending / error",
-}
-COUNT_LABELS = (
-    ("vertex_models", "Vertex AI Model Registry — models"),
-    ("vertex_versions", "Vertex AI Model Registry — versions"),
-    ("registry_models", "Registry — registered models (live)"),
-    ("reservations", "Registry — name reservations (expired)"),
-    ("orphan", "In registry but not in Vertex AI (orphans)"),
-    ("unrecorded_ours", "In Vertex AI, not in registry — with our labels"),
-    ("unrecorded_foreign", "In Vertex AI, not in registry — foreign"),
-    ("stale_resource_name", "Stale resource names"),
-    ("alias_mismatch", "Alias mismatches"),
-    ("label_mismatch", "Label mismatches"),
-    ("cloud_run_services", "Cloud Run — services managed by Registrar"),
-    ("service_serving_deleted_version", "Services serving a deleted version"),
-    ("orphan_service", "Services of a model the registry does not have"),
-    ("deployment_record_without_service", "Deployment records without a service"),
-    ("service_without_deployment_record", "Services without a deployment record"),
-    ("settings_drift", "Services whose settings drifted"),
-    ("schedules", "Registry — schedules"),
-    ("scheduler_jobs", "Cloud Scheduler — schedule jobs"),
-    ("missing_job", "Schedules without their job"),
-    ("extra_job", "Jobs without a schedule"),
-    ("job_timing_drift", "Jobs whose timing differs"),
-    ("job_not_applied", "Schedules left pending / error"),
-)
-
-
 def load_local_env(state_dir: Path) -> None:
     """Export the `NAME=value` lines of `<state_dir>/local.env` (if the file exists) before anything reads them."""
     path = state_dir / "local.env"
@@ -194,16 +150,16 @@ class progress_bar:  # noqa: N801 - used as a context manager, like open()
 
 
 def print_report(report) -> None:
+    from registrar.reconcile.report import COUNT_LABELS
     from registrar_cli.main import console
     from rich.table import Table
 
     out = console()
-    counts = {**report.counts, "reservations": report.counts.get("reservation", 0)}
     summary = Table(title=f"Audit {report.generated_at:%Y-%m-%d %H:%M}Z", title_justify="left")
     summary.add_column("what")
     summary.add_column("count", justify="right")
     for key, label in COUNT_LABELS:
-        summary.add_row(label, str(counts.get(key, 0)))
+        summary.add_row(label, str(report.counts.get(key, 0)))
     out.print(summary)
     scope = report.scope
     if scope is not None:
@@ -222,5 +178,7 @@ def print_report(report) -> None:
 
 
 def discrepancy_row(d) -> tuple[str, ...]:
+    from registrar.reconcile.report import CATEGORY_LABELS
+
     return (CATEGORY_LABELS.get(d.category, d.category), d.model_id or "—", d.version_id or "—", d.display_name,
             d.detail)

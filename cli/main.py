@@ -174,6 +174,24 @@ def demo(state_dir: Path, timeout: float) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@cli.command("console")
+@click.option("--api", metavar="URL", help=f"Registry API base URL (default: {API_ENV} from {STATE_DIR}/local.env, "
+                                           "then the environment).")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the default browser too.")
+def console_command(api: str | None, open_browser: bool) -> None:
+    """Print the operator console's URL (the registry API serves it under /console/)."""
+    url = console_url(resolve_api_url(api))
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+
+
+def console_url(api: str) -> str:
+    return api.rstrip("/") + "/console/"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Registry API commands
 
@@ -376,6 +394,9 @@ def _register_extra_commands() -> None:
     cli.add_command(undeploy)
     cli.add_command(rollback)
     cli.add_command(endpoints)
+    from registrar_cli.predict import predict
+
+    cli.add_command(predict)
 
 
 _register_extra_commands()

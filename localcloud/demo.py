@@ -396,4 +396,13 @@ def run(env: Mapping[str, str], *, artifacts_root: Path, timeout: float = 90,
         publish_story(Publisher(env), story, api, timeout, say)
     state = snapshot(api, story)
     print_registry(state)
+    print_console_url(api)
     return state
+
+
+def print_console_url(api: str) -> None:
+    """Where the operator console shows the same registry (the registry API serves it)."""
+    from registrar_cli.main import console as make_console
+    from registrar_cli.main import console_url
+
+    make_console().print(f"Operator console: [bold]{console_url(api)}[/bold] (open it in a browser)", soft_wrap=True)

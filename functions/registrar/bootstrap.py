@@ -37,6 +37,7 @@ from registrar.kernel.ports import (
     ChangeLog,
     EventPublisher,
     ModelRegistry,
+    ModelServer,
     PipelineRunner,
     SchedulerJobs,
     ServingPlatform,
@@ -152,6 +153,7 @@ class Services:
     change_log_factory: Callable[[], ChangeLog | None] | None = None
     # The adapters passed in by the caller (by name), rather than built from the configuration.
     given: frozenset[str] = frozenset()
+    model_server_factory: Callable[[], ModelServer] | None = None
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -185,6 +187,10 @@ class Services:
             return getattr(self, name)
         return None
 
+    @property
+    def model_server(self) -> ModelServer:
+        return self._lazy("model server", self.model_server_factory)
+
 
 def bootstrap(
     *,
@@ -198,6 +204,7 @@ def bootstrap(
     scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
     change_log: ChangeLog | Callable[[], ChangeLog | None] | None = None,
+    model_server: ModelServer | Callable[[], ModelServer] | None = None,
     routes: Mapping[type, Route] = ROUTES,
     **bus_options: Any,
 ) -> Services:
@@ -227,6 +234,7 @@ def bootstrap(
                         scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
                         runner_factory=_factory(runner, lambda: _runner(config)),
                         change_log_factory=_factory(change_log, lambda: _change_log(config)),
+                        model_server_factory=_factory(model_server, lambda: _model_server(config)),
                         given=frozenset(name for name, adapter in (("serving", serving), ("scheduler", scheduler))
                                         if adapter is not None))
     bus.services = services
@@ -237,7 +245,7 @@ def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
     """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
         return from_config
-    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ChangeLog)):
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ChangeLog, ModelServer)):
         return lambda: given
     return given
 
@@ -283,6 +291,13 @@ def _runner(config: Config) -> PipelineRunner:
     return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
                                          artifacts_root=settings.events_artifacts_root
                                          or (str(runs_dir / "events") if runs_dir else None))
+
+
+def _model_server(config: Config) -> ModelServer:
+    from registrar.adapters.model_server import HttpModelServer, google_id_token
+
+    # The local Cloud Run serves without authentication; Google's serves only callers with an ID token.
+    return HttpModelServer(id_token=None if config.cloud_run_endpoint else google_id_token)
 
 
 def _registry(config: Config) -> ModelRegistry:

@@ -9,6 +9,7 @@ refusal of schema-valid data fails, as positive_data_acceptance would.
 from __future__ import annotations
 
 import json
+import re
 
 import schemathesis
 from schemathesis.openapi.checks import RejectedPositiveData
@@ -19,11 +20,15 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
     # an opaque token: only one this API issued for the same query
     "GET /models": {"page_token"},
     "GET /schedules": {"page_token"},
+    "GET /console/": {"page_token"},
     # min_instances <= max_instances when both are given
     "POST /models/{model_id}/versions/{version_id}:deploy": {"min_instances"},
     # two different versions; b another version than a, of a model of the same type
     "GET /models/{model_id}/compare": {"versions"},
     "GET /compare": {"b"},
+    # the instances must carry the features the served model's signature expects
+    "POST /models/{model_id}/versions/{version_id}:predict": {"instances"},
+    "POST /models/{model_id}:predict": {"instances"},
     # a once datetime in the future; the source run must exist, carry a config and name a model
     "POST /schedules": {"scheduled_datetime", "source_training_run_id", "model_name"},
     # the timing after the edit, counting the stored schedule's fields, must be complete (and a once in the future)
@@ -38,7 +43,10 @@ def _refused_field(response) -> str | None:
     try:
         return json.loads(response.content)["error"].get("parameter")
     except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+        pass
+    # A console page (HTML) names it on its alert.
+    found = re.search(r'role="alert" data-parameter="([^"]+)"', response.content.decode(errors="replace"))
+    return found.group(1) if found else None
 
 
 @schemathesis.check

@@ -44,6 +44,7 @@ def test_demo_story_leaves_the_expected_registry(vertex_stack, capsys):
 
     printed = capsys.readouterr().out
     assert model_id in printed and "quarantine" in printed
+    assert f"Operator console: {vertex_stack.api}/console/" in printed
 
     # `registrar compare` prints the two versions side by side: version 1 (deleted; its metrics from its run)
     # against version 2 (uploaded by another team, without metrics).

@@ -119,6 +119,33 @@ def test_undeploy_bodies(deployments, registry, body):  # noqa: F811
     _agree(registry, "UndeployBody", body, response)
 
 
+PREDICT_BODIES = [
+    {},
+    {"instances": None},
+    {"instances": []},
+    {"instances": [{}]},
+    {"instances": [{"customer_id": "C"}]},
+    {"instances": [{"customer_id": "C"}] * 64},
+    {"instances": [{"customer_id": "C"}] * 65},
+    {"instances": [{"customer_id": "C"}, []]},
+    {"instances": [{"customer_id": "C"}], "top_k": None},
+    {"instances": [{"customer_id": "C"}], "top_k": 1000},
+    {"instances": [{"customer_id": "C"}], "top_k": 1001},
+    {"instances": [{"customer_id": "C"}], "top_k": 3.0},
+    {"instances": [{"customer_id": "C"}], "top_k": 3.5},
+    {"instances": [{"customer_id": "C"}], "top_k": "3"},
+    {"instances": [{"customer_id": "C"}], "top_k": False},
+    {"instances": [{"customer_id": "C"}], "signature_name": "serving_default"},
+]
+
+
+@pytest.mark.parametrize("body", PREDICT_BODIES, ids=repr)
+@pytest.mark.parametrize("url", [f"/models/{MODEL}:predict", f"/models/{MODEL}/versions/1:predict"])
+def test_predict_bodies(deployments, registry, url, body):  # noqa: F811
+    """(The model serves nothing here: an allowed body is answered 409, never 400.)"""
+    _agree(registry, "PredictBody", body, deployments.api().post(url, json=body))
+
+
 def _later(hours: float) -> str:
     return (START + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
 

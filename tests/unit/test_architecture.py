@@ -115,6 +115,25 @@ def test_capabilities_import_no_adapter_api_or_wiring(capability):
     assert wrong == set()
 
 
+WRITE_SIDE = ("commands", "handlers", "follow_ups", "bus", "outbox")
+
+
+def test_the_console_reads_through_the_capabilities_and_the_kernel_only():
+    """The console is a presentation layer beside api/ (api.app mounts it): it imports the kernel and the
+    capabilities' read side, never api, bootstrap, adapters or main, and nothing that writes (its actions call the
+    API's routes from the browser)."""
+    wrong = {(m, t) for m, targets in EDGES.items() if layer(m) == "console"
+             for t in targets if layer(t) in ("api", "bootstrap", "adapters", "main")
+             or t.rpartition(".")[2] in WRITE_SIDE}
+    assert wrong == set()
+    assert any(layer(m) == "console" for m in EDGES), "the console package moved: this rule checks nothing"
+
+
+def test_only_the_api_app_mounts_the_console():
+    mounting = {m for m, targets in EDGES.items() if layer(m) != "console" and any(layer(t) == "console" for t in targets)}
+    assert mounting == {"registrar.api.app"}
+
+
 def test_adapters_import_only_the_kernel_and_each_other():
     wrong = {(m, t) for m, targets in EDGES.items() if layer(m) == "adapters"
              for t in targets if layer(t) not in ("kernel", "adapters")}

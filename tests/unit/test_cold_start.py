@@ -34,6 +34,7 @@ def _probe(imports: str) -> subprocess.CompletedProcess:
     "import registrar.adapters.pipelines",
     "import registrar.adapters.vertex",
     "import registrar.adapters.artifacts",
+    "import registrar.adapters.model_server",
 ])
 def test_import_loads_no_heavy_client(imports):
     result = _probe(imports)

@@ -13,8 +13,9 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from registrar.api import audit, compare, deployments, models, schedules
+from registrar.api import audit, compare, deployments, models, predictions, schedules
 from registrar.api.context import Api
+from registrar.console import register as register_console
 from registrar.kernel.http import BadParameter, error
 from registrar.kernel.serving import CachedServing
 from registrar.kernel.store import DocumentStore
@@ -72,7 +73,9 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
 
     models.register(app, api)
     deployments.register(app, api)
+    predictions.register(app, api)
     schedules.register(app, api)
     audit.register(app, api)
     compare.register(app, api)
+    register_console(app, api)  # the operator console's pages, and the headers and forgery guard of every answer
     return app

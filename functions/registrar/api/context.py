@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from registrar.kernel.serving import CachedServing, SnapshotProvider
+from registrar.kernel.clock import utcnow
+from registrar.kernel.serving import CachedServing, ServingSnapshot, SnapshotProvider
 from registrar.kernel.store import DocumentStore
 
 
@@ -26,7 +28,19 @@ class Api:
             raise RuntimeError("this API has no write side configured")
         return self.services_factory()
 
+    def now(self) -> datetime:
+        """The services' clock (tests freeze it); the wall clock on an API without a write side."""
+        return self.services().now() if self.services_factory is not None else utcnow()
+
     @property
     def snapshot(self) -> SnapshotProvider | None:
         """Cloud Run's answer for deployment status; None without a serving platform (the stored view)."""
         return self.serving.snapshot if self.serving is not None else None
+
+    def serving_now(self) -> ServingSnapshot | None:
+        """Cloud Run's (cached) answer now; None without a serving platform."""
+        return self.serving.snapshot() if self.serving is not None else None
+
+    def config(self):
+        """The instance's configuration; None on an API without a write side."""
+        return self.services().config if self.services_factory is not None else None

@@ -208,10 +208,8 @@ def register(app, api: Api) -> None:
         check_id("model_id", model_id)
         if registered_model(api.store(), model_id) is None:
             return error(404, f"model {model_id!r} is not in the registry")
-        snapshot = api.snapshot() if api.snapshot else None
-        endpoints = deployments.model_endpoints(api.store(), model_id, snapshot)
-        status = "unknown" if snapshot is None or not snapshot.known else "known"
-        return jsonify(jsonable({"model_id": model_id, "cloud_run": status, "endpoints": endpoints}))
+        snapshot = api.serving_now()
+        return jsonify(jsonable(deployments.model_endpoints(api.store(), model_id, snapshot)))
 
     @app.get("/deployments/<request_id>")
     def deployment_request(request_id: str):

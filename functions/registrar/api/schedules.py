@@ -15,7 +15,6 @@ from typing import Any
 from flask import jsonify, request
 
 from registrar.api.context import Api
-from registrar.kernel.clock import utcnow
 from registrar.kernel.errors import TransientError
 from registrar.kernel.http import (
     BadParameter,
@@ -30,13 +29,14 @@ from registrar.kernel.http import (
     query_fingerprint,
     without_nulls,
 )
-from registrar.kernel.paths import SCHEDULES, schedule_path
+from registrar.kernel.paths import schedule_path
 from registrar.kernel.store import without_internal
 from registrar.messaging import history
 from registrar.schedules import commands as schedule_commands
 from registrar.schedules import jobs, validation
+from registrar.schedules import queries as schedule_queries
 from registrar.schedules import timing as schedule_timing
-from registrar.schedules.calendar import MAX_CALENDAR_WEEKS, calendar
+from registrar.schedules.calendar import CALENDAR_PARAMS, calendar, calendar_params
 from registrar.schedules.timing import InvalidSchedule
 from registrar.schedules.validation import ScheduleRefused
 
@@ -182,17 +182,11 @@ def register(app, api: Api) -> None:
         fingerprint = query_fingerprint(model_name, status)
         token = request.args.get("page_token")
         offset = decode_page_token(token, fingerprint, changed="filters") if token else 0
-        equals: dict[str, Any] = {}
-        if model_name:
-            equals["model_name"] = model_name
-        if status != "all":
-            equals["status"] = status
-        docs = sorted((doc for _, doc in store().list(SCHEDULES, equals=equals or None)),
-                      key=lambda d: (d.get("model_name", ""), d["schedule_id"]))
+        docs = schedule_queries.list_schedules(store(), model_name=model_name, status=status)
         page = docs[offset:offset + page_size]
         following = offset + len(page)
         return jsonify(jsonable({
-            "schedules": [without_internal(doc) for doc in page],
+            "schedules": page,
             "total_size": len(docs),
             "next_page_token": encode_page_token(following, fingerprint) if following < len(docs) else None,
         }))
@@ -286,14 +280,5 @@ def register(app, api: Api) -> None:
 
     @app.get("/calendar")
     def training_calendar():
-        known_params("weeks_past", "weeks_future", "tz")
-        weeks_past = int_param("weeks_past", 10, 0, MAX_CALENDAR_WEEKS)
-        weeks_future = int_param("weeks_future", 30, 0, MAX_CALENDAR_WEEKS)
-        tz_name = request.args.get("tz") or "UTC"
-        try:
-            validation.check_time_zone(tz_name, "tz")
-        except InvalidSchedule as exc:
-            raise BadParameter("tz", exc.message) from None
-        now = services().now() if api.services_factory is not None else utcnow()
-        return jsonify(jsonable(calendar(store(), now=now, weeks_past=weeks_past, weeks_future=weeks_future,
-                                         tz_name=tz_name)))
+        known_params(*CALENDAR_PARAMS)
+        return jsonify(jsonable(calendar(store(), now=api.now(), **calendar_params())))

@@ -10,10 +10,12 @@ from registrar.kernel.serving import ServingSnapshot, served_version
 from registrar.kernel.store import DocumentStore, without_internal
 
 
-def model_endpoints(store: DocumentStore, model_id: str, snapshot: ServingSnapshot | None) -> list[dict[str, Any]]:
-    """Every endpoint recorded for a model (deleted ones too), by service id."""
+def model_endpoints(store: DocumentStore, model_id: str, snapshot: ServingSnapshot | None) -> dict[str, Any]:
+    """Every endpoint recorded for a model (deleted ones too), by service id, and whether Cloud Run's view of them
+    is `known` or `unknown` (it could not be asked)."""
     views = [endpoint_view(doc, snapshot) for _, doc in store.list(ENDPOINTS, equals={"model_id": model_id})]
-    return sorted(views, key=lambda e: e["service_id"])
+    return {"model_id": model_id, "cloud_run": "unknown" if snapshot is None or not snapshot.known else "known",
+            "endpoints": sorted(views, key=lambda e: e["service_id"])}
 
 
 def deploy_request(store: DocumentStore, request_id: str) -> dict[str, Any] | None:

@@ -272,6 +272,49 @@ class ServingPlatform(abc.ABC):
         `labels` merged into the service's; wait for it; idempotent. None if the service does not exist."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    """A model version as a ready Cloud Run service serves it: where to send requests, and the model name its
+    TF Serving REST API answers to (`/v1/models/{model_name}`)."""
+
+    service_id: str
+    uri: str
+    version_id: str
+    model_name: str
+
+
+class ModelRefused(Exception):
+    """The served model refused the request (a 4xx with its message): what was sent does not fit its signature."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ServedModelFailed(Exception):
+    """The served model could not answer: unreachable, timed out, refused the caller's identity, or answered
+    something that is not TF Serving's REST API."""
+
+    def __init__(self, message: str, *, timed_out: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.timed_out = timed_out
+
+
+class ModelServer(abc.ABC):
+    """The TF Serving REST API of a served model version (native TF Serving and the ScaNN server both speak it),
+    called server to server: with the caller's identity where the service is private. Raises ModelRefused or
+    ServedModelFailed."""
+
+    @abc.abstractmethod
+    def predict(self, model: ServedModel, body: Mapping[str, object]) -> list:
+        """`POST /v1/models/{name}:predict` with `body` ({"instances": [...], ...}); its `predictions`."""
+
+    @abc.abstractmethod
+    def signature_inputs(self, model: ServedModel) -> dict[str, str]:
+        """The `serving_default` signature's inputs from `GET /v1/models/{name}/metadata`: name → TF dtype."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Scheduling: Cloud Scheduler jobs and pipeline submission
 

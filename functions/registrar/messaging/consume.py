@@ -23,6 +23,7 @@ from registrar.kernel.ids import stable_id
 from registrar.kernel.logs import log
 from registrar.kernel.messages import Message, json_payload, pubsub_message, undecoded_message
 from registrar.kernel.paths import QUARANTINE, quarantine_path
+from registrar.kernel.store import Query
 from registrar.messaging.bus import Outcome
 
 MAX_RAW_BYTES = 900_000  # a Firestore document holds at most 1 MiB
@@ -139,3 +140,8 @@ def store_quarantined(services, item: Quarantine) -> str:
 def list_quarantined(store, limit: int) -> list[dict[str, Any]]:
     """The newest refused messages first."""
     return [doc for _, doc in store.list(QUARANTINE, order_by="received_at", descending=True, limit=limit)]
+
+
+def count_quarantined(store) -> int:
+    """How many messages are in quarantine (a count aggregation: no document is read)."""
+    return store.count(Query(QUARANTINE))

@@ -37,6 +37,49 @@ SERVING_CATEGORIES = (SERVICE_SERVING_DELETED_VERSION, ORPHAN_SERVICE, DEPLOYMEN
 SCHEDULER_CATEGORIES = (MISSING_JOB, EXTRA_JOB, JOB_TIMING_DRIFT, JOB_NOT_APPLIED)
 CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, RESERVATION, ALIAS_MISMATCH,
               LABEL_MISMATCH, *SERVING_CATEGORIES, *SCHEDULER_CATEGORIES)
+# How a report is read out (`registrar audit`, the console's audit page): each category, and each count in order.
+CATEGORY_LABELS = {
+    ORPHAN: "in registry, NOT_FOUND in Vertex",
+    UNRECORDED_OURS: "in Vertex (ours), not in registry",
+    UNRECORDED_FOREIGN: "in Vertex (foreign), not in registry",
+    STALE_RESOURCE_NAME: "stale resource name",
+    RESERVATION: "name reserved, no live version",
+    ALIAS_MISMATCH: "alias mismatch",
+    LABEL_MISMATCH: "label mismatch",
+    SERVICE_SERVING_DELETED_VERSION: "Cloud Run serves a deleted version",
+    ORPHAN_SERVICE: "Cloud Run service of an unknown model",
+    DEPLOYMENT_RECORD_WITHOUT_SERVICE: "deployment record, no Cloud Run service",
+    SERVICE_WITHOUT_DEPLOYMENT_RECORD: "Cloud Run service, no deployment record",
+    SETTINGS_DRIFT: "Cloud Run settings differ from the deploy",
+    MISSING_JOB: "schedule without its Cloud Scheduler job",
+    EXTRA_JOB: "Cloud Scheduler job without a schedule",
+    JOB_TIMING_DRIFT: "Cloud Scheduler job timing differs",
+    JOB_NOT_APPLIED: "schedule job left pending / error",
+}
+COUNT_LABELS = (
+    ("vertex_models", "Vertex AI Model Registry — models"),
+    ("vertex_versions", "Vertex AI Model Registry — versions"),
+    ("registry_models", "Registry — registered models (live)"),
+    (RESERVATION, "Registry — name reservations (expired)"),
+    (ORPHAN, "In registry but not in Vertex AI (orphans)"),
+    (UNRECORDED_OURS, "In Vertex AI, not in registry — with our labels"),
+    (UNRECORDED_FOREIGN, "In Vertex AI, not in registry — foreign"),
+    (STALE_RESOURCE_NAME, "Stale resource names"),
+    (ALIAS_MISMATCH, "Alias mismatches"),
+    (LABEL_MISMATCH, "Label mismatches"),
+    ("cloud_run_services", "Cloud Run — services managed by Registrar"),
+    (SERVICE_SERVING_DELETED_VERSION, "Services serving a deleted version"),
+    (ORPHAN_SERVICE, "Services of a model the registry does not have"),
+    (DEPLOYMENT_RECORD_WITHOUT_SERVICE, "Deployment records without a service"),
+    (SERVICE_WITHOUT_DEPLOYMENT_RECORD, "Services without a deployment record"),
+    (SETTINGS_DRIFT, "Services whose settings drifted"),
+    ("schedules", "Registry — schedules"),
+    ("scheduler_jobs", "Cloud Scheduler — schedule jobs"),
+    (MISSING_JOB, "Schedules without their job"),
+    (EXTRA_JOB, "Jobs without a schedule"),
+    (JOB_TIMING_DRIFT, "Jobs whose timing differs"),
+    (JOB_NOT_APPLIED, "Schedules left pending / error"),
+)
 
 Progress = Callable[[int, int], None]
 

@@ -55,12 +55,14 @@ def _live_version(doc: Mapping[str, Any], version_id: str | None) -> bool:
     return bool(version_id) and ((doc.get("versions") or {}).get(version_id) or {}).get("state") == domain.LIVE
 
 
-def serving_state(doc: Mapping[str, Any], snapshot: ServingSnapshot):
-    """The ready Cloud Run service serving a live version of this model, if any (snapshot known)."""
+def serving_state(doc: Mapping[str, Any], snapshot: ServingSnapshot, version_id: str | None = None):
+    """The ready Cloud Run service serving a live version of this model (`version_id`, when given), if any
+    (snapshot known)."""
     if not doc.get("is_live"):
         return None
     for state in snapshot.owned_by(doc.get("model_id", "")):
-        if state.ready and state.uri and _live_version(doc, served_version(state)):
+        served = served_version(state)
+        if state.ready and state.uri and _live_version(doc, served) and version_id in (None, served):
             return state
     return None
 

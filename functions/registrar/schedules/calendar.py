@@ -7,13 +7,29 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from registrar.kernel.http import BadParameter, int_param
 from registrar.kernel.paths import SCHEDULES, TRAINING_RUNS
 from registrar.kernel.store import DocumentStore, Query
 from registrar.schedules import timing as schedule_timing
 from registrar.schedules.statistics import FAILED_STATES
-from registrar.schedules.validation import InvalidSchedule, timing_of
+from registrar.schedules.validation import InvalidSchedule, check_time_zone, timing_of
 
 MAX_CALENDAR_WEEKS = 104
+CALENDAR_PARAMS = ("weeks_past", "weeks_future", "tz")
+
+
+def calendar_params() -> dict[str, Any]:
+    """The calendar's range and time zone as this request asks for them (`GET /calendar` and the console's
+    schedules page take the same parameters): BadParameter names one that is refused."""
+    from flask import request
+
+    tz_name = request.args.get("tz") or "UTC"
+    try:
+        check_time_zone(tz_name, "tz")
+    except InvalidSchedule as exc:
+        raise BadParameter("tz", exc.message) from None
+    return {"weeks_past": int_param("weeks_past", 10, 0, MAX_CALENDAR_WEEKS),
+            "weeks_future": int_param("weeks_future", 30, 0, MAX_CALENDAR_WEEKS), "tz_name": tz_name}
 
 
 def calendar(store: DocumentStore, *, now: datetime, weeks_past: int, weeks_future: int,

@@ -12,4 +12,7 @@ module "registrar" {
   reconcile_schedule = var.reconcile_schedule
 
   firestore_delete_protection = var.firestore_delete_protection
+
+  # The operator console behind Identity-Aware Proxy (off unless console_iap.enabled).
+  console_iap = var.console_iap
 }

@@ -32,3 +32,14 @@ variable "firestore_delete_protection" {
   description = "Protect the Firestore database from deletion; set to false and apply before terraform destroy."
   default     = true
 }
+
+variable "console_iap" {
+  type = object({
+    enabled          = bool
+    domain           = optional(string, "")
+    members          = optional(list(string), [])
+    oauth2_client_id = optional(string, "")
+  })
+  description = "Serve the operator console through IAP on console_iap.domain to console_iap.members. Off by default: open it with `gcloud run services proxy registry-api` instead."
+  default     = { enabled = false }
+}
