@@ -232,6 +232,7 @@ def _scheduler(config: Config) -> SchedulerJobs:
 
 def _runner(config: Config) -> PipelineRunner:
     from registrar.adapters import pipelines
+    from registrar.adapters.no_runner import UnconfiguredPipelineRunner
 
     settings, project = config.pipeline, config.require_project()
     if settings.runner == "vertex":
@@ -241,10 +242,12 @@ def _runner(config: Config) -> PipelineRunner:
     if settings.runner == "local":
         return pipelines.LocalPipelineRunner(project, python=settings.local_python, runs_dir=settings.local_runs_dir,
                                              env=os.environ)
-    runs_dir = Path(settings.local_runs_dir) if settings.local_runs_dir else None
-    return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
-                                         artifacts_root=settings.events_artifacts_root
-                                         or (str(runs_dir / "events") if runs_dir else None))
+    if settings.runner == "events":  # simulated runs: only when asked for by name
+        runs_dir = Path(settings.local_runs_dir) if settings.local_runs_dir else None
+        return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
+                                             artifacts_root=settings.events_artifacts_root
+                                             or (str(runs_dir / "events") if runs_dir else None))
+    return UnconfiguredPipelineRunner()
 
 
 def _registry(config: Config) -> ModelRegistry:

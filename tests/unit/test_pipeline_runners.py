@@ -19,6 +19,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
 from registrar.adapters import pipelines
 from registrar.adapters.memory import InMemoryStore
+from registrar.adapters.no_runner import UnconfiguredPipelineRunner
 from registrar.adapters.pipelines import (
     EventEmittingRunner,
     LocalPipelineRunner,
@@ -479,7 +480,7 @@ def test_events_are_shaped_as_the_pipeline_shapes_them(tmp_path):
         occurred_at=datetime.fromisoformat(ours["occurred_at"].replace("Z", "+00:00")), stage="Pusher",
         report={**ours["artifacts"], "metrics": ours["metrics"], "blessed": True, "retrieval_algorithm": "scann"})
 
-    assert ours == theirs
+    assert ours == {**theirs, "simulated": True}  # no pipeline ran: the events say so
 
 
 def test_events_runner_can_fail_runs(tmp_path):
@@ -523,7 +524,7 @@ def runner_for(env: dict[str, str], repository=None) -> PipelineRunner:
     ({"REGISTRAR_PIPELINE_RUNNER": "local"}, LocalPipelineRunner),
     ({"REGISTRAR_PIPELINE_RUNNER": "events"}, EventEmittingRunner),
     ({"K_SERVICE": "on_schedule_tick"}, VertexPipelineRunner),
-    ({}, EventEmittingRunner),
+    ({}, UnconfiguredPipelineRunner),  # never a silent simulation: events only when asked for by name
 ])
 def test_runner_from_the_environment(env, expected):
     runner = runner_for(env)
@@ -538,7 +539,7 @@ def test_an_unknown_runner_is_refused():
 
 def test_local_is_the_default_with_the_emulator_and_a_pipeline_venv(tmp_path):
     env = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"}
-    assert isinstance(runner_for(env, repository=tmp_path), EventEmittingRunner)
+    assert isinstance(runner_for(env, repository=tmp_path), UnconfiguredPipelineRunner)
     (tmp_path / ".venv-pipeline").mkdir()
     assert isinstance(runner_for(env, repository=tmp_path), LocalPipelineRunner)
 

@@ -503,7 +503,10 @@ class EventEmittingRunner(PipelineRunner):
 
     `outcome` is "succeeded" / "failed", or a function of the training run returning one. With a local
     `artifacts_root`, SUCCEEDED also writes the artifacts it names (a placeholder `saved_model.pb` and
-    `training_metrics.json`), so registration can find them."""
+    `training_metrics.json`), so registration can find them. Its events say `simulated`, and so do its runs and
+    the versions they register."""
+
+    simulated = True
 
     def __init__(self, project: str, *, topic: str = EVENTS_TOPIC,
                  outcome: str | Callable[[Mapping[str, Any]], str] = "succeeded",
@@ -553,7 +556,7 @@ class EventEmittingRunner(PipelineRunner):
         if self.outcome_for(training_run) == "failed":
             final = pipeline_run_event(**common, state="FAILED", occurred_at=self.clock(), stage="Trainer",
                                        error_message=self.error_message)
-            return [running, final]
+            return [{**event, "simulated": True} for event in (running, final)]
         algorithm = config.get("retrieval_algorithm")
         if model_type == "retrieval" and algorithm not in ("brute_force", "scann"):
             algorithm = "brute_force"
@@ -561,7 +564,7 @@ class EventEmittingRunner(PipelineRunner):
             **common, state="SUCCEEDED", occurred_at=self.clock(), stage="Pusher",
             artifacts=self.artifacts_for(run_id, int(started.timestamp())), metrics=self.metrics, blessed=True,
             retrieval_algorithm=algorithm if model_type == "retrieval" else None)
-        return [running, final]
+        return [{**event, "simulated": True} for event in (running, final)]
 
     def job_name(self, training_run: Mapping[str, Any]) -> str:
         return f"events/{pipeline_job_id(run_id_of(training_run))}"

@@ -18,6 +18,8 @@ RUN_ID_LABEL = "training_run_id"
 RUN_ID_LABELS = (RUN_ID_LABEL, "registrar-run-id", "registrar_run_id")
 MODEL_TYPE_LABEL = "model_type"
 BLESSED_LABEL = "blessed"
+# On a version registered from a run no pipeline produced (the events runner): `simulated=true`.
+SIMULATED_LABEL = "simulated"
 _LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -52,6 +54,10 @@ def blessed_from_labels(labels: Mapping[str, str]) -> bool | None:
     if value is None:
         return None
     return value.lower() in ("true", "1", "yes")
+
+
+def simulated_from_labels(labels: Mapping[str, str]) -> bool:
+    return labels.get(SIMULATED_LABEL, "").lower() == "true"
 
 
 def metrics_from_labels(labels: Mapping[str, str]) -> dict[str, float]:

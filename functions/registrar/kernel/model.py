@@ -44,6 +44,7 @@ class Version:
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     resource_name: str = ""
     upload_operation: str = ""  # the UploadModel operation that created it (one upload, however it is reported)
+    simulated: bool = False  # registered from a run no pipeline produced (its `simulated` label); never unset
 
     @property
     def live(self) -> bool:
@@ -67,9 +68,10 @@ class Version:
 
 
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
-                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation")
+                  "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation",
+                  "simulated")
 TOMBSTONE_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "training_run_id", "model_type", "blessed",
-                    "resource_name", "upload_operation")
+                    "resource_name", "upload_operation", "simulated")
 
 
 def sort_key(version_id: str, uploaded_at: datetime | None) -> tuple:
@@ -284,6 +286,8 @@ def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:
         or model.first_registered_at,
         "blessed": blessed,
         "evaluation": _evaluation(latest),
+        # The newest live version was registered from a run no pipeline produced (the events runner).
+        "simulated": bool(latest and latest.simulated),
         # The stored view (for queries); the API answers from Cloud Run (registrar.registry.queries.overlay_deployment).
         "deployed": deployed,
         "idle": blessed and not deployed,

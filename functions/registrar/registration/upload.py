@@ -28,6 +28,7 @@ from registrar.kernel.labels import (
     MAX_LABEL_LENGTH,
     MAX_LABELS,
     RUN_ID_LABEL,
+    SIMULATED_LABEL,
     sanitize_label_key,
     sanitize_label_value,
 )
@@ -68,6 +69,8 @@ def registration_labels(run: Mapping[str, Any]) -> dict[str, str]:
     }
     if run.get("retrieval_algorithm"):
         labels["retrieval_algorithm"] = run["retrieval_algorithm"]
+    if run.get("simulated"):
+        labels[SIMULATED_LABEL] = "true"
     for name, value in sorted((run.get("metrics") or {}).items()):
         if len(labels) >= MAX_LABELS:
             break

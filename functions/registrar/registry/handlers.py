@@ -90,6 +90,7 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         metrics=label_rules.metrics_from_labels(labels),
         resource_name=info.resource_name if info else f"{agg.model.resource_name}@{version_id}".lstrip("@"),
         upload_operation=cmd.operation_id,
+        simulated=label_rules.simulated_from_labels(labels),
     )
     _enrich_from_run(uow, version)
     agg.versions[version_id] = version
@@ -129,6 +130,8 @@ def _enrich_from_run(uow: AbstractUnitOfWork, version: Version) -> None:
         version.metrics = dict(run["metrics"])
     if not version.model_type and run.get("model_type"):
         version.model_type = run["model_type"]
+    if run.get("simulated"):
+        version.simulated = True
 
 
 def _link_run(uow: AbstractUnitOfWork, run_id: str, model_id: str, version_id: str) -> None:
@@ -241,6 +244,7 @@ def update_labels(cmd: UpdateLabels, uow: AbstractUnitOfWork, ctx: Context) -> l
     blessed = label_rules.blessed_from_labels(version.labels)
     version.blessed = blessed if blessed is not None else version.blessed
     version.metrics = label_rules.metrics_from_labels(version.labels) or version.metrics
+    version.simulated = version.simulated or label_rules.simulated_from_labels(version.labels)
     _enrich_from_run(uow, version)
     if cmd.display_name:
         agg.model.display_name = cmd.display_name
