@@ -20,8 +20,14 @@ from registrar.deployments.spec import build_spec
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.logs import log
 from registrar.kernel.paths import ENDPOINTS, endpoint_path, request_path, run_path, version_path
+from registrar.kernel.ports import ServingPlatform
 from registrar.kernel.serving import is_owned_by, owner_of, served_version
+from registrar.registry import precondition
 from registrar.registry.precondition import verify_version_exists
+
+# What deploying and undeploying call outside Firestore.
+CALLS = (*precondition.CALLS, ServingPlatform.get_service, ServingPlatform.apply_service,
+         ServingPlatform.list_services, ServingPlatform.delete_service)
 
 
 def deploy(services, command: RequestDeployment, outcome) -> None:

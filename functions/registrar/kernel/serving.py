@@ -14,12 +14,13 @@ from typing import Any
 
 from registrar.kernel.labels import sanitize_label_value
 from registrar.kernel.logs import log
-from registrar.kernel.ports import ServiceState
+from registrar.kernel.ports import ServiceState, ServingPlatform
 
 MODEL_LABEL = "registrar-model"
 VERSION_LABEL = "registrar-version"
 MANAGED_BY_LABEL = "managed-by"
 MANAGED_BY = "registrar"
+SNAPSHOT_CALLS = (ServingPlatform.list_services,)  # what a serving snapshot (`CachedServing`) asks Cloud Run
 
 
 def service_labels(model_id: str, version_id: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ from registrar.reconcile.report import (
 )
 
 DEFAULT_RESERVATION_AGE = timedelta(hours=24)
+CALLS = (ModelRegistry.iter_models, ModelRegistry.list_versions, ModelRegistry.get_version)  # what an audit asks
 DEFAULT_CONCURRENCY = 8
 
 

@@ -34,7 +34,13 @@ from registrar.kernel.labels import (
 )
 from registrar.kernel.logs import log
 from registrar.kernel.paths import run_path
-from registrar.kernel.ports import ArtifactStore, ModelAlreadyExists, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.ports import (
+    ArtifactStore,
+    ModelAlreadyExists,
+    ModelRegistry,
+    ModelRegistryWriter,
+    ModelVersionInfo,
+)
 from registrar.registration.commands import RecordRegistration
 from registrar.registry.commands import RegisterUploadedVersion
 
@@ -45,6 +51,9 @@ DEFAULT_IMAGES = {
     "scann": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
 }
 REGISTRATION_LEASE = timedelta(minutes=10)
+# What registering a run calls outside Firestore (every entry point that registers is wired for these).
+CALLS = (ModelRegistry.list_versions, ModelRegistryWriter.find_version_by_label, ModelRegistryWriter.upload_version,
+         ArtifactStore.exists, ArtifactStore.list_dirs, ArtifactStore.read_text)
 
 
 def model_id_for(model_name: str) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from registrar.kernel.errors import PermanentError
-from registrar.kernel.ports import ModelVersionInfo
+from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
 from registrar.registry.commands import DeleteVersion
 
 MODEL_NOT_FOUND_MESSAGE = "Model not found in Vertex AI Model Registry. It may have been deleted."
+CALLS = (ModelRegistry.get_version,)  # what the precondition calls outside Firestore
 
 
 def verify_version_exists(services, model_id: str, version_id: str, *, now: datetime | None = None) -> ModelVersionInfo:

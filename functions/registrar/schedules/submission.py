@@ -7,9 +7,12 @@ from typing import Any
 
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.paths import run_path
+from registrar.kernel.ports import PipelineRunner
 from registrar.kernel.store import DocumentStore, update
 from registrar.registration.commands import RecordPipelineRun
 from registrar.schedules.commands import RunScheduledSlot
+
+CALLS = (PipelineRunner.submit,)  # what submitting a scheduled run calls outside Firestore
 
 
 def record_submission(store: DocumentStore, run_id: str, now: datetime, *, status: str,
