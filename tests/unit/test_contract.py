@@ -27,7 +27,6 @@ from registrar.api.app import create_app
 from registrar.bootstrap import ROUTES, bootstrap
 from registrar.kernel.http import jsonable
 from registrar.kernel.ids import stable_id
-from registrar.kernel.store import without_internal
 from registrar.registration.commands import RecordRegistration, RequestRegistration
 from registrar.registration.queries import training_run
 

@@ -18,7 +18,10 @@ from registrar.kernel.ports import ModelAlreadyExists, ModelRegistry, ModelRegis
 T = TypeVar("T")
 
 MODEL_NAME_RE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/models/(?P<model>[^/@]+)")
-DEFAULT_LRO_TIMEOUT = 600.0
+# How long an upload is waited for: it must end within the function's timeout (540 s at most for an event-driven
+# function; terraform/ gives the registering functions 540 s). Longer, and the redelivery finds the version by its
+# run label.
+DEFAULT_LRO_TIMEOUT = 420.0
 
 def version_info_from_model(model: Any, *, project: str = "", location: str = "") -> ModelVersionInfo:
     """A `ModelVersionInfo` from an `aiplatform_v1.Model` (one version of it), with aware UTC datetimes."""
