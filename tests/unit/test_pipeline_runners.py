@@ -17,6 +17,8 @@ import requests
 from fakes import FakeModelRegistry, RecordingPublisher
 from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from registrar.adapters import pipelines
 from registrar.adapters.memory import InMemoryStore
 from registrar.adapters.no_runner import UnconfiguredPipelineRunner
@@ -100,6 +102,27 @@ def test_other_run_ids_become_valid_distinct_deterministic_job_ids(run_id):
 
 def test_run_ids_differing_only_in_invalid_characters_get_different_job_ids():
     assert pipeline_job_id("A_b") != pipeline_job_id("a-b") != pipeline_job_id("a.b")
+
+
+# Vertex AI's rule for pipelineJobId: "less than 128 characters, and valid characters are /[a-z][0-9]-/".
+VERTEX_JOB_ID = re.compile(r"[a-z][a-z0-9-]{0,126}")
+
+
+def test_a_run_id_of_128_valid_characters_is_shortened_below_vertex_limit():
+    run_id = "r" + "0123456789abcdef" * 8  # 129 characters, every one valid
+    for candidate in (run_id[:127], run_id[:128], run_id):
+        job_id = pipeline_job_id(candidate)
+        assert VERTEX_JOB_ID.fullmatch(job_id) and len(job_id) < 128, (len(candidate), len(job_id))
+    assert pipeline_job_id(run_id[:127]) == run_id[:127]  # valid and short enough: kept as it is
+    assert pipeline_job_id(run_id[:128]) != pipeline_job_id(run_id[:128] + "0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=300))
+def test_every_run_id_gets_a_job_id_vertex_accepts(run_id):
+    job_id = pipeline_job_id(run_id)
+    assert VERTEX_JOB_ID.fullmatch(job_id) and len(job_id) < 128
+    assert pipeline_job_id(run_id) == job_id
 
 
 # -- parameters and the PipelineJob body --------------------------------------------------------------------------

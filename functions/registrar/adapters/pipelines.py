@@ -33,8 +33,10 @@ ROOT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parents[-1]  # the 
 EVENTS_TOPIC = "pipeline-events"
 EVENT_SCHEMA = "registrar.pipeline-run-event.v1"
 RUN_ID_LABEL = "registrar-run-id"
-MAX_JOB_ID = 128
-_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
+# Vertex AI: "This value should be less than 128 characters, and valid characters are /[a-z][0-9]-/"
+# (projects.locations.pipelineJobs.create, pipelineJobId).
+MAX_JOB_ID = 127
+_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,126}$")
 _EVENT_RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 # Command-line options of `pipeline.runners.local` that a training config may set (config key → option).
@@ -85,7 +87,7 @@ def training_config(training_run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_job_id(training_run_id: str) -> str:
-    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, ≤ 128).
+    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, < 128).
 
     A run id that is already valid is used as it is (the training run id is the PipelineJob id); any other is
     slugged and suffixed with a digest of the original, so two run ids never share a job id."""
