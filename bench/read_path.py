@@ -128,7 +128,7 @@ def main() -> None:
             store = counting_store(client)
             services = bootstrap(store=store, publisher=RecordingPublisher(), registry=FakeModelRegistry(),
                                  serving=serving)
-            api = create_app(lambda: store, lambda: services).test_client()
+            api = create_app(lambda store=store: store, lambda services=services: services).test_client()
             for url in REQUESTS:
                 api.get(url)  # warm: the Cloud Run snapshot cache and the client's channel
                 latencies, reads = [], []
