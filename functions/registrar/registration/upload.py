@@ -146,7 +146,7 @@ def register_run(services, run_id: str, *, attempt_id: str | None = None) -> dic
     if run.get("status") != "SUCCEEDED":
         raise PermanentError(f"training run {run_id!r} has not succeeded (status {run.get('status')})", kind="invalid")
     claim, claim_number = _claim(services, run_id)
-    if claim == "registered":
+    if claim in ("registered", "failed"):
         return services.store.get(run_path(run_id))["registration"]
     if claim == "busy":
         # Another delivery holds the lease and is uploading now; come back later (Pub/Sub redelivers).
@@ -172,7 +172,8 @@ def register_run(services, run_id: str, *, attempt_id: str | None = None) -> dic
 
 def _claim(services, run_id: str, *, lease: timedelta = REGISTRATION_LEASE) -> tuple[str, int]:
     """Take the run's registration lease in a transaction: (`claimed`, its number), `busy` (another invocation holds
-    an unexpired lease) or `registered`. Concurrent deliveries of one completion must not each look for the version,
+    an unexpired lease), `registered`, or `failed` (final until someone asks again: a retry request makes it
+    `pending`; a delivery that read `pending` before the failure was recorded must not upload again). Concurrent deliveries of one completion must not each look for the version,
     find none, and upload; the lease serialises them. A holder that dies lets the lease expire, and the next one
     finds the version by its run label if the upload had happened. Claims are numbered, so each attempt has a
     deterministic id."""
@@ -182,8 +183,8 @@ def _claim(services, run_id: str, *, lease: timedelta = REGISTRATION_LEASE) -> t
             with uow:
                 run = uow.get(run_path(run_id)) or {}
                 registration = dict(run.get("registration") or {})
-                if registration.get("status") == "registered":
-                    return "registered", 0
+                if registration.get("status") in ("registered", "failed"):
+                    return registration["status"], 0
                 now = services.now()
                 lease_until = registration.get("lease_until")
                 if registration.get("status") == "registering" and lease_until is not None and lease_until > now:
