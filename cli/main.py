@@ -324,11 +324,13 @@ def kpi_table(body: dict[str, Any]):
 
 
 def models_table(rows: list[dict[str, Any]]):
-    table = _table("models", "id", "name", "type", "status", "blessed", "live versions", "latest", "aliases", "registered")
+    table = _table("models", "id", "name", "type", "status", "blessed", "live versions", "latest", "aliases", "registered",
+                   "simulated")
     for m in rows:
         table.add_row(m.get("model_id") or "-", _text(m.get("display_name")), _text(m.get("model_type")),
                       _text(m.get("status")), _yes(m.get("blessed")), _text(m.get("live_version_count")),
-                      _text(m.get("latest_version_id")), _text(m.get("aliases")), _text(m.get("latest_registered_at")))
+                      _text(m.get("latest_version_id")), _text(m.get("aliases")), _text(m.get("latest_registered_at")),
+                      _simulated(m))
     return table
 
 
@@ -338,18 +340,28 @@ def model_detail(body: dict[str, Any]):
                   "latest_version_id", "aliases", "best_metric", "resource_name", "first_registered_at",
                   "latest_registered_at"):
         table.add_row(field, _text(body.get(field)))
+    table.add_row("simulated", _simulated(body))
     for link in body.get("lineage") or []:
         run = link.get("training_run") or {}
-        table.add_row(f"version {link.get('version_id')} ← run", _text(run.get("training_run_id")) + f" ({_text(run.get('status'))})")
+        marker = ", simulated: no pipeline ran" if run.get("simulated") else ""
+        table.add_row(f"version {link.get('version_id')} ← run",
+                      _text(run.get("training_run_id")) + f" ({_text(run.get('status'))}{marker})")
     return table
 
 
 def versions_table(versions: list[dict[str, Any]]):
-    table = _table("versions", "version", "state", "aliases", "uploaded", "deleted", "run", "blessed", "metrics")
+    table = _table("versions", "version", "state", "aliases", "uploaded", "deleted", "run", "blessed", "metrics",
+                   "simulated")
     for v in versions:
         table.add_row(_text(v.get("version_id")), _text(v.get("state")), _text(v.get("aliases")), _text(v.get("uploaded_at")),
-                      _text(v.get("deleted_at")), _text(v.get("training_run_id")), _yes(v.get("blessed")), _text(v.get("metrics")))
+                      _text(v.get("deleted_at")), _text(v.get("training_run_id")), _yes(v.get("blessed")), _text(v.get("metrics")),
+                      _simulated(v))
     return table
+
+
+def _simulated(item: dict[str, Any]) -> str:
+    """Made up by the events runner (no pipeline ran), or trained."""
+    return "SIMULATED" if item.get("simulated") else "no"
 
 
 def history_table(entries: list[dict[str, Any]], title: str):

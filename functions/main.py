@@ -32,11 +32,12 @@ def services():
 
 
 def _consume(entry_point: str, cloud_event: CloudEvent) -> Outcome | None:
-    """What the message did (functions-framework acknowledges any return; a raise makes Pub/Sub redeliver)."""
+    """What the message did (functions-framework acknowledges any return; a raise makes Pub/Sub redeliver). The
+    entry point runs with what its wiring names only, as its service account can (registrar.bootstrap.WIRING)."""
     # Deferred like every registrar import here, so that importing main stays cheap (cold starts).
     from registrar.messaging.consume import consume
 
-    return consume(services(), entry_point, cloud_event.data)
+    return consume(services().for_entry_point(entry_point), entry_point, cloud_event.data)
 
 
 @functions_framework.cloud_event

@@ -58,7 +58,7 @@ class Publisher:
 
 def pipeline_run_event(run_id: str, state: str, at: datetime, *, model_name: str = MODEL_NAME,
                        **fields: Any) -> dict[str, Any]:
-    """Our PipelineRunEvent (schemas/events/pipeline-run-event.v1.json)."""
+    """Our PipelineRunEvent (schemas/events/pipeline-run-event.v1.json), of a run the demo makes up: `simulated`."""
     return {
         "schema": "registrar.pipeline-run-event.v1",
         "event_id": hashlib.sha256(f"{run_id}:{state}".encode()).hexdigest()[:32],
@@ -68,6 +68,7 @@ def pipeline_run_event(run_id: str, state: str, at: datetime, *, model_name: str
         "pipeline_job_name": f"projects/123/locations/us-central1/pipelineJobs/{run_id}",
         "state": state,
         "occurred_at": auditlog.rfc3339(at),
+        "simulated": True,
         **fields,
     }
 

@@ -21,6 +21,15 @@ locals {
 
   events_topic = "registry-events"
 
+  # Function timeouts: the longest operation a function waits for (a Cloud Run deploy, a Vertex AI upload: up to
+  # the adapters' DEFAULT_LRO_TIMEOUT, 420 s) plus the work around it, within the 540 s an event-driven function
+  # may run (and the 600 s ack deadline of its push subscription). Others keep the module's default.
+  function_timeouts = {
+    on_pipeline_event = 540
+    on_deploy_request = 540
+    on_reconcile_tick = 540
+  }
+
   apis = toset([
     "aiplatform.googleapis.com",
     "artifactregistry.googleapis.com",
@@ -56,7 +65,9 @@ locals {
   }
   serving_image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_registry_repository}"
 
-  # What each function may do beyond its defaults (Firestore user, publish to registry-events).
+  # What each function may do beyond its defaults (Firestore user, publish to registry-events): exactly what the
+  # port methods its wiring names need (registrar.bootstrap.WIRING → registrar.adapters.permissions), no more;
+  # tests/terraform/test_iam.py derives that and checks these grants against it.
   # A new entry point gets only the defaults until it is listed here (try(..., {}) below).
   function_access = {
     on_pipeline_event = {
@@ -79,21 +90,29 @@ locals {
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { pipeline = google_service_account.pipeline.name }
     }
+    # Deploys and undeploys Cloud Run services that run as the serving account (run.developer: no IAM policy
+    # changes, unlike run.admin), after checking the version in Vertex AI; `register` retries a run's
+    # registration, which uploads to Vertex AI and reads the run's artifacts like on_pipeline_event.
     on_deploy_request = {
-      project_roles = { vertex_viewer = "roles/aiplatform.viewer", run_admin = "roles/run.admin" }
+      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, run_developer = "roles/run.developer" }
       publish       = []
-      read_buckets  = {}
+      read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { serving = google_service_account.serving.name }
     }
+    # Audits Vertex AI (and its audit log since the last clean audit), Cloud Run and Cloud Scheduler; repairs
+    # schedules' jobs and, with --undeploy-orphans, deletes services that serve what no longer exists.
     on_reconcile_tick = {
-      project_roles = { vertex_viewer = "roles/aiplatform.viewer", run_viewer = "roles/run.viewer", scheduler_viewer = "roles/cloudscheduler.viewer" }
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer", reconciler = google_project_iam_custom_role.reconciler.id }
       publish       = []
       read_buckets  = {}
       act_as        = {}
     }
     registry_api = {
       # run.viewer: deployment status is read from Cloud Run; deploy / undeploy are requests on deploy-requests.
-      project_roles = { run_viewer = "roles/run.viewer", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id }
+      # run.invoker: predictions go to the served models (private services that on_deploy_request creates at run
+      # time, so no per-service binding can be written here; IAM Conditions' resource attributes do not cover
+      # Cloud Run, so the grant is project-wide). Only ready services with Registrar's labels are called.
+      project_roles = { run_viewer = "roles/run.viewer", run_invoker = "roles/run.invoker", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id }
       publish       = ["deploy-requests", "schedule-ticks"]
       read_buckets  = {}
       act_as        = {}
@@ -307,7 +326,7 @@ resource "google_pubsub_topic" "topic" {
   kms_key_name               = var.kms_key_name
   message_retention_duration = "604800s"
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
@@ -320,7 +339,7 @@ resource "google_pubsub_topic" "dead_letter" {
   kms_key_name               = var.kms_key_name
   message_retention_duration = "604800s"
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # The subscription on each dead-letter topic keeps failed messages for inspection and replay. It is the
@@ -415,6 +434,8 @@ resource "google_storage_bucket" "source" {
       log_bucket = logging.value
     }
   }
+
+  depends_on = [google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_storage_bucket" "artifacts" {
@@ -443,6 +464,8 @@ resource "google_storage_bucket" "artifacts" {
       log_bucket = logging.value
     }
   }
+
+  depends_on = [google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_artifact_registry_repository" "serving" {
@@ -455,7 +478,39 @@ resource "google_artifact_registry_repository" "serving" {
   labels        = var.labels
   kms_key_name  = var.kms_key_name
 
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
+}
+
+# Customer-managed encryption (var.kms_key_name): each service that encrypts with the key does so as its own service
+# agent, which must hold roles/cloudkms.cryptoKeyEncrypterDecrypter on it before the resources are created —
+# Pub/Sub for the topics (https://cloud.google.com/pubsub/docs/encryption), Cloud Storage for the buckets
+# (https://cloud.google.com/storage/docs/encryption/using-customer-managed-keys), Artifact Registry for the image
+# repository (https://cloud.google.com/artifact-registry/docs/cmek). Firestore and Vertex AI resources are not
+# given the key here (they keep Google-managed keys), so their agents need nothing. Readers need no key access:
+# the service that stored the data decrypts it for them.
+data "google_storage_project_service_account" "main" {
+  project = var.project_id
+}
+
+resource "google_project_service_identity" "artifact_registry" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "artifactregistry.googleapis.com"
+
   depends_on = [google_project_service.main]
+}
+
+resource "google_kms_crypto_key_iam_member" "service_agents" {
+  for_each = var.kms_key_name == null ? {} : {
+    pubsub            = "serviceAccount:${google_project_service_identity.pubsub.email}"
+    storage           = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
+    artifact_registry = "serviceAccount:${google_project_service_identity.artifact_registry.email}"
+  }
+
+  crypto_key_id = var.kms_key_name
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = each.value
 }
 
 # Builds the functions' containers (Cloud Functions 2nd gen builds with Cloud Build): writes build logs,
@@ -529,7 +584,9 @@ resource "google_pubsub_topic_iam_member" "pipeline_publisher" {
   member  = "serviceAccount:${google_service_account.pipeline.email}"
 }
 
-# Registering a model version needs these Vertex AI permissions, not the whole of roles/aiplatform.user.
+# Registering a model version needs these Vertex AI permissions, not the whole of roles/aiplatform.user: list the
+# model's versions (is one labelled with the run already?), upload, and read the new version (waiting on the upload
+# operation is a `get` too).
 resource "google_project_iam_custom_role" "model_registrar" {
   project     = var.project_id
   role_id     = "registrarModelRegistrar"
@@ -538,15 +595,15 @@ resource "google_project_iam_custom_role" "model_registrar" {
   permissions = [
     "aiplatform.models.get",
     "aiplatform.models.list",
-    "aiplatform.models.update",
     "aiplatform.models.upload",
-    "aiplatform.pipelineJobs.get",
   ]
 }
 
-# The API keeps one Cloud Scheduler job per retraining schedule in step with it (create, update, pause, resume,
-# delete): these job permissions only, not roles/cloudscheduler.admin. Jobs publish to schedule-ticks as the
-# Cloud Scheduler service agent (below), so no actAs on any service account is needed.
+# The API keeps one Cloud Scheduler job per retraining schedule in step with it (create, get, update, pause,
+# resume, delete): these job permissions only, not roles/cloudscheduler.admin. Jobs publish as the Cloud Scheduler
+# service agent, so no actAs on any service account is needed. Note what this grants (Google's words: "any custom
+# role with the permission cloudscheduler.jobs.create can create jobs that publish to any Pub/Sub topics within the
+# project"): whoever holds it can have any message published on any topic of the project, not only schedule-ticks.
 resource "google_project_iam_custom_role" "scheduler_jobs" {
   project     = var.project_id
   role_id     = "registrarSchedulerJobs"
@@ -557,9 +614,29 @@ resource "google_project_iam_custom_role" "scheduler_jobs" {
     "cloudscheduler.jobs.delete",
     "cloudscheduler.jobs.enable",
     "cloudscheduler.jobs.get",
+    "cloudscheduler.jobs.pause",
+    "cloudscheduler.jobs.update",
+  ]
+}
+
+resource "google_project_iam_custom_role" "reconciler" {
+  project     = var.project_id
+  role_id     = "registrarReconciler"
+  title       = "Registrar reconciler"
+  description = "Compare the registry with the audit log, Cloud Run and Cloud Scheduler; repair jobs and undeploy orphans."
+  permissions = [
+    "cloudscheduler.jobs.create",
+    "cloudscheduler.jobs.delete",
+    "cloudscheduler.jobs.enable",
+    "cloudscheduler.jobs.get",
     "cloudscheduler.jobs.list",
     "cloudscheduler.jobs.pause",
     "cloudscheduler.jobs.update",
+    "logging.logEntries.list",
+    "run.operations.get",
+    "run.services.delete",
+    "run.services.get",
+    "run.services.list",
   ]
 }
 
@@ -602,6 +679,7 @@ module "event_function" {
   build_service_account = google_service_account.build.id
   environment_variables = local.function_environment
   labels                = var.labels
+  timeout_seconds       = try(local.function_timeouts[each.key], 300)
 
   topic_id              = google_pubsub_topic.topic[each.value.topic].id
   subscription_name     = each.value.subscription
@@ -733,8 +811,12 @@ module "reconcile_tick" {
   depends_on = [google_project_service.main]
 }
 
-# Cloud Scheduler publishes the ticks as its service agent: publisher on exactly the tick topics, nothing else
-# (the agent needs no token and no invoker binding for a Pub/Sub target).
+# Cloud Scheduler publishes the ticks as its service agent (no token and no invoker binding for a Pub/Sub target).
+# These bindings are not a boundary: Google grants the agent roles/cloudscheduler.serviceAgent on the project when
+# the API is enabled, and that role holds pubsub.topics.publish on every topic of the project, so a job may target
+# any of them (https://cloud.google.com/iam/docs/roles-permissions/cloudscheduler). What limits the targets is who
+# may create or change jobs (registrarSchedulerJobs, held by registry_api only). The bindings keep the ticks
+# flowing where that project-wide grant has been taken away.
 resource "google_project_service_identity" "cloudscheduler" {
   provider = google-beta
 

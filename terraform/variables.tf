@@ -86,7 +86,7 @@ variable "artifacts_bucket_name" {
 
 variable "pipeline_template_uri" {
   type        = string
-  description = "gs:// URI of the compiled TFX pipeline (python -m pipeline.runners.vertex) that scheduled runs submit as Vertex AI PipelineJobs. Null: gs://<artifacts bucket>/pipelines/registrar-pipeline.json."
+  description = "gs:// URI of the compiled TFX pipeline (python -m pipeline.runners.vertex) that scheduled runs submit as Vertex AI PipelineJobs; on_schedule_tick may read the artifacts bucket only, so keep it there. Null: gs://<artifacts bucket>/pipelines/registrar-pipeline.json."
   default     = null
 }
 
@@ -98,7 +98,7 @@ variable "artifact_registry_repository" {
 
 variable "kms_key_name" {
   type        = string
-  description = "Optional Cloud KMS key (projects/.../cryptoKeys/...) for customer-managed encryption of topics, buckets and the image repository. Null: Google-managed keys."
+  description = "Optional Cloud KMS key (projects/.../cryptoKeys/...) for customer-managed encryption of the topics, the buckets and the image repository (in their region); the Pub/Sub, Cloud Storage and Artifact Registry service agents are granted encrypt/decrypt on it. Firestore and Vertex AI keep Google-managed keys. Null: Google-managed keys everywhere."
   default     = null
 }
 

@@ -1,7 +1,9 @@
-"""Wiring: the one place that reads the environment, builds the services, and holds the two tables.
+"""Wiring: the one place that reads the environment, builds the services, and holds the tables.
 
 - `ENTRY_POINTS`: each event entry point of `main.py` → the topic it consumes and the decoder of its payload.
 - `ROUTES`: each command → its handler (inside the transaction) and its follow-up (after the commit).
+- `WIRING`: each entry point (`registry_api` too) → the port methods it calls and the topics it publishes to: what
+  its service account is granted (tests/terraform/test_iam.py), and all its services answer (`for_entry_point`).
 
 Adding an event type: a row in `ENTRY_POINTS` (or an action of an existing decoder), a decoder, and a handler with
 its row in `ROUTES`. Tests pass fakes for any dependency by parameter.
@@ -9,6 +11,7 @@ its row in `ROUTES`. Tests pass fakes for any dependency by parameter.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -16,9 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from registrar import wiring
 from registrar.config import Config
 from registrar.deployments import follow_ups as deploy_follow_ups
 from registrar.deployments import handlers as deployments
+from registrar.deployments import predictions
 from registrar.deployments.commands import (
     RecordDeployment,
     RecordRollback,
@@ -42,12 +47,15 @@ from registrar.kernel.ports import (
     SchedulerJobs,
     ServingPlatform,
 )
+from registrar.kernel.serving import SNAPSHOT_CALLS
 from registrar.kernel.store import DocumentStore
 from registrar.messaging.bus import MessageBus, Route
 from registrar.messaging.consume import EntryPoint, by_action
+from registrar.reconcile import audit as reconcile_audit
 from registrar.reconcile import tick as reconcile_tick
 from registrar.registration import follow_ups as registration_follow_ups
 from registrar.registration import handlers as registration
+from registrar.registration import upload as registration_upload
 from registrar.registration.commands import (
     RecordPipelineRun,
     RecordRegistration,
@@ -55,6 +63,7 @@ from registrar.registration.commands import (
     RequestRegistration,
 )
 from registrar.registration.decode import decode_pipeline_event, decode_register_request
+from registrar.registry import decode as registry_decode
 from registrar.registry import handlers as registry
 from registrar.registry.commands import (
     CorrectResourceNames,
@@ -67,6 +76,8 @@ from registrar.registry.commands import (
 )
 from registrar.registry.decode import decode_audit_entry
 from registrar.schedules import handlers as schedules
+from registrar.schedules import jobs as schedule_jobs
+from registrar.schedules import submission
 from registrar.schedules.commands import (
     CreateSchedule,
     DeleteSchedule,
@@ -77,6 +88,7 @@ from registrar.schedules.commands import (
 )
 from registrar.schedules.decode import decode_tick as decode_schedule_tick
 from registrar.schedules.submission import submit_slot_run
+from registrar.wiring import Wiring
 
 # ---------------------------------------------------------------------------------------------------------------
 # The tables
@@ -129,6 +141,22 @@ ROUTES: dict[type, Route] = {
     RunScheduledSlot: Route(schedules.run_scheduled_slot, submit_slot_run, history_of=_SCHEDULE_HISTORY),
     # reconcile: a tick runs the reconciler, whose repairs are the commands above
     reconcile_tick.RunReconcile: Route(reconcile_tick.record_tick, reconcile_tick.reconcile_on_tick),
+}
+
+# What each deployed function calls outside Firestore, besides publishing registry events (every one does). Its
+# service account holds exactly the permissions these need (tests/terraform/test_iam.py).
+WIRING: dict[str, Wiring] = {
+    "on_pipeline_event": Wiring.of(registration_upload.CALLS),
+    "on_model_audit_event": Wiring.of(registry_decode.CALLS),
+    # deploy and undeploy on Cloud Run, and `register`: the retry of a run's registration
+    "on_deploy_request": Wiring.of(deploy_follow_ups.CALLS, registration_upload.CALLS),
+    "on_schedule_tick": Wiring.of(submission.CALLS),
+    # the audit's listings; its repairs: schedules' jobs, and undeploying orphans (`--undeploy-orphans`)
+    "on_reconcile_tick": Wiring.of(reconcile_audit.CALLS, schedule_jobs.CALLS, deploy_follow_ups.UNDEPLOY_CALLS),
+    # deployment status from Cloud Run; schedules' jobs; deploy requests and `trigger now` go through Pub/Sub
+    # predictions go to the served model through the registry
+    "registry_api": Wiring.of(SNAPSHOT_CALLS, schedule_jobs.CALLS, predictions.CALLS,
+                              publishes=("deploy-requests", schedule_jobs.TICKS_TOPIC)),
 }
 
 
@@ -191,6 +219,27 @@ class Services:
     def model_server(self) -> ModelServer:
         return self._lazy("model server", self.model_server_factory)
 
+    def for_entry_point(self, entry_point: str, wirings: Mapping[str, Wiring] | None = None) -> Services:
+        """These services as `entry_point` may use them: only the port methods and topics its wiring names
+        (`WIRING`); its follow-ups get the same. The adapters are shared with these services."""
+        plan = (WIRING if wirings is None else wirings).get(entry_point)
+        if plan is None:
+            raise wiring.NotWired(f"{entry_point} has no wiring (registrar.bootstrap.WIRING)")
+        bus = copy.copy(self.bus)
+        bus.publisher = wiring.TopicsPublisher(self.bus.publisher, plan.publishes | {self.bus.events_topic},
+                                               entry_point)
+        view = dataclasses.replace(
+            self, bus=bus, _built={},
+            registry=wiring.restricted(self.registry, plan, entry_point),
+            artifacts=wiring.restricted(self.artifacts, plan, entry_point),
+            serving_factory=lambda: wiring.restricted(self.serving, plan, entry_point),
+            scheduler_factory=lambda: wiring.restricted(self.scheduler, plan, entry_point),
+            runner_factory=lambda: wiring.restricted(self.runner, plan, entry_point),
+            change_log_factory=lambda: wiring.restricted(self.change_log, plan, entry_point),
+            model_server_factory=lambda: wiring.restricted(self.model_server, plan, entry_point))
+        bus.services = view
+        return view
+
 
 def bootstrap(
     *,
@@ -218,15 +267,11 @@ def bootstrap(
 
         store = FirestoreStore.connect(config.project, config.firestore_database)
     if publisher is None:
-        from registrar.adapters.pubsub import PubSubPublisher
-
-        publisher = PubSubPublisher(config.require_project())
+        publisher = _publisher(config)
     if registry is None:
         registry = _registry(config)
     if artifacts is None:
-        from registrar.adapters.artifacts import StorageArtifactStore
-
-        artifacts = StorageArtifactStore(config.project)
+        artifacts = _artifacts(config)
     bus = MessageBus(store, publisher, Context(now=now), routes, events_topic=config.events_topic,
                      ledger_ttl=config.ledger_ttl, **bus_options)
     services = Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts, config=config,
@@ -256,6 +301,18 @@ def _repository() -> Path:
 
 # Adapters are imported when first built: their Google clients are heavy, and most entry points never need them.
 
+def _publisher(config: Config) -> EventPublisher:
+    from registrar.adapters.pubsub import PubSubPublisher
+
+    return PubSubPublisher(config.require_project())
+
+
+def _artifacts(config: Config) -> ArtifactStore:
+    from registrar.adapters.artifacts import StorageArtifactStore
+
+    return StorageArtifactStore(config.project)
+
+
 def _serving(config: Config) -> ServingPlatform:
     from registrar.adapters.cloudrun import CloudRunServing
 
@@ -278,6 +335,7 @@ def _change_log(config: Config) -> ChangeLog | None:
 
 def _runner(config: Config) -> PipelineRunner:
     from registrar.adapters import pipelines
+    from registrar.adapters.no_runner import UnconfiguredPipelineRunner
 
     settings, project = config.pipeline, config.require_project()
     if settings.runner == "vertex":
@@ -287,10 +345,12 @@ def _runner(config: Config) -> PipelineRunner:
     if settings.runner == "local":
         return pipelines.LocalPipelineRunner(project, python=settings.local_python, runs_dir=settings.local_runs_dir,
                                              env=os.environ)
-    runs_dir = Path(settings.local_runs_dir) if settings.local_runs_dir else None
-    return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
-                                         artifacts_root=settings.events_artifacts_root
-                                         or (str(runs_dir / "events") if runs_dir else None))
+    if settings.runner == "events":  # simulated runs: only when asked for by name
+        runs_dir = Path(settings.local_runs_dir) if settings.local_runs_dir else None
+        return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
+                                             artifacts_root=settings.events_artifacts_root
+                                             or (str(runs_dir / "events") if runs_dir else None))
+    return UnconfiguredPipelineRunner()
 
 
 def _model_server(config: Config) -> ModelServer:
@@ -308,3 +368,16 @@ def _registry(config: Config) -> ModelRegistry:
     from registrar.adapters.null_registry import UnreachableModelRegistry
 
     return UnreachableModelRegistry()
+
+
+# The adapter production builds for each port from a configuration (`wiring.PORTS` names the services' attribute).
+ADAPTERS: dict[str, Callable[[Config], object]] = {
+    "registry": _registry,
+    "artifacts": _artifacts,
+    "serving": _serving,
+    "scheduler": _scheduler,
+    "runner": _runner,
+    "publisher": _publisher,
+    "change_log": _change_log,
+    "model_server": _model_server,
+}

@@ -14,9 +14,10 @@ from pathlib import Path
 
 @dataclasses.dataclass(frozen=True)
 class PipelineSettings:
-    """How training runs are submitted: `runner` is vertex | local | events."""
+    """How training runs are submitted: `runner` is vertex | local | events (simulated runs, only when asked for)
+    | none (no runner is configured: submissions fail with how to configure one)."""
 
-    runner: str = "events"
+    runner: str = "none"
     template: str = ""
     pipeline_root: str | None = None
     service_account: str | None = None
@@ -92,7 +93,8 @@ class Config:
 
 def _runner_choice(env: Mapping[str, str], repository: Path | None) -> str:
     """REGISTRAR_PIPELINE_RUNNER = vertex | local | events; unset: vertex on Cloud Run / Functions (K_SERVICE),
-    local when the Pub/Sub emulator is configured and `.venv-pipeline` exists, else events."""
+    local when the Pub/Sub emulator is configured and `.venv-pipeline` exists, else none (a scheduled run fails
+    and says how to configure one). `events` simulates runs; it is used only when asked for by name."""
     choice = (env.get("REGISTRAR_PIPELINE_RUNNER") or "").strip().lower()
     if choice:
         if choice not in ("vertex", "local", "events"):
@@ -102,4 +104,4 @@ def _runner_choice(env: Mapping[str, str], repository: Path | None) -> str:
         return "vertex"
     if env.get("PUBSUB_EMULATOR_HOST") and repository is not None and (repository / ".venv-pipeline").exists():
         return "local"
-    return "events"
+    return "none"

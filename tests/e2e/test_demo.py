@@ -34,6 +34,10 @@ def test_demo_story_leaves_the_expected_registry(vertex_stack, capsys):
 
     run = vertex_stack.get(f"/training-runs/{run_id}")
     assert run["status"] == "SUCCEEDED"
+    # The demo makes its run up: the run and the version it registered say so; version 2 (another team's) does not.
+    assert run["simulated"] is True and deleted["simulated"] is True
+    assert next(v for v in model["versions"] if v["version_id"] == "2")["simulated"] is False
+    assert model["simulated"] is False
     registration = run["registration"]
     assert registration["status"] == "registered"
     assert (registration["model_id"], registration["version_id"]) == (model_id, "1")

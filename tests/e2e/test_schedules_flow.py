@@ -77,6 +77,7 @@ def slot_fired_twice_runs_once_and_delete_frees_the_name(stack, deliveries):
                      what=f"scheduled run {run_id} submitted and succeeded")
     assert run["schedule_id"] == sid and run["model_name"] == MODEL_NAME and run["run_number"] == 1
     assert run["training_config"]["model_type"] == "retrieval"
+    assert run["simulated"] is True  # the events runner ran no pipeline, and the registry says so
     eventually(lambda: stack.get(f"/schedules/{sid}")["statistics"] == {"total": 1, "successful": 1, "failed": 0},
                what="statistics counted once")
     # Nothing else comes of the duplicated firing: a marker tick published after both firings is handled, and so

@@ -19,6 +19,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -490,6 +491,55 @@ def test_an_enabled_job_fires_by_itself_when_its_slot_comes(emulator, subscripti
     emulator.sync()  # a whole pass after the firing: a job left due would have fired again in it
     assert others_until_marker(subscription) == []
     assert len(emulator.firings(spec.job_id)) == 1
+
+
+# A daily job across the days the clocks change, in two zones: Cloud Scheduler runs on wall-clock time, so the
+# emulator fires twice in a repeated hour and not at all in a skipped one; the recovery hour `cron` adds for a time
+# the zone skips fires on the spring-forward day. Every firing of a day maps to that day's one slot.
+DST_JOBS = [
+    pytest.param("America/New_York", "01:30", utc(2026, 10, 31, 12),
+                 [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30), utc(2026, 11, 2, 6, 30)], id="new-york-fall-back"),
+    pytest.param("Europe/Berlin", "02:30", utc(2026, 10, 24, 12),
+                 [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30), utc(2026, 10, 25, 2, 30),
+                  utc(2026, 10, 26, 1, 30)], id="berlin-fall-back"),
+    pytest.param("America/New_York", "02:30", utc(2026, 3, 7, 12),
+                 [utc(2026, 3, 8, 7, 30), utc(2026, 3, 9, 6, 30)], id="new-york-spring-forward"),
+    pytest.param("Europe/Berlin", "02:30", utc(2026, 3, 28, 12),
+                 [utc(2026, 3, 29, 1, 30), utc(2026, 3, 30, 0, 30)], id="berlin-spring-forward"),
+]
+
+
+@pytest.mark.parametrize(("zone", "at", "start", "firings"), DST_JOBS)
+def test_a_daily_job_fires_on_wall_clock_time_across_a_clock_change(emulator, subscription, zone, at, start,
+                                                                    firings):
+    emulator.set_clock(start)
+    timing = {"schedule_type": "daily", "schedule_time": at, "timezone": zone}
+    spec = tick_spec(timing=timing)
+    jobs = emulator.jobs()
+    assert jobs.apply_job(spec).schedule_time == firings[0]
+
+    for number, expected in enumerate(firings, start=1):
+        assert jobs.get_job(spec.job_id).schedule_time == expected
+        emulator.set_clock(expected - timedelta(seconds=2))
+        pull(subscription, want=1)
+        wait_until(lambda n=number: len(emulator.firings(spec.job_id)) == n, f"firing {number} recorded")
+
+    fired = [f["slot"] for f in emulator.firings(spec.job_id)]
+    assert fired == firings
+    schedule = schedules.parse_timing(timing)
+    slots = [schedules.slot_for(schedule, moment) for moment in fired]
+    days = [slot.astimezone(ZoneInfo(zone)).date() for slot in slots]
+    assert len(set(slots)) == len(set(days))  # one slot per local day, whatever fired that day
+    assert sorted(set(slots)) == schedules.runs_between(schedule, start, firings[-1] + timedelta(minutes=1))
+
+
+def test_a_time_the_zone_skips_does_not_fire_on_the_spring_forward_day(emulator):
+    emulator.set_clock(utc(2026, 3, 7, 12))
+    spec = tick_spec(cron="30 2 * * *", time_zone="America/New_York")  # without the recovery hour
+
+    job = emulator.jobs().apply_job(spec)
+
+    assert job.schedule_time == utc(2026, 3, 9, 6, 30)  # 02:30 on 8 March never shows on the clocks
 
 
 def test_a_paused_job_does_not_fire(emulator, subscription):

@@ -17,8 +17,11 @@ import requests
 from fakes import FakeModelRegistry, RecordingPublisher
 from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from registrar.adapters import pipelines
 from registrar.adapters.memory import InMemoryStore
+from registrar.adapters.no_runner import UnconfiguredPipelineRunner
 from registrar.adapters.pipelines import (
     EventEmittingRunner,
     LocalPipelineRunner,
@@ -99,6 +102,27 @@ def test_other_run_ids_become_valid_distinct_deterministic_job_ids(run_id):
 
 def test_run_ids_differing_only_in_invalid_characters_get_different_job_ids():
     assert pipeline_job_id("A_b") != pipeline_job_id("a-b") != pipeline_job_id("a.b")
+
+
+# Vertex AI's rule for pipelineJobId: "less than 128 characters, and valid characters are /[a-z][0-9]-/".
+VERTEX_JOB_ID = re.compile(r"[a-z][a-z0-9-]{0,126}")
+
+
+def test_a_run_id_of_128_valid_characters_is_shortened_below_vertex_limit():
+    run_id = "r" + "0123456789abcdef" * 8  # 129 characters, every one valid
+    for candidate in (run_id[:127], run_id[:128], run_id):
+        job_id = pipeline_job_id(candidate)
+        assert VERTEX_JOB_ID.fullmatch(job_id) and len(job_id) < 128, (len(candidate), len(job_id))
+    assert pipeline_job_id(run_id[:127]) == run_id[:127]  # valid and short enough: kept as it is
+    assert pipeline_job_id(run_id[:128]) != pipeline_job_id(run_id[:128] + "0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=300))
+def test_every_run_id_gets_a_job_id_vertex_accepts(run_id):
+    job_id = pipeline_job_id(run_id)
+    assert VERTEX_JOB_ID.fullmatch(job_id) and len(job_id) < 128
+    assert pipeline_job_id(run_id) == job_id
 
 
 # -- parameters and the PipelineJob body --------------------------------------------------------------------------
@@ -500,7 +524,7 @@ def test_events_are_shaped_as_the_pipeline_shapes_them(tmp_path):
         occurred_at=datetime.fromisoformat(ours["occurred_at"].replace("Z", "+00:00")), stage="Pusher",
         report={**ours["artifacts"], "metrics": ours["metrics"], "blessed": True, "retrieval_algorithm": "scann"})
 
-    assert ours == theirs
+    assert ours == {**theirs, "simulated": True}  # no pipeline ran: the events say so
 
 
 def test_events_runner_can_fail_runs(tmp_path):
@@ -544,7 +568,7 @@ def runner_for(env: dict[str, str], repository=None) -> PipelineRunner:
     ({"REGISTRAR_PIPELINE_RUNNER": "local"}, LocalPipelineRunner),
     ({"REGISTRAR_PIPELINE_RUNNER": "events"}, EventEmittingRunner),
     ({"K_SERVICE": "on_schedule_tick"}, VertexPipelineRunner),
-    ({}, EventEmittingRunner),
+    ({}, UnconfiguredPipelineRunner),  # never a silent simulation: events only when asked for by name
 ])
 def test_runner_from_the_environment(env, expected):
     runner = runner_for(env)
@@ -559,7 +583,7 @@ def test_an_unknown_runner_is_refused():
 
 def test_local_is_the_default_with_the_emulator_and_a_pipeline_venv(tmp_path):
     env = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"}
-    assert isinstance(runner_for(env, repository=tmp_path), EventEmittingRunner)
+    assert isinstance(runner_for(env, repository=tmp_path), UnconfiguredPipelineRunner)
     (tmp_path / ".venv-pipeline").mkdir()
     assert isinstance(runner_for(env, repository=tmp_path), LocalPipelineRunner)
 

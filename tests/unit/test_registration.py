@@ -18,7 +18,7 @@ from registrar.kernel.labels import sanitize_label_key, sanitize_label_value
 from registrar.kernel.ports import ModelRegistryWriter, ModelVersionInfo
 from registrar.messaging.history import model_history
 from registrar.registration.queries import training_run
-from registrar.registration.upload import model_id_for, resolve_saved_model_dir
+from registrar.registration.upload import model_id_for, register_run, resolve_saved_model_dir
 from registrar.registry import queries
 from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE, verify_version_exists
 
@@ -226,6 +226,29 @@ def test_a_versioned_directory_is_taken_as_named_and_never_replaced_by_another()
     with pytest.raises(PermanentError, match="not a versioned") as refused:
         resolve_saved_model_dir(store, "gs://b/m/pushed_model/")
     assert "2 version directories" in refused.value.reason
+
+
+def test_a_delivery_that_read_pending_before_the_failure_neither_uploads_nor_leaves_the_lease_held(tmp_path, pushed):
+    services, writer = make_services()
+    empty = tmp_path / "empty" / "pushed_model"
+    empty.mkdir(parents=True)
+    deliver_pipeline(services, succeeded_event(empty))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "failed"
+
+    # A concurrent delivery of the same completion saw `pending` and registers now, after the failure was recorded.
+    register_run(services, "run-1")
+
+    registration = training_run(services.store, "run-1")["registration"]
+    assert registration["status"] == "failed" and registration["claims"] == 1  # not `registering` under a lease
+    assert writer.uploads == []
+    # A retry asked for still registers, as a new attempt.
+    run = services.store.get("training_runs/run-1")
+    services.store.set("training_runs/run-1", {**run, "artifacts": {"pushed_model_uri": str(pushed)}})
+    request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000002", "action": "register",
+               "training_run_id": "run-1", "requested_at": at(300).isoformat()}
+    deliver(services, "on_deploy_request", envelope(request))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert len(writer.uploads) == 1
 
 
 def test_second_run_of_same_model_becomes_version_two(pushed):

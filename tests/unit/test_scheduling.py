@@ -509,6 +509,41 @@ def test_calendar_shape_past_runs_and_projection_consistent_with_next_run(env):
     assert warsaw["timezone"] == "Europe/Warsaw" and len(warsaw["days"]) == 7
 
 
+# The firings Cloud Scheduler may make on the days the clocks change (wall-clock time: twice in a repeated hour, not
+# in a skipped one, then the recovery hour `cron` adds), and the one run per local day they must make.
+DST_FIRINGS = [
+    pytest.param("America/New_York", "01:30", "2026-11-01", [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30)],
+                 utc(2026, 11, 1, 5, 30), id="new-york-fall-back"),
+    pytest.param("Europe/Berlin", "02:30", "2026-10-25", [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30),
+                                                          utc(2026, 10, 25, 2, 30)],
+                 utc(2026, 10, 25, 0, 30), id="berlin-fall-back"),
+    pytest.param("America/New_York", "02:30", "2026-03-08", [utc(2026, 3, 8, 7, 30)], utc(2026, 3, 8, 7, 30),
+                 id="new-york-spring-forward"),
+    pytest.param("Europe/Berlin", "02:30", "2026-03-29", [utc(2026, 3, 29, 1, 30)], utc(2026, 3, 29, 1, 30),
+                 id="berlin-spring-forward"),
+]
+
+
+@pytest.mark.parametrize(("zone", "at", "day", "firings", "slot"), DST_FIRINGS)
+def test_the_firings_of_a_dst_day_make_one_run_and_the_calendar_shows_one(zone, at, day, firings, slot):
+    env = Env(datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(days=2))
+    doc = env.created(schedule_type="daily", schedule_time=at, timezone=zone)
+    sid = doc["schedule_id"]
+    calendar = env.client.get(f"/calendar?weeks_past=0&weeks_future=1&tz={zone}").get_json()
+    scheduled = {d["date"]: d["scheduled"] for d in calendar["days"]}
+    assert scheduled[day] == 1
+    assert scheduled[(datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()] == 1
+
+    for fired in firings:
+        env.clock.now = fired + timedelta(seconds=3)
+        env.tick(sid, fired + timedelta(seconds=2))
+
+    [run] = env.runs(sid).values()
+    assert run["slot"] == slot and run["training_run_id"] == training_run_id(sid, slot)
+    assert list(env.runner.pipelines) == [run["training_run_id"]]
+    assert env.schedule(sid)["statistics"]["total"] == 1
+
+
 @pytest.mark.parametrize("query", ["weeks_past=-1", "weeks_future=105", "weeks_past=ten", "tz=Nowhere/City",
                                    "colour=1"])
 def test_calendar_refuses_bad_parameters(env, query):

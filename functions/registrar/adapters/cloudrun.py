@@ -18,7 +18,9 @@ from registrar.kernel.serving import cpu_millis, memory_bytes
 
 T = TypeVar("T")
 
-DEFAULT_LRO_TIMEOUT = 600.0
+# How long a deploy (or delete) is waited for: it must end within the function's timeout (540 s at most for an
+# event-driven function; terraform/ gives on_deploy_request 540 s). Longer, and the redelivery waits for the rollout.
+DEFAULT_LRO_TIMEOUT = 420.0
 RECONCILE_POLL_SECONDS = 1.0
 
 

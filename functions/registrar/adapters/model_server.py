@@ -2,7 +2,7 @@
 
 Served models are private Cloud Run services: in production each request carries a Google-signed ID token whose
 audience is the service's URL (Cloud Run's service-to-service authentication; the registry's account holds
-`roles/run.invoker` on the serving services, terraform/console_predict.tf). The local Cloud Run serves without
+`roles/run.invoker` on the serving services, terraform/main.tf, `function_access`). The local Cloud Run serves without
 authentication, so no token is fetched there.
 """
 
@@ -73,7 +73,7 @@ class HttpModelServer(ModelServer):
             answer = response.text
         if response.status_code in (401, 403):
             raise ServedModelFailed(f"the registry may not call {model.service_id} (HTTP {response.status_code}): "
-                                    "it needs roles/run.invoker on the service (terraform: console_predict.tf)")
+                                    "it needs roles/run.invoker on the service (terraform/main.tf: registry_api's run_invoker)")
         if 400 <= response.status_code < 500:
             raise ModelRefused(_message(answer))
         if response.status_code != 200:

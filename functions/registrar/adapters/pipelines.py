@@ -33,8 +33,10 @@ ROOT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parents[-1]  # the 
 EVENTS_TOPIC = "pipeline-events"
 EVENT_SCHEMA = "registrar.pipeline-run-event.v1"
 RUN_ID_LABEL = "registrar-run-id"
-MAX_JOB_ID = 128
-_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
+# Vertex AI: "This value should be less than 128 characters, and valid characters are /[a-z][0-9]-/"
+# (projects.locations.pipelineJobs.create, pipelineJobId).
+MAX_JOB_ID = 127
+_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,126}$")
 _EVENT_RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 # Command-line options of `pipeline.runners.local` that a training config may set (config key → option).
@@ -85,7 +87,7 @@ def training_config(training_run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_job_id(training_run_id: str) -> str:
-    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, ≤ 128).
+    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, < 128).
 
     A run id that is already valid is used as it is (the training run id is the PipelineJob id); any other is
     slugged and suffixed with a digest of the original, so two run ids never share a job id."""
@@ -512,7 +514,10 @@ class EventEmittingRunner(PipelineRunner):
 
     `outcome` is "succeeded" / "failed", or a function of the training run returning one. With a local
     `artifacts_root`, SUCCEEDED also writes the artifacts it names (a placeholder `saved_model.pb` and
-    `training_metrics.json`), so registration can find them."""
+    `training_metrics.json`), so registration can find them. Its events say `simulated`, and so do its runs and
+    the versions they register."""
+
+    simulated = True
 
     def __init__(self, project: str, *, topic: str = EVENTS_TOPIC,
                  outcome: str | Callable[[Mapping[str, Any]], str] = "succeeded",
@@ -562,7 +567,7 @@ class EventEmittingRunner(PipelineRunner):
         if self.outcome_for(training_run) == "failed":
             final = pipeline_run_event(**common, state="FAILED", occurred_at=self.clock(), stage="Trainer",
                                        error_message=self.error_message)
-            return [running, final]
+            return [{**event, "simulated": True} for event in (running, final)]
         algorithm = config.get("retrieval_algorithm")
         if model_type == "retrieval" and algorithm not in ("brute_force", "scann"):
             algorithm = "brute_force"
@@ -570,7 +575,7 @@ class EventEmittingRunner(PipelineRunner):
             **common, state="SUCCEEDED", occurred_at=self.clock(), stage="Pusher",
             artifacts=self.artifacts_for(run_id, int(started.timestamp())), metrics=self.metrics, blessed=True,
             retrieval_algorithm=algorithm if model_type == "retrieval" else None)
-        return [running, final]
+        return [{**event, "simulated": True} for event in (running, final)]
 
     def job_name(self, training_run: Mapping[str, Any]) -> str:
         return f"events/{pipeline_job_id(run_id_of(training_run))}"

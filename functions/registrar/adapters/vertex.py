@@ -25,7 +25,10 @@ from registrar.kernel.ports import (
 T = TypeVar("T")
 
 MODEL_NAME_RE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/models/(?P<model>[^/@]+)")
-DEFAULT_LRO_TIMEOUT = 600.0
+# How long an upload is waited for: it must end within the function's timeout (540 s at most for an event-driven
+# function; terraform/ gives the registering functions 540 s). Longer, and the redelivery finds the version by its
+# run label.
+DEFAULT_LRO_TIMEOUT = 420.0
 LIST_PAGE_SIZE = 1000  # models per ListModels page (the service may answer fewer)
 
 def version_info_from_model(model: Any, *, project: str = "", location: str = "") -> ModelVersionInfo:

@@ -29,9 +29,14 @@ class SegmentConverter(BaseConverter):
     regex = "[^/:]+"
 
 
+ENTRY_POINT = "registry_api"
+
+
 def create_app(store_factory: Callable[[], DocumentStore], services_factory: Callable[[], Any] | None = None):
     """`services_factory` gives the write side (bus, publisher, Cloud Run, Cloud Scheduler) to the routes that
-    change things; read routes only need the store."""
+    change things; read routes only need the store. The routes get those services as `registry_api` may use them
+    (its wiring: the port methods and topics its service account is granted)."""
+    wired = None if services_factory is None else (lambda: services_factory().for_entry_point(ENTRY_POINT))
     app = Flask("registry_api")
     app.json.sort_keys = False
     # OPTIONS is not served (the API is not for browsers): it answers 405 like any other method not described.
@@ -39,8 +44,7 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
     # A path parameter is one segment without ':', so `/models/{id}:undeploy` never reaches `/models/{id}` as an id
     # ending in ":undeploy" (a GET there answers 405 naming POST, not 400 for a bad id).
     app.url_map.converters["default"] = SegmentConverter
-    api = Api(store_factory, services_factory,
-              CachedServing(lambda: services_factory().serving, ttl=STATUS_CACHE_SECONDS) if services_factory else None)
+    api = Api(store_factory, wired, CachedServing(lambda: wired().serving, ttl=STATUS_CACHE_SECONDS) if wired else None)
 
     @app.errorhandler(BadParameter)
     def bad_parameter(exc: BadParameter):

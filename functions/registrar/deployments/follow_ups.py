@@ -23,9 +23,15 @@ from registrar.deployments.spec import build_spec
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.logs import log
 from registrar.kernel.paths import ENDPOINTS, endpoint_path, model_path, request_path, run_path
-from registrar.kernel.ports import ModelVersionInfo, ServiceSpec, ServiceState
+from registrar.kernel.ports import ModelVersionInfo, ServiceSpec, ServiceState, ServingPlatform
 from registrar.kernel.serving import is_owned_by, owner_of, served_version, service_labels
+from registrar.registry import precondition
 from registrar.registry.precondition import verify_version_exists
+
+# What deploying, undeploying and rolling back call outside Firestore.
+UNDEPLOY_CALLS = (ServingPlatform.list_services, ServingPlatform.get_service, ServingPlatform.delete_service)
+CALLS = (*precondition.CALLS, *UNDEPLOY_CALLS, ServingPlatform.apply_service, ServingPlatform.get_revision,
+         ServingPlatform.route_all_traffic)
 
 # (services, the rollback's request document once it is carried out): moves back the aliases that came with the
 # releases it undid (`request["rollback"]["undone_releases"]`, deploy request ids); idempotent, as it runs again on

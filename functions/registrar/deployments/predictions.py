@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from registrar.kernel.http import BadParameter
-from registrar.kernel.ports import ServedModel
+from registrar.kernel.ports import ModelServer, ServedModel
 from registrar.kernel.serving import ServingSnapshot, served_version
 from registrar.registry.queries import DeploymentStatusUnknown, serving_state
 
+CALLS = (ModelServer.predict, ModelServer.signature_inputs)  # what answering a prediction calls outside Firestore
 MAX_INSTANCES = 64
 MAX_TOP_K = 1000
 PREDICT_FIELDS = ("instances", "top_k")

@@ -21,6 +21,8 @@ RUN_ID_LABEL = "training_run_id"
 RUN_ID_LABELS = (RUN_ID_LABEL, "registrar-run-id", "registrar_run_id")
 MODEL_TYPE_LABEL = "model_type"
 BLESSED_LABEL = "blessed"
+# On a version registered from a run no pipeline produced (the events runner): `simulated=true`.
+SIMULATED_LABEL = "simulated"
 _LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -63,3 +65,8 @@ def with_model_labels(labels: Mapping[str, str], model_before: Mapping[str, str]
     version's labels merged with its model's; a key the version holds a value of its own for keeps that value."""
     own = {k: v for k, v in labels.items() if model_before.get(k) != v}
     return {**model_after, **own}
+
+
+def simulated_from_labels(labels: Mapping[str, str]) -> bool:
+    return labels.get(SIMULATED_LABEL, "").lower() == "true"
+

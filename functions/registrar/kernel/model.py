@@ -48,6 +48,7 @@ class Version:
     # deleted and re-created under the same id has a "version 1" with other create times.
     version_create_time: datetime | None = None
     model_create_time: datetime | None = None
+    simulated: bool = False  # registered from a run no pipeline produced (its `simulated` label); never unset
 
     @property
     def live(self) -> bool:
@@ -72,9 +73,9 @@ class Version:
 
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
                   "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation",
-                  "version_create_time", "model_create_time")
+                  "version_create_time", "model_create_time", "simulated")
 TOMBSTONE_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "training_run_id", "model_type", "blessed",
-                    "resource_name", "upload_operation")
+                    "resource_name", "upload_operation", "simulated")
 
 
 def sort_key(version_id: str, uploaded_at: datetime | None) -> tuple:
@@ -297,6 +298,8 @@ def summarize(model: Model, versions: Mapping[str, Version]) -> dict[str, Any]:
         or model.first_registered_at,
         "blessed": blessed,
         "evaluation": _evaluation(latest),
+        # The newest live version was registered from a run no pipeline produced (the events runner).
+        "simulated": bool(latest and latest.simulated),
         # The stored view (for queries); the API answers from Cloud Run (registrar.registry.queries.overlay_deployment).
         "deployed": deployed,
         "idle": blessed and not deployed,

@@ -372,7 +372,10 @@ class PipelineRunner(abc.ABC):
     """Submits a training run's pipeline: a Vertex AI PipelineJob in the cloud, the local TFX runner locally.
 
     `submit` is idempotent on the training run id (the pipeline job id is derived from it): submitting the same
-    run twice starts one pipeline. Returns the pipeline job's resource name."""
+    run twice starts one pipeline. Returns the pipeline job's resource name. A runner that runs no pipeline and
+    makes its runs' outcomes up is `simulated`: its runs, and the versions they register, are marked so."""
+
+    simulated: bool = False
 
     @abc.abstractmethod
     def submit(self, training_run: Mapping[str, object]) -> str: ...

@@ -15,7 +15,7 @@ from typing import Any
 
 from registrar.kernel.labels import sanitize_label_value
 from registrar.kernel.logs import log
-from registrar.kernel.ports import ServiceState
+from registrar.kernel.ports import ServiceState, ServingPlatform
 
 _CPU_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<milli>m?)$")
 _MEMORY_RE = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
@@ -26,6 +26,7 @@ MODEL_LABEL = "registrar-model"
 VERSION_LABEL = "registrar-version"
 MANAGED_BY_LABEL = "managed-by"
 MANAGED_BY = "registrar"
+SNAPSHOT_CALLS = (ServingPlatform.list_services,)  # what a serving snapshot (`CachedServing`) asks Cloud Run
 
 
 def service_labels(model_id: str, version_id: str) -> dict[str, str]:

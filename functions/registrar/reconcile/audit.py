@@ -37,6 +37,9 @@ from registrar.reconcile.serving_drift import serving_discrepancies
 from registrar.schedules.jobs import is_schedule_job
 
 DEFAULT_RESERVATION_AGE = timedelta(hours=24)
+# what an audit asks (Cloud Run and Cloud Scheduler only when it is given them)
+CALLS = (ModelRegistry.iter_model_rows, ModelRegistry.list_versions, ModelRegistry.get_version,
+         ChangeLog.models_changed_since, ServingPlatform.list_services, SchedulerJobs.list_jobs)
 DEFAULT_CONCURRENCY = 8
 
 

@@ -15,7 +15,9 @@ TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 @dataclasses.dataclass(frozen=True)
 class RecordPipelineRun(Command):
-    """A training pipeline run reached a state. `route` is `event` (our PipelineRunEvent) or `log` (log sink)."""
+    """A training pipeline run reached a state. `route` is `event` (our PipelineRunEvent), `log` (log sink) or
+    `submission` (its pipeline could not be submitted: FAILED with the reason). `simulated`: no pipeline ran, the
+    events runner made the run up."""
 
     training_run_id: str
     state: str
@@ -30,6 +32,7 @@ class RecordPipelineRun(Command):
     blessed: bool | None = None
     retrieval_algorithm: str | None = None
     error_message: str | None = None
+    simulated: bool = False
 
     @property
     def idempotency_key(self) -> str:

@@ -55,6 +55,7 @@ def pipeline_command(payload: Mapping[str, Any]) -> RecordPipelineRun:
         blessed=payload.get("blessed"),
         retrieval_algorithm=payload.get("retrieval_algorithm"),
         error_message=payload.get("error_message"),
+        simulated=bool(payload.get("simulated")),
     )
 
 

@@ -61,6 +61,8 @@ def record_registration(cmd: RecordRegistration, uow: AbstractUnitOfWork, ctx: C
         "artifact_uri": cmd.artifact_uri,
         "reason": cmd.reason,
     }
+    if current.get("claims"):  # claim numbers name attempts: they never start again
+        registration["claims"] = current["claims"]
     for kept in ("request_id", "requested_by"):  # who asked for this attempt stays visible with its outcome
         if current.get(kept):
             registration[kept] = current[kept]

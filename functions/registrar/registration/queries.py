@@ -9,4 +9,6 @@ from registrar.kernel.store import DocumentStore, without_internal
 
 
 def training_run(store: DocumentStore, run_id: str) -> dict[str, Any] | None:
-    return without_internal(store.get(run_path(run_id)))
+    """The run as stored, with `simulated` always said (a run the events runner made up is marked)."""
+    run = without_internal(store.get(run_path(run_id)))
+    return None if run is None else {**run, "simulated": bool(run.get("simulated"))}

@@ -69,6 +69,8 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
         if cmd.artifacts:
             doc["artifacts"] = {**doc["artifacts"], **dict(cmd.artifacts)}
     doc.setdefault("blessed", None)
+    if cmd.simulated:  # never unset: a fact from another route (the log sink) does not know
+        doc["simulated"] = True
     doc["calendar_at"] = doc.get("finished_at") or doc["created_at"]
     routes = set(doc.get("routes", []))
     routes.add(cmd.route)

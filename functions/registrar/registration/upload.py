@@ -25,10 +25,22 @@ from datetime import timedelta
 from typing import Any
 
 from registrar.kernel.errors import Contention, PermanentError, TransientError
-from registrar.kernel.labels import MAX_LABEL_LENGTH, RUN_ID_LABEL, sanitize_label_key, sanitize_label_value
+from registrar.kernel.labels import (
+    MAX_LABEL_LENGTH,
+    RUN_ID_LABEL,
+    SIMULATED_LABEL,
+    sanitize_label_key,
+    sanitize_label_value,
+)
 from registrar.kernel.logs import log
 from registrar.kernel.paths import run_path
-from registrar.kernel.ports import ArtifactStore, ModelAlreadyExists, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.ports import (
+    ArtifactStore,
+    ModelAlreadyExists,
+    ModelRegistry,
+    ModelRegistryWriter,
+    ModelVersionInfo,
+)
 from registrar.kernel.store import update
 from registrar.registration.commands import RecordRegistration
 from registrar.registry.commands import RegisterUploadedVersion
@@ -40,6 +52,9 @@ DEFAULT_IMAGES = {
     "scann": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
 }
 REGISTRATION_LEASE = timedelta(minutes=10)
+# What registering a run calls outside Firestore (every entry point that registers is wired for these).
+CALLS = (ModelRegistry.list_versions, ModelRegistryWriter.find_version_by_label, ModelRegistryWriter.upload_version,
+         ArtifactStore.exists, ArtifactStore.list_dirs, ArtifactStore.read_text)
 
 
 def model_id_for(model_name: str) -> str:
@@ -65,6 +80,8 @@ def registration_labels(run: Mapping[str, Any]) -> dict[str, str]:
     }
     if run.get("retrieval_algorithm"):
         labels["retrieval_algorithm"] = run["retrieval_algorithm"]
+    if run.get("simulated"):
+        labels[SIMULATED_LABEL] = "true"
     return {sanitize_label_key(k): sanitize_label_value(v) for k, v in labels.items()}
 
 
@@ -150,7 +167,7 @@ def register_run(services, run_id: str, *, attempt_id: str | None = None) -> dic
     if run.get("status") != "SUCCEEDED":
         raise PermanentError(f"training run {run_id!r} has not succeeded (status {run.get('status')})", kind="invalid")
     claim, claim_number = _claim(services, run_id)
-    if claim == "registered":
+    if claim in ("registered", "failed"):
         return services.store.get(run_path(run_id))["registration"]
     if claim == "busy":
         # Another delivery holds the lease and is uploading now; come back later (Pub/Sub redelivers).
@@ -176,7 +193,8 @@ def register_run(services, run_id: str, *, attempt_id: str | None = None) -> dic
 
 def _claim(services, run_id: str, *, lease: timedelta = REGISTRATION_LEASE) -> tuple[str, int]:
     """Take the run's registration lease in a transaction: (`claimed`, its number), `busy` (another invocation holds
-    an unexpired lease) or `registered`. Concurrent deliveries of one completion must not each look for the version,
+    an unexpired lease), `registered`, or `failed` (final until someone asks again: a retry request makes it
+    `pending`; a delivery that read `pending` before the failure was recorded must not upload again). Concurrent deliveries of one completion must not each look for the version,
     find none, and upload; the lease serialises them. A holder that dies lets the lease expire, and the next one
     finds the version by its run label if the upload had happened. Claims are numbered, so each attempt has a
     deterministic id."""
@@ -186,8 +204,8 @@ def _claim(services, run_id: str, *, lease: timedelta = REGISTRATION_LEASE) -> t
             with uow:
                 run = uow.get(run_path(run_id)) or {}
                 registration = dict(run.get("registration") or {})
-                if registration.get("status") == "registered":
-                    return "registered", 0
+                if registration.get("status") in ("registered", "failed"):
+                    return registration["status"], 0
                 now = services.now()
                 lease_until = registration.get("lease_until")
                 if registration.get("status") == "registering" and lease_until is not None and lease_until > now:

@@ -36,6 +36,8 @@ from registrar.registry.commands import (
 )
 
 AUDIT_SCHEMA = "events/model-audit-log-entry.v1.json"
+# Decoding asks Vertex AI for the version an entry names (or its upload operation created).
+CALLS = (ModelRegistry.get_version, ModelRegistry.list_versions, ModelRegistry.upload_operation)
 AUDIT_METHOD_RE = re.compile(r"^google\.cloud\.aiplatform\.(v1|v1beta1|ui)\.ModelService\.([A-Za-z]+)$")
 SUPPORTED_METHODS = ("UploadModel", "DeleteModel", "DeleteModelVersion", "MergeVersionAliases", "UpdateModel")
 MODEL_NAME_RE = re.compile(

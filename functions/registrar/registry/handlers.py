@@ -95,6 +95,7 @@ def register_uploaded_version(cmd: RegisterUploadedVersion, uow: AbstractUnitOfW
         upload_operation=cmd.operation_id,
         version_create_time=info.create_time if info else None,
         model_create_time=info.model_create_time if info else None,
+        simulated=label_rules.simulated_from_labels(labels),
     )
     _enrich_from_run(uow, version)
     agg.versions[version_id] = version
@@ -134,6 +135,8 @@ def _enrich_from_run(uow: AbstractUnitOfWork, version: Version) -> None:
         version.metrics = dict(run["metrics"])
     if not version.model_type and run.get("model_type"):
         version.model_type = run["model_type"]
+    if run.get("simulated"):
+        version.simulated = True
 
 
 def _link_run(uow: AbstractUnitOfWork, run_id: str, model_id: str, version_id: str) -> None:
@@ -257,6 +260,7 @@ def _read_labels(uow: AbstractUnitOfWork, version: Version) -> None:
     version.model_type = version.labels.get(label_rules.MODEL_TYPE_LABEL) or version.model_type
     blessed = label_rules.blessed_from_labels(version.labels)
     version.blessed = blessed if blessed is not None else version.blessed
+    version.simulated = version.simulated or label_rules.simulated_from_labels(version.labels)
     _enrich_from_run(uow, version)
 
 

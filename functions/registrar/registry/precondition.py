@@ -17,10 +17,11 @@ from typing import Any
 
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.paths import model_path
-from registrar.kernel.ports import ModelVersionInfo
+from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
 from registrar.registry.commands import DeleteVersion
 
 MODEL_NOT_FOUND_MESSAGE = "Model not found in Vertex AI Model Registry. It may have been deleted."
+CALLS = (ModelRegistry.get_version,)  # what the precondition calls outside Firestore
 
 
 def version_identity(version: Mapping[str, Any] | None) -> dict[str, datetime | None] | None:

@@ -229,7 +229,7 @@ SUMMARY_FIELDS = (
 
 
 def model_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return {field: doc.get(field) for field in SUMMARY_FIELDS}
+    return {**{field: doc.get(field) for field in SUMMARY_FIELDS}, "simulated": bool(doc.get("simulated"))}
 
 
 def was_registered(doc: Mapping[str, Any]) -> bool:
@@ -245,8 +245,9 @@ def registered_model(store: DocumentStore, model_id: str) -> dict[str, Any] | No
 
 
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "aliases", "labels", "training_run_id",
-                  "blessed", "metrics", "artifact_uri", "resource_name")
-RUN_FIELDS = ("training_run_id", "status", "model_name", "pipeline_job_name", "finished_at", "blessed", "metrics")
+                  "blessed", "metrics", "artifact_uri", "resource_name", "simulated")
+RUN_FIELDS = ("training_run_id", "status", "model_name", "pipeline_job_name", "finished_at", "blessed", "metrics",
+              "simulated")
 
 
 def get_model(store: DocumentStore, model_id: str, serving: SnapshotProvider | None = None) -> dict[str, Any] | None:
@@ -258,13 +259,14 @@ def get_model(store: DocumentStore, model_id: str, serving: SnapshotProvider | N
     aliases_of: dict[str, list[str]] = {}
     for alias, version_id in (doc.get("aliases") or {}).items():
         aliases_of.setdefault(version_id, []).append(alias)
-    versions = [{"labels": {}, "metrics": {}, "artifact_uri": "", **version, "version_id": version_id,
-                 "aliases": sorted(aliases_of.get(version_id, []))}  # a tombstone keeps no labels, metrics or URI
+    # A tombstone keeps no labels, metrics or URI; an older document has no `simulated`.
+    versions = [{"labels": {}, "metrics": {}, "artifact_uri": "", "simulated": False, **version,
+                 "version_id": version_id, "aliases": sorted(aliases_of.get(version_id, []))}
                 for version_id, version in (doc.get("versions") or {}).items()]
     versions.sort(key=lambda v: (_int_or(v.get("version_id")), v.get("version_id")), reverse=True)
     run_ids = doc.get("training_run_ids") or []
     found = store.get_all([run_path(r) for r in run_ids]) if run_ids else {}
-    runs = {run_id: {k: run.get(k) for k in RUN_FIELDS}
+    runs = {run_id: {**{k: run.get(k) for k in RUN_FIELDS}, "simulated": bool(run.get("simulated"))}
             for run_id in run_ids if (run := found.get(run_path(run_id)))}
     return {
         **model_summary(overlay_deployment(doc, _snapshot(serving))),

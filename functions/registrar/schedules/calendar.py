@@ -1,5 +1,5 @@
-"""The training calendar: past runs per day and projected runs per day, from the same cron logic the scheduler
-is given."""
+"""The training calendar: past runs per day and projected runs per day, from the same run times `slot_for` maps
+firings to (`timing.runs_between`): one per local day for daily, weekly and monthly schedules, DST days included."""
 
 from __future__ import annotations
 

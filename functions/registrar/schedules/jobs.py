@@ -9,11 +9,12 @@ from typing import Any
 
 from registrar.kernel.clock import ensure_utc
 from registrar.kernel.paths import schedule_path
-from registrar.kernel.ports import SchedulerJob, SchedulerJobSpec
+from registrar.kernel.ports import SchedulerJob, SchedulerJobs, SchedulerJobSpec
 from registrar.kernel.store import DocumentStore, update
 
 TICKS_TOPIC = "schedule-ticks"
 TICK_SCHEMA = "registrar.schedule-tick.v1"
+CALLS = (SchedulerJobs.apply_job, SchedulerJobs.delete_job)  # what keeping the jobs in step calls
 
 
 JOB_PREFIX = "registrar-"

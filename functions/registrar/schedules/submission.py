@@ -7,16 +7,23 @@ from typing import Any
 
 from registrar.kernel.errors import PermanentError
 from registrar.kernel.paths import run_path
+from registrar.kernel.ports import PipelineRunner
 from registrar.kernel.store import DocumentStore, update
+from registrar.registration.commands import RecordPipelineRun
 from registrar.schedules.commands import RunScheduledSlot
+
+CALLS = (PipelineRunner.submit,)  # what submitting a scheduled run calls outside Firestore
 
 
 def record_submission(store: DocumentStore, run_id: str, now: datetime, *, status: str,
-                      pipeline_job_name: str | None = None, reason: str | None = None) -> None:
+                      pipeline_job_name: str | None = None, reason: str | None = None,
+                      simulated: bool = False) -> None:
     def change(run: dict[str, Any]) -> bool:
         submission = dict(run.get("submission") or {})
         if submission.get("status") == "submitted":
             return False  # submitted is final
+        if simulated:
+            run["simulated"] = True
         submission.update(status=status, updated_at=now, pipeline_job_id=run_id,
                           attempts=int(submission.get("attempts", 0)) + 1)
         if pipeline_job_name:
@@ -47,12 +54,17 @@ def submit_run(services, run_id: str) -> str | None:
         name = services.runner.submit(run)
     except PermanentError as exc:
         record_submission(services.store, run_id, services.now(), status="failed", reason=exc.reason)
+        # The pipeline will never run: the run has failed, with the reason (and its schedule counts it).
+        services.bus.handle(RecordPipelineRun(training_run_id=run_id, state="FAILED", occurred_at=services.now(),
+                                              route="submission", model_name=run.get("model_name"),
+                                              stage="submission", error_message=exc.reason))
         raise
     except Exception as exc:
         record_submission(services.store, run_id, services.now(), status="error",
                           reason=f"{type(exc).__name__}: {exc}")
         raise
-    record_submission(services.store, run_id, services.now(), status="submitted", pipeline_job_name=name)
+    record_submission(services.store, run_id, services.now(), status="submitted", pipeline_job_name=name,
+                      simulated=services.runner.simulated)
     return name
 
 

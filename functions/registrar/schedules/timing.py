@@ -2,20 +2,21 @@
 
 Types: `once` (a datetime), `hourly` (minute 0/15/30/45), `daily` (HH:MM), `weekly` (HH:MM, day_of_week 0=Monday
 … 6=Sunday), `monthly` (HH:MM, day_of_month 1–31; days 29–31 are skipped in months that do not have them).
-Run times are computed with croniter in the schedule's IANA time zone, the same cron Cloud Scheduler is given,
-so `next_run_at` is right across DST changes and month ends. Every time returned is UTC and timezone-aware.
+Run times are computed in the schedule's IANA time zone, local day by local day (`slots_on`), so `next_run_at`, the
+slot a firing maps to and the calendar agree across DST changes and month ends: a daily, weekly or monthly schedule
+runs once per local day it is due on, also on the days the clocks fall back or spring forward. Every time returned
+is UTC and timezone-aware.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from registrar.kernel.clock import parse_rfc3339
 from registrar.kernel.errors import InvalidField
@@ -120,17 +121,71 @@ def parse_timing(data: Mapping[str, Any], *, now: datetime | None = None) -> Tim
 
 
 def cron(timing: Timing) -> str:
-    """The cron expression (in the schedule's time zone) Cloud Scheduler is given."""
+    """The cron expression (in the schedule's time zone) Cloud Scheduler is given.
+
+    Cloud Scheduler reads it on wall-clock time, so a time the zone skips on a spring-forward day may not fire at
+    all. A daily, weekly or monthly time that falls in one of the zone's DST gaps therefore also fires at the first
+    hour after the gap (`recovery_hours`): that firing is the day's run on the spring-forward day, and on every
+    other day it maps to the run already made for the day's slot (`slot_for`), so it changes nothing."""
     if timing.schedule_type == "once":
         local = timing.scheduled_datetime.astimezone(timing.zone)
         return f"{local.minute} {local.hour} {local.day} {local.month} *"
     if timing.schedule_type == "hourly":
         return f"{timing.minute} * * * *"
+    hours = ",".join(str(h) for h in (timing.hour, *recovery_hours(timing.timezone, timing.hour, timing.minute)))
     if timing.schedule_type == "daily":
-        return f"{timing.minute} {timing.hour} * * *"
+        return f"{timing.minute} {hours} * * *"
     if timing.schedule_type == "weekly":
-        return f"{timing.minute} {timing.hour} * * {(timing.day_of_week + 1) % 7}"  # cron: 0 = Sunday
-    return f"{timing.minute} {timing.hour} {timing.day_of_month} * *"
+        return f"{timing.minute} {hours} * * {(timing.day_of_week + 1) % 7}"  # cron: 0 = Sunday
+    return f"{timing.minute} {hours} {timing.day_of_month} * *"
+
+
+# The zone's DST gaps are read from its rules over these years: recent and future rules are the ones that matter
+# (a zone that dropped DST years ago should not fire twice a day for it), and a fixed range keeps `cron` a function
+# of the timing alone.
+GAP_YEARS = (2020, 2100)
+
+
+@functools.lru_cache(maxsize=256)
+def dst_gaps(tz_name: str) -> tuple[tuple[int, int], ...]:
+    """The wall-clock ranges [start, end) (minutes of the day) the zone skips when its clocks go forward."""
+    zone = ZoneInfo(tz_name)
+    gaps: set[tuple[int, int]] = set()
+    moment = datetime(GAP_YEARS[0], 1, 1, tzinfo=timezone.utc)
+    stop = datetime(GAP_YEARS[1], 1, 1, tzinfo=timezone.utc)
+    offset = moment.astimezone(zone).utcoffset()
+    while moment < stop:
+        following = moment + timedelta(days=7)  # zones change their clocks weeks apart, never twice in a week
+        next_offset = following.astimezone(zone).utcoffset()
+        if next_offset != offset:
+            low, high = moment, following  # find the transition to the minute
+            while high - low > timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(zone).utcoffset() == offset:
+                    low = middle
+                else:
+                    high = middle
+            if next_offset > offset:
+                start = (high + offset).replace(tzinfo=None)
+                end = (high + next_offset).replace(tzinfo=None)
+                first = start.hour * 60 + start.minute
+                last = end.hour * 60 + end.minute
+                gaps.update([(first, last)] if end.date() == start.date() else [(first, 24 * 60), (0, last)])
+        moment, offset = following, next_offset
+    return tuple(sorted(gaps))
+
+
+def recovery_hours(tz_name: str, hour: int, minute: int) -> tuple[int, ...]:
+    """For a time of day the zone skips on some day (a DST gap): the first hour of that day at which `minute` is
+    on the clocks again after the gap. Empty for a time that always exists (and for a gap that ends the day)."""
+    wanted = hour * 60 + minute
+    hours = set()
+    for start, end in dst_gaps(tz_name):
+        if start <= wanted < end:
+            later = next((h for h in range(hour + 1, 24) if h * 60 + minute >= end), None)
+            if later is not None:
+                hours.add(later)
+    return tuple(sorted(hours))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -139,13 +194,56 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+def instants(zone: ZoneInfo, wall: datetime) -> list[datetime]:
+    """The UTC instants at which the zone's clocks show the naive wall time `wall`: one; two in the hour a
+    fall-back day repeats; none in the hour a spring-forward day skips."""
+    found: list[datetime] = []
+    for fold in (0, 1):
+        moment = _utc(wall.replace(tzinfo=zone, fold=fold))
+        if moment.astimezone(zone).replace(tzinfo=None) == wall and moment not in found:
+            found.append(moment)
+    return sorted(found)
+
+
+def slots_on(timing: Timing, day: date) -> list[datetime]:
+    """The recurring schedule's run times on a local calendar day, in order (UTC).
+
+    - hourly: every instant the clocks show the minute — an hour of elapsed time per run, so a fall-back day has
+      25 runs and a spring-forward day 23;
+    - daily, weekly, monthly: ONE run per local day it is due on. In the repeated hour of a fall-back day it is the
+      first time the clocks show the schedule's time; in the skipped hour of a spring-forward day it is the time the
+      clocks would have shown without the change (02:30 in a 02:00→03:00 gap runs at 03:30).
+    """
+    zone = timing.zone
+    if timing.schedule_type == "hourly":
+        return sorted(m for h in range(24) for m in instants(zone, datetime.combine(day, time(h, timing.minute))))
+    if timing.schedule_type == "weekly" and day.weekday() != timing.day_of_week:
+        return []
+    if timing.schedule_type == "monthly" and day.day != timing.day_of_month:
+        return []
+    # fold=0 is the first of two instants, and for a wall time in a gap the offset from before it (PEP 495)
+    return [_utc(datetime.combine(day, time(timing.hour, timing.minute), tzinfo=zone))]
+
+
+# The longest wait between two runs of a recurring schedule, in days: a monthly run on the 31st (31 Jan → 31 Mar).
+MAX_GAP_DAYS = 62
+
+
+def _local_day(timing: Timing, moment: datetime) -> date:
+    return moment.astimezone(timing.zone).date()
+
+
 def next_run_at(timing: Timing, after: datetime) -> datetime | None:
     """The first run strictly after `after`; None when there is none (a `once` schedule in the past)."""
     after = _utc(after)
     if timing.schedule_type == "once":
         return timing.scheduled_datetime if timing.scheduled_datetime > after else None
-    it = croniter(cron(timing), after.astimezone(timing.zone))
-    return _utc(it.get_next(datetime))
+    day = _local_day(timing, after) - timedelta(days=1)
+    for offset in range(MAX_GAP_DAYS + 2):
+        for moment in slots_on(timing, day + timedelta(days=offset)):
+            if moment > after:
+                return moment
+    raise AssertionError(f"no run of {timing} within {MAX_GAP_DAYS} days")  # pragma: no cover
 
 
 def runs_between(timing: Timing, start: datetime, end: datetime, *, limit: int = 20_000) -> list[datetime]:
@@ -155,24 +253,28 @@ def runs_between(timing: Timing, start: datetime, end: datetime, *, limit: int =
         moment = timing.scheduled_datetime
         return [moment] if start <= moment < end else []
     runs: list[datetime] = []
-    it = croniter(cron(timing), (start - timedelta(microseconds=1)).astimezone(timing.zone))
-    while len(runs) < limit:
-        moment = _utc(it.get_next(datetime))
-        if moment >= end:
-            break
-        runs.append(moment)
-    return runs
+    day, last = _local_day(timing, start) - timedelta(days=1), _local_day(timing, end) + timedelta(days=1)
+    while day <= last and len(runs) < limit:
+        runs.extend(m for m in slots_on(timing, day) if start <= m < end)
+        day += timedelta(days=1)
+    return runs[:limit]
 
 
 def slot_for(timing: Timing, fired_at: datetime, tolerance: timedelta = SLOT_TOLERANCE) -> datetime | None:
     """The scheduled slot a firing at `fired_at` belongs to: the latest run time <= fired_at + tolerance.
 
-    A late, retried or duplicated firing maps to the same slot; None if no slot precedes the firing."""
+    A late, retried or duplicated firing maps to the same slot, and so does every firing of a daily, weekly or
+    monthly schedule on one local day (the second pass through a repeated hour, the recovery hour of `cron`); None
+    if no slot precedes the firing."""
     horizon = _utc(fired_at) + tolerance
     if timing.schedule_type == "once":
         return timing.scheduled_datetime if timing.scheduled_datetime <= horizon else None
-    it = croniter(cron(timing), (horizon + timedelta(microseconds=1)).astimezone(timing.zone))
-    return _utc(it.get_prev(datetime))
+    day = _local_day(timing, horizon) + timedelta(days=1)
+    for offset in range(MAX_GAP_DAYS + 2):
+        for moment in reversed(slots_on(timing, day - timedelta(days=offset))):
+            if moment <= horizon:
+                return moment
+    return None  # pragma: no cover - every recurring schedule has a run within MAX_GAP_DAYS
 
 
 def training_run_id(schedule_id: str, slot: datetime) -> str:
