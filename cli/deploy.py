@@ -67,14 +67,18 @@ def _settings(preset, min_instances, max_instances, memory, cpu, concurrency) ->
 @click.option("--cpu", type=click.Choice(CPUS), help="vCPUs per instance.")
 @click.option("--concurrency", type=click.IntRange(1, 1000), help="Requests per instance.")
 @click.option("--service-name", metavar="NAME", help="Explicit Cloud Run service name (default: derived from the model).")
+@click.option("--allow-unblessed", is_flag=True,
+              help="Deploy even if the version's evaluation did not bless it (needs --reason; kept in the history).")
+@click.option("--reason", metavar="TEXT", help="Why an unblessed version is deployed (with --allow-unblessed).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome and print the URL.")
 @click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait.")
 @api_options
 def deploy(model_id, version_id, preset, min_instances, max_instances, memory, cpu, concurrency, service_name,
-           wait, timeout, api, as_json) -> None:
-    """Serve a version of MODEL_ID on Cloud Run and print its URL."""
-    import os
-
+           allow_unblessed, reason, wait, timeout, api, as_json) -> None:
+    """Serve a version of MODEL_ID on Cloud Run and print its URL. Only blessed versions, unless an operator says
+    --allow-unblessed --reason TEXT."""
+    if allow_unblessed and not (reason and reason.strip()):
+        raise click.BadParameter("say why with --reason", param_hint="--allow-unblessed")
     body = _settings(preset, min_instances, max_instances, memory, cpu, concurrency)
     if service_name is not None:
         from registrar.deployments.naming import validate_service_name
@@ -90,7 +94,8 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
         version_id = (model.get("aliases") or {}).get("default")
         if not version_id:
             raise click.ClickException(f"model {model_id} has no live version to deploy (no `default` alias)")
-    body["requested_by"] = os.environ.get("USER") or "cli"
+    if allow_unblessed:
+        body.update(allow_unblessed=True, reason=reason)
     accepted = api_send(api, "POST", f"/models/{model_id}/versions/{version_id}:deploy", json=body)
     if not wait:
         if as_json:
@@ -116,9 +121,7 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
 @api_options
 def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) -> None:
     """Stop serving MODEL_ID: delete its Cloud Run services (all of them unless narrowed)."""
-    import os
-
-    body: dict[str, Any] = {"requested_by": os.environ.get("USER") or "cli"}
+    body: dict[str, Any] = {}
     if version_id:
         body["version"] = version_id
     if service_name:

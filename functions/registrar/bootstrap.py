@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from registrar.config import Config
+from registrar.config import LOCAL_ISSUER, Config
 from registrar.deployments import follow_ups as deploy_follow_ups
 from registrar.deployments import handlers as deployments
 from registrar.deployments.commands import (
@@ -30,9 +30,11 @@ from registrar.deployments.decode import decode_deploy, decode_undeploy
 from registrar.kernel import schemas
 from registrar.kernel.changes import Context
 from registrar.kernel.clock import utcnow
+from registrar.kernel.paths import ACCESS_POLICY
 from registrar.kernel.ports import (
     ArtifactStore,
     EventPublisher,
+    IdentityVerifier,
     ModelRegistry,
     PipelineRunner,
     SchedulerJobs,
@@ -61,6 +63,17 @@ from registrar.registry.commands import (
     UpdateLabels,
 )
 from registrar.registry.decode import decode_audit_entry
+from registrar.releases import delivery
+from registrar.releases import follow_ups as release_follow_ups
+from registrar.releases import handlers as releases
+from registrar.releases.commands import (
+    DecidePromotion,
+    ExpirePromotion,
+    RecordPromotionOutcome,
+    RequestPromotion,
+    UpdateAccessPolicy,
+    UpdateReleasePolicy,
+)
 from registrar.schedules import handlers as schedules
 from registrar.schedules.commands import (
     CreateSchedule,
@@ -92,11 +105,12 @@ _SCHEDULE_HISTORY = schedules.schedule_of
 
 ROUTES: dict[type, Route] = {
     # registry: what Vertex AI says happened to a model (audit log, reconciler repairs)
-    RegisterUploadedVersion: Route(registry.register_uploaded_version),
+    # (a registered, blessed version may be delivered by its model's release policy)
+    RegisterUploadedVersion: Route(delivery.with_release(registry.register_uploaded_version), delivery.deliver),
     DeleteVersion: Route(registry.delete_version),
     DeleteModel: Route(registry.delete_model),
     MergeAliases: Route(registry.merge_aliases),
-    UpdateLabels: Route(registry.update_labels),
+    UpdateLabels: Route(delivery.with_release(registry.update_labels), delivery.deliver),
     CorrectResourceNames: Route(registry.correct_resource_names),
     # registration: training runs and their registration in Vertex AI
     RecordPipelineRun: Route(registration.record_pipeline_run, registration_follow_ups.register_if_pending),
@@ -116,6 +130,13 @@ ROUTES: dict[type, Route] = {
     ResumeSchedule: Route(schedules.resume_schedule, history_of=_SCHEDULE_HISTORY),
     DeleteSchedule: Route(schedules.delete_schedule, history_of=_SCHEDULE_HISTORY),
     RunScheduledSlot: Route(schedules.run_scheduled_slot, submit_slot_run, history_of=_SCHEDULE_HISTORY),
+    # releases: promotion through Vertex AI aliases (approval for protected ones), and the two policies
+    RequestPromotion: Route(releases.request_promotion, release_follow_ups.apply_promotion),
+    DecidePromotion: Route(releases.decide_promotion, release_follow_ups.apply_promotion),
+    RecordPromotionOutcome: Route(releases.record_promotion_outcome),
+    ExpirePromotion: Route(releases.expire_promotion),
+    UpdateAccessPolicy: Route(releases.update_access_policy, history_of=lambda cmd: ACCESS_POLICY),
+    UpdateReleasePolicy: Route(releases.update_release_policy),
     # reconcile: a tick runs the reconciler, whose repairs are the commands above
     reconcile_tick.RunReconcile: Route(reconcile_tick.record_tick, reconcile_tick.reconcile_on_tick),
 }
@@ -138,6 +159,7 @@ class Services:
     serving_factory: Callable[[], ServingPlatform] | None = None
     scheduler_factory: Callable[[], SchedulerJobs] | None = None
     runner_factory: Callable[[], PipelineRunner] | None = None
+    identity_factory: Callable[[], IdentityVerifier] | None = None
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -159,6 +181,11 @@ class Services:
     def runner(self) -> PipelineRunner:
         return self._lazy("runner", self.runner_factory)
 
+    @property
+    def identity(self) -> IdentityVerifier:
+        """Verifies the ID tokens of API callers."""
+        return self._lazy("identity", self.identity_factory)
+
 
 def bootstrap(
     *,
@@ -171,6 +198,7 @@ def bootstrap(
     serving: ServingPlatform | Callable[[], ServingPlatform] | None = None,
     scheduler: SchedulerJobs | Callable[[], SchedulerJobs] | None = None,
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
+    identity: IdentityVerifier | Callable[[], IdentityVerifier] | None = None,
     routes: Mapping[type, Route] = ROUTES,
     **bus_options: Any,
 ) -> Services:
@@ -198,7 +226,8 @@ def bootstrap(
     services = Services(store=store, bus=bus, registry=registry, now=now, artifacts=artifacts, config=config,
                         serving_factory=_factory(serving, lambda: _serving(config)),
                         scheduler_factory=_factory(scheduler, lambda: _scheduler(config)),
-                        runner_factory=_factory(runner, lambda: _runner(config)))
+                        runner_factory=_factory(runner, lambda: _runner(config)),
+                        identity_factory=_factory(identity, lambda: _identity(config)))
     bus.services = services
     return services
 
@@ -207,7 +236,7 @@ def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
     """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
         return from_config
-    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner)):
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, IdentityVerifier)):
         return lambda: given
     return given
 
@@ -245,6 +274,19 @@ def _runner(config: Config) -> PipelineRunner:
     return pipelines.EventEmittingRunner(project, outcome=settings.events_outcome,
                                          artifacts_root=settings.events_artifacts_root
                                          or (str(runs_dir / "events") if runs_dir else None))
+
+
+def _identity(config: Config) -> IdentityVerifier:
+    """Google's ID tokens in production; locally, the local issuer's test tokens (and never Google's)."""
+    from registrar.adapters.idtokens import IdTokenVerifier, RefusingVerifier
+
+    settings = config.identity
+    if not settings.local:
+        return IdTokenVerifier(settings.audiences)
+    if not settings.local_certs_url:
+        return RefusingVerifier("no local token issuer is configured (REGISTRAR_LOCAL_ID_CERTS_URL): locally, call "
+                                "without a token to act as the local user")
+    return IdTokenVerifier(settings.audiences, certs_url=settings.local_certs_url, issuers=(LOCAL_ISSUER,))
 
 
 def _registry(config: Config) -> ModelRegistry:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
-from helpers import deliver
+from helpers import deliver, local_config
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -196,7 +196,7 @@ def flow():
     registry = FakeModelRegistry()
     from fakes import FakeServingPlatform
 
-    services = bootstrap(store=store, publisher=RecordingPublisher(), registry=registry, now=Clock(),
+    services = bootstrap(config=local_config(), store=store, publisher=RecordingPublisher(), registry=registry, now=Clock(),
                          sleep=lambda _: None, serving=FakeServingPlatform())
     ids = itertools.count(1)
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from fakes import FakeModelRegistry, FakeServingPlatform, RecordingPublisher, at
-from helpers import deliver, history_of, run_cmd, upload_cmd, versions_of
+from helpers import deliver, history_of, local_config, run_cmd, upload_cmd, versions_of
 from hypothesis import given
 from hypothesis import strategies as st
 from registrar.adapters.memory import InMemoryStore
@@ -65,7 +65,7 @@ class Deployments:
         self.publisher = RecordingPublisher()
         self.serving = FakeServingPlatform()
         self.clock = Clock()
-        self.services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry, now=self.clock,
+        self.services = bootstrap(config=local_config(), store=self.store, publisher=self.publisher, registry=self.registry, now=self.clock,
                                   serving=self.serving, sleep=lambda _: None)
         artifacts = {"pushed_model_uri": PUSHED, **({"serving_bundle_uri": bundle} if bundle else {})}
         self.services.bus.handle(run_cmd("run-1", "SUCCEEDED", at(1), model_name="recs_retrieval",

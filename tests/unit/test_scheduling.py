@@ -11,7 +11,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from fakes import FakeModelRegistry, RecordingPublisher
-from helpers import deliver, forget_keys, history_of, pipeline_event, pipeline_log_entry, snapshot, without_keys
+from helpers import (
+    deliver,
+    forget_keys,
+    history_of,
+    local_config,
+    pipeline_event,
+    pipeline_log_entry,
+    snapshot,
+    without_keys,
+)
 from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
@@ -99,7 +108,7 @@ class Env:
         self.runner = FakeRunner()
         self.publisher = RecordingPublisher()
         bus_options.setdefault("sleep", lambda _: None)
-        self.services = bootstrap(store=self.store, publisher=self.publisher, registry=FakeModelRegistry(),
+        self.services = bootstrap(config=local_config(), store=self.store, publisher=self.publisher, registry=FakeModelRegistry(),
                                   now=self.clock, scheduler=self.scheduler, runner=self.runner, **bus_options)
         app = create_app(lambda: self.store, lambda: self.services)
         app.testing = True

@@ -17,6 +17,7 @@ class Api:
     store_factory: Callable[[], DocumentStore]
     services_factory: Callable[[], Any] | None
     serving: CachedServing | None
+    access: Any = None  # api.access.Access: who calls, and the policy in force
 
     def store(self) -> DocumentStore:
         return self.store_factory()

@@ -1,7 +1,8 @@
 """Routes of deployments.
 
 Deploy and undeploy are requests: validated here (400 naming the field, 404 for what the registry does not know,
-409 for another model's service), published to `deploy-requests` through the bus's publisher, and answered 202
+409 for another model's service or a version that is not blessed without an explicit override), published to
+`deploy-requests` through the bus's publisher in the caller's name (the verified principal), and answered 202
 with a request id; `on_deploy_request` carries them out and records the outcome at `GET /deployments/{id}`.
 Whether a model is deployed is read from Cloud Run (cached briefly per API instance); `unknown` when Cloud Run
 cannot be asked.
@@ -15,9 +16,16 @@ from typing import Any
 
 from flask import jsonify
 
+from registrar.api.access import caller, known_fields
 from registrar.api.context import Api
 from registrar.deployments import queries as deployments
 from registrar.deployments.naming import service_name_for, validate_service_name
+from registrar.deployments.requests import (
+    DEPLOY_REQUEST_SCHEMA,
+    DEPLOY_REQUESTS_TOPIC,
+    deploy_request,
+    unblessed_refusal,
+)
 from registrar.deployments.settings import (
     CPU_CHOICES,
     INTEGER_RANGES,
@@ -39,11 +47,11 @@ from registrar.kernel.http import (
     known_params,
     without_nulls,
 )
+from registrar.kernel.model import evaluation_of
 from registrar.kernel.paths import endpoint_path
 from registrar.registry.queries import registered_model
 
-DEPLOY_REQUESTS_TOPIC = "deploy-requests"
-DEPLOY_REQUEST_SCHEMA = "registrar.deploy-request.v1"
+MAX_REASON = 1000
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -59,17 +67,12 @@ def register(app, api: Api) -> None:
             api.serving.invalidate()
         return None
 
-    def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, str]:
-        unknown = sorted(set(body) - set(allowed))
-        if unknown:
-            raise BadParameter(unknown[0], f"is not a field of this request (known: {', '.join(allowed)})")
+    def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> str:
+        known_fields(body, allowed)
         request_id = body.get("request_id", uuid.uuid4().hex)
         if not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id):
             raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
-        requested_by = body.get("requested_by", "")
-        if not isinstance(requested_by, str) or len(requested_by) > 256:
-            raise BadParameter("requested_by", "must be a string of at most 256 characters")
-        return request_id, requested_by or "registry-api"
+        return request_id
 
     @app.post("/models/<model_id>/versions/<version_id>:deploy")
     def deploy_version(model_id: str, version_id: str):
@@ -77,8 +80,16 @@ def register(app, api: Api) -> None:
         check_id("model_id", model_id)
         check_id("version_id", version_id)
         body = without_nulls(json_body())
-        request_id, requested_by = request_fields(
-            body, ("preset", *OVERRIDES, "service_name", "request_id", "requested_by"))
+        request_id = request_fields(body, ("preset", *OVERRIDES, "service_name", "request_id", "allow_unblessed",
+                                           "reason"))
+        allow_unblessed = body.get("allow_unblessed", False)
+        if not isinstance(allow_unblessed, bool):
+            raise BadParameter("allow_unblessed", "must be true or false")
+        reason = body.get("reason")
+        if reason is not None and (not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON):
+            raise BadParameter("reason", f"must be a non-empty string of at most {MAX_REASON} characters")
+        if allow_unblessed and reason is None:
+            raise BadParameter("reason", "is required with allow_unblessed: say why an unblessed version is deployed")
         try:
             settings = resolve_settings(body.get("preset"), deploy_overrides(body))
             service = (validate_service_name(body["service_name"]) if "service_name" in body
@@ -92,16 +103,17 @@ def register(app, api: Api) -> None:
         # there with the reason, and the refusal is recorded on the request).
         if version_id not in (model.get("versions") or {}):
             return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
+        version = (model.get("versions") or {}).get(version_id)
+        refusal = unblessed_refusal(model_id, version_id, version)
+        if refusal and not allow_unblessed:
+            return error(409, refusal, evaluation=evaluation_of((version or {}).get("blessed")))
         endpoint = api.store().get(endpoint_path(service))
         if endpoint and endpoint.get("model_id") != model_id and endpoint.get("status") != "deleted":
             return error(409, f"Cloud Run service {service!r} belongs to model {endpoint.get('model_id')!r}; a model "
                               "can update only its own services")
-        overrides = {k: v for k, v in settings.to_doc().items() if k != "preset"}
-        payload = {
-            "schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "deploy", "model_id": model_id,
-            "version_id": version_id, "preset": settings.preset, "overrides": overrides, "service_name": service,
-            "requested_at": utcnow().isoformat(), "requested_by": requested_by,
-        }
+        payload = deploy_request(request_id=request_id, model_id=model_id, version_id=version_id, settings=settings,
+                                 service_name=service, requested_at=utcnow(), requested_by=caller(),
+                                 allow_unblessed=allow_unblessed, reason=reason)
         failed = publish(payload)
         if failed is not None:
             return failed
@@ -118,7 +130,7 @@ def register(app, api: Api) -> None:
         known_params()
         check_id("model_id", model_id)
         body = without_nulls(json_body())
-        request_id, requested_by = request_fields(body, ("version", "service_name", "request_id", "requested_by"))
+        request_id = request_fields(body, ("version", "service_name", "request_id"))
         version = body.get("version")
         if version is not None:
             check_id("version", version)
@@ -131,7 +143,7 @@ def register(app, api: Api) -> None:
         if registered_model(api.store(), model_id) is None:
             return error(404, f"model {model_id!r} is not in the registry")
         payload = {"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "undeploy",
-                   "model_id": model_id, "requested_at": utcnow().isoformat(), "requested_by": requested_by}
+                   "model_id": model_id, "requested_at": utcnow().isoformat(), "requested_by": caller()}
         if version:
             payload["version_id"] = version
         if service:

@@ -25,7 +25,7 @@ ARCHIVE_AT = 600 * 1024  # estimated bytes of the model document that make its o
 ARCHIVE_DOWN_TO = 400 * 1024  # ... until it is this small again (each archive chunk stays far below 1 MiB)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MODEL_FIELDS = ("model_id", "display_name", "resource_name", "deleted_at", "alias_facts", "first_registered_at",
-                "serving")
+                "serving", "release_policy")
 
 
 @dataclasses.dataclass

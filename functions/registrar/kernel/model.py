@@ -175,6 +175,9 @@ class Model:
     first_registered_at: datetime | None = None
     # Cloud Run services recorded as serving this model: service id → {version_id, uri, revision, at}.
     serving: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # The model's release policy (continuous delivery), None until one is saved; kept with the model so that the
+    # event registering a version decides its delivery without another read.
+    release_policy: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -185,6 +188,7 @@ class Model:
             "alias_facts": {a: {"version_id": f.version_id, "at": f.at} for a, f in self.alias_facts.items()},
             "first_registered_at": self.first_registered_at,
             "serving": {s: dict(e) for s, e in self.serving.items()},
+            "release_policy": dict(self.release_policy) if self.release_policy is not None else None,
         }
 
     @classmethod
@@ -199,6 +203,7 @@ class Model:
             },
             first_registered_at=doc.get("first_registered_at"),
             serving={s: dict(e) for s, e in (doc.get("serving") or {}).items()},
+            release_policy=dict(doc["release_policy"]) if doc.get("release_policy") is not None else None,
         )
 
 
@@ -325,11 +330,14 @@ def search_term(query: str) -> str:
 
 
 def _evaluation(latest: Version | None) -> str | None:
-    if latest is None:
-        return None
-    if latest.blessed is None:
+    return None if latest is None else evaluation_of(latest.blessed)
+
+
+def evaluation_of(blessed: bool | None) -> str:
+    """A version's evaluation result: `blessed`, `not_blessed`, or `pending` (not evaluated yet)."""
+    if blessed is None:
         return "pending"
-    return "blessed" if latest.blessed else "not_blessed"
+    return "blessed" if blessed else "not_blessed"
 
 
 KPI_KEYS = ("total", "blessed", "deployed", "idle", "latest_registered_at")

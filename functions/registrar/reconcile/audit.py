@@ -13,6 +13,7 @@ from registrar.kernel.labels import run_id_from_labels
 from registrar.kernel.paths import MODELS, TRAINING_RUNS
 from registrar.kernel.ports import ModelRegistry, ModelVersionInfo
 from registrar.kernel.store import DocumentStore
+from registrar.reconcile.promotions import unapproved_promotions
 from registrar.reconcile.report import (
     ALIAS_MISMATCH,
     CATEGORIES,
@@ -67,10 +68,13 @@ def audit(
     found: list[Discrepancy] = []
     vertex_versions: dict[tuple[str, str], ModelVersionInfo] = {}
     vertex_aliases: dict[str, dict[str, str]] = {}
+    every_alias: dict[str, dict[str, str]] = {}
     vertex_version_count = 0
     with _mapper(concurrency) as mapper:
         for done, (model_id, listed, model_found) in enumerate(mapper(inspect, to_check), start=1):
             vertex_version_count += len(listed)
+            if listed:
+                every_alias[model_id] = _vertex_alias_map(listed.values())
             if model_found:
                 found.extend(model_found)
                 vertex_versions.update({(model_id, vid): info for vid, info in listed.items()})
@@ -79,6 +83,8 @@ def audit(
             if progress:
                 progress(done, total)
 
+    names = {m: (registry_models.get(m) or {}).get("display_name") or vertex_models.get(m, "") for m in every_alias}
+    found.extend(unapproved_promotions(store, every_alias, names))
     live_names = {d.get("display_name") for d in live_registry_models.values()}
     reservations = _reservations(store, live_names, now=now, reservation_age=reservation_age)
     found.extend(reservations)
