@@ -21,6 +21,7 @@ CATEGORY_LABELS = {
     "stale_resource_name": "stale resource name",
     "reservation": "name reserved, no live version",
     "alias_mismatch": "alias mismatch",
+    "unapproved_promotion": "protected alias moved without approval",
 }
 COUNT_LABELS = (
     ("vertex_models", "Vertex AI Model Registry — models"),
@@ -32,6 +33,7 @@ COUNT_LABELS = (
     ("unrecorded_foreign", "In Vertex AI, not in registry — foreign"),
     ("stale_resource_name", "Stale resource names"),
     ("alias_mismatch", "Alias mismatches"),
+    ("unapproved_promotion", "Protected aliases moved without an approved promotion"),
 )
 
 

@@ -150,7 +150,10 @@ def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
 def endpoints_table(model_id: str, body: dict[str, Any]):
     table = _table(f"endpoints of {model_id} (Cloud Run: {body.get('cloud_run')})", "service", "version", "status",
                    "serving", "uri", "deployed", "by", "settings")
-    for e in body.get("endpoints") or []:
+    rows = body.get("endpoints") or []
+    # A service name is what one copies: never folded over two lines.
+    table.columns[0].min_width = max((len(e.get("service_id") or "") for e in rows), default=0) or None
+    for e in rows:
         serving = e.get("serving") or {}
         settings = e.get("settings") or {}
         table.add_row(_text(e.get("service_id")), _text(e.get("version_id")), _text(e.get("status")),

@@ -547,14 +547,13 @@ def test_a_version_served_but_deleted_in_the_registry_is_not_deployed(world):
 
 def test_post_deploy_publishes_a_request_and_answers_202(world):
     client = world.api()
-    response = client.post(f"/models/{MODEL}/versions/1:deploy", json={"preset": "development", "max_instances": 4,
-                                                                     "requested_by": "ana"})
+    response = client.post(f"/models/{MODEL}/versions/1:deploy", json={"preset": "development", "max_instances": 4})
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
     assert body["service_name"] == "recs-retrieval-serving" and body["settings"]["max_instances"] == 4
     topic, event_id, payload = world.publisher.published[-1]
     assert (topic, event_id, payload["action"], payload["requested_by"]) == (
-        "deploy-requests", body["request_id"], "deploy", "ana")
+        "deploy-requests", body["request_id"], "deploy", "local:developer")  # the caller, never the body
     assert client.get(body["status_url"]).status_code == 404  # not recorded until the function receives it
     world.deliver(payload)
     outcome = client.get(body["status_url"]).get_json()

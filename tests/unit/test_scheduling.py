@@ -439,11 +439,12 @@ def test_once_schedule_completes_after_its_run(env):
 def test_trigger_now_publishes_a_tick_for_the_run_it_announces(env):
     sid = env.created()["schedule_id"]
     env.clock.now = utc(2026, 11, 2, 15, 4, 5, 123456)
-    response = env.client.post(f"/schedules/{sid}:trigger", json={"requested_by": "ops@example.com"})
+    response = env.client.post(f"/schedules/{sid}:trigger", json={})
     body = response.get_json()
     assert response.status_code == 202 and body["slot"] == "2026-11-02T15:04:05+00:00"
     topic, _, payload = env.publisher.published[-1]
     assert topic == "schedule-ticks" and payload["slot"] == body["slot"] and payload["trigger"] == "manual"
+    assert payload["requested_by"] == "local:developer"  # the caller: the body cannot name one
     env.tick(sid, env.clock.now, payload=payload)
     env.tick(sid, env.clock.now + timedelta(seconds=30), payload=payload)  # published twice
     assert list(env.runs(sid)) == [body["training_run_id"]]

@@ -122,7 +122,7 @@ def deliver(services, command, outcome) -> None:
     if not started and outcome.status == "duplicate":
         doc = services.store.get(model_path(command.model_id)) or {}
         release = ((doc.get("release_policy") or {}).get("last_release")) or {}
-        if release.get("version_id") == _touched(command):
+        if release and release.get("version_id") == _touched(command):
             started = [release]
     for release in started:
         _carry_out(services, command.model_id, release)
