@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-CAPABILITIES = ("registry", "registration", "deployments", "schedules", "reconcile", "messaging")
+CAPABILITIES = ("registry", "registration", "deployments", "schedules", "reconcile", "releases", "messaging")
 TOP = ("api", "bootstrap", "adapters", "console")
 
 

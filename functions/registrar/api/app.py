@@ -17,7 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from registrar.api import audit, deployments, models, releases, schedules
 from registrar.api.access import Access, AccessDenied, from_services, local_settings
-from registrar.api.context import Api
+from registrar.api.context import Api, NotInRegistry
 from registrar.kernel.http import BadParameter, error
 from registrar.kernel.serving import CachedServing
 from registrar.kernel.store import DocumentStore
@@ -106,6 +106,10 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="registry_api"'
         return response
+
+    @app.errorhandler(NotInRegistry)
+    def not_in_registry(exc: NotInRegistry):
+        return error(404, str(exc))
 
     @app.errorhandler(BadParameter)
     def bad_parameter(exc: BadParameter):

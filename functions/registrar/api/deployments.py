@@ -17,7 +17,7 @@ from typing import Any
 from flask import jsonify
 
 from registrar.api.access import caller, known_fields
-from registrar.api.context import Api
+from registrar.api.context import Api, known_model
 from registrar.deployments import queries as deployments
 from registrar.deployments.naming import service_name_for, validate_service_name
 from registrar.deployments.requests import (
@@ -40,6 +40,7 @@ from registrar.kernel.errors import TransientError
 from registrar.kernel.http import (
     BadParameter,
     body_int,
+    body_text,
     check_id,
     error,
     json_body,
@@ -51,7 +52,6 @@ from registrar.kernel.model import evaluation_of
 from registrar.kernel.paths import endpoint_path
 from registrar.registry.queries import registered_model
 
-MAX_REASON = 1000
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -85,9 +85,7 @@ def register(app, api: Api) -> None:
         allow_unblessed = body.get("allow_unblessed", False)
         if not isinstance(allow_unblessed, bool):
             raise BadParameter("allow_unblessed", "must be true or false")
-        reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON):
-            raise BadParameter("reason", f"must be a non-empty string of at most {MAX_REASON} characters")
+        reason = body_text(body, "reason", required=False)
         if allow_unblessed and reason is None:
             raise BadParameter("reason", "is required with allow_unblessed: say why an unblessed version is deployed")
         try:
@@ -96,13 +94,9 @@ def register(app, api: Api) -> None:
                        else service_name_for(model_id))
         except InvalidSetting as exc:
             raise BadParameter(exc.field, exc.message) from None
-        model = registered_model(api.store(), model_id)
-        if model is None:
-            return error(404, f"model {model_id!r} is not in the registry")
         # Any version the registry knows goes on to the precondition, which asks Vertex AI (a deleted one is refused
         # there with the reason, and the refusal is recorded on the request).
-        if version_id not in (model.get("versions") or {}):
-            return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
+        model = known_model(api.store(), model_id, version_id)
         version = (model.get("versions") or {}).get(version_id)
         refusal = unblessed_refusal(model_id, version_id, version)
         if refusal and not allow_unblessed:

@@ -15,13 +15,21 @@ from typing import Any
 from flask import jsonify, request
 
 from registrar.api.access import caller, known_fields
-from registrar.api.context import Api
+from registrar.api.context import Api, known_model
 from registrar.kernel.clock import utcnow
 from registrar.kernel.errors import InvalidField, TransientError
-from registrar.kernel.http import BadParameter, check_id, error, json_body, jsonable, known_params, without_nulls
+from registrar.kernel.http import (
+    BadParameter,
+    body_text,
+    check_id,
+    error,
+    json_body,
+    jsonable,
+    known_params,
+    without_nulls,
+)
 from registrar.kernel.model import is_valid_alias
 from registrar.kernel.paths import promotion_path
-from registrar.registry.queries import registered_model
 from registrar.releases import queries
 from registrar.releases.commands import (
     APPROVE,
@@ -36,18 +44,8 @@ from registrar.releases.commands import (
 from registrar.releases.handlers import EXPIRED, FAILED, PENDING, REFUSED, STATUSES
 from registrar.releases.policy import parse_policy
 
-MAX_REASON = 1000
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _PROMOTION_ID_RE = re.compile(r"^prm-[0-9a-f]{20}$")
-
-
-def _reason(body: dict[str, Any], *, required: bool) -> str:
-    reason = body.get("reason")
-    if reason is None and not required:
-        return ""
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-        raise BadParameter("reason", f"must be a non-empty string of at most {MAX_REASON} characters")
-    return reason.strip()
 
 
 def _request_id(body: dict[str, Any]) -> str:
@@ -74,10 +72,13 @@ def register(app, api: Api) -> None:
         return error(exc.status, exc.message, **({"promotion_id": exc.promotion_id} if exc.promotion_id else {}))
 
     def handle(command):
+        """The bus: a refused field is a 400 naming it; Firestore or Vertex AI unavailable, a 503 (repeat it)."""
         try:
             return services().bus.handle(command)
+        except InvalidField as exc:
+            raise BadParameter(exc.field, exc.message) from None
         except TransientError as exc:
-            return error(503, f"the registry or Vertex AI is busy or unavailable ({exc}); repeat the request")
+            raise Refused(503, f"the registry or Vertex AI is busy or unavailable ({exc}); repeat the request") from exc
 
     def promotion_answer(promotion_id: str, created: bool):
         view = queries.promotion(store(), promotion_id, services().now())
@@ -100,20 +101,14 @@ def register(app, api: Api) -> None:
         alias = body.get("alias")
         if not isinstance(alias, str) or not is_valid_alias(alias):
             raise BadParameter("alias", "must be a Vertex AI alias: [a-z][a-zA-Z0-9-]{0,126}[a-z0-9] (or default)")
-        reason = _reason(body, required=True)
+        reason = body_text(body, "reason", required=True)
         request_id = _request_id(body)
-        model = registered_model(store(), model_id)
-        if model is None:
-            return error(404, f"model {model_id!r} is not in the registry")
-        if version_id not in (model.get("versions") or {}):
-            return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
+        known_model(store(), model_id, version_id)
         promotion_id = new_promotion_id(request_id)
         existed = store().get(promotion_path(promotion_id)) is not None
-        outcome = handle(RequestPromotion(promotion_id=promotion_id, model_id=model_id, version_id=version_id,
-                                          alias=alias, reason=reason, requested_by=caller(),
-                                          requested_at=services().now(), release_id=promotion_id))
-        if not hasattr(outcome, "status"):
-            return outcome
+        handle(RequestPromotion(promotion_id=promotion_id, model_id=model_id, version_id=version_id, alias=alias,
+                                reason=reason, requested_by=caller(), requested_at=services().now(),
+                                release_id=promotion_id))
         return promotion_answer(promotion_id, created=not existed)
 
     @app.get("/promotions")
@@ -141,11 +136,9 @@ def register(app, api: Api) -> None:
         _promotion_id(promotion_id)
         body = without_nulls(json_body())
         known_fields(body, ("reason",))
-        reason = _reason(body, required=decision == REJECT)
-        outcome = handle(DecidePromotion(promotion_id=promotion_id, decision=decision, decided_by=caller(),
-                                         decided_at=services().now(), reason=reason))
-        if not hasattr(outcome, "status"):
-            return outcome
+        reason = body_text(body, "reason", required=decision == REJECT) or ""
+        handle(DecidePromotion(promotion_id=promotion_id, decision=decision, decided_by=caller(),
+                               decided_at=services().now(), reason=reason))
         view = queries.promotion(store(), promotion_id, services().now())
         if view["status"] in (REFUSED, EXPIRED):
             return error(409, f"promotion {promotion_id} is {view['status']}: "
@@ -176,12 +169,10 @@ def register(app, api: Api) -> None:
             raise BadParameter("revision", "must be the revision of the policy you edited (GET /policy), an integer")
         try:
             parse_policy(body)  # 400 naming the field before the revision is compared
-            outcome = handle(UpdateAccessPolicy(policy=body, expected_revision=revision, updated_by=caller(),
-                                                occurred_at=services().now(), request_id=uuid.uuid4().hex))
         except InvalidField as exc:
             raise BadParameter(exc.field, exc.message) from None
-        if not hasattr(outcome, "status"):
-            return outcome
+        handle(UpdateAccessPolicy(policy=body, expected_revision=revision, updated_by=caller(),
+                                  occurred_at=services().now(), request_id=uuid.uuid4().hex))
         return jsonify(jsonable(api.access.policy().to_doc()))
 
     # -- a model's release policy --------------------------------------------------------------------------------
@@ -190,18 +181,10 @@ def register(app, api: Api) -> None:
     def release_policy(model_id: str):
         known_params()
         check_id("model_id", model_id)
-        model = registered_model(store(), model_id)
-        if model is None:
-            return error(404, f"model {model_id!r} is not in the registry")
+        model = known_model(store(), model_id)
         if request.method == "PUT":
-            body = json_body()
-            try:
-                outcome = handle(UpdateReleasePolicy(model_id=model_id, policy=body, updated_by=caller(),
-                                                     occurred_at=services().now(), request_id=uuid.uuid4().hex))
-            except InvalidField as exc:
-                raise BadParameter(exc.field, exc.message) from None
-            if not hasattr(outcome, "status"):
-                return outcome
-            model = registered_model(store(), model_id)
+            handle(UpdateReleasePolicy(model_id=model_id, policy=json_body(), updated_by=caller(),
+                                       occurred_at=services().now(), request_id=uuid.uuid4().hex))
+            model = known_model(store(), model_id)
         return jsonify(jsonable(queries.release_policy(model)))
 
