@@ -13,6 +13,7 @@ from helpers import World, alias_entry, history_of, labels_entry, upload_cmd
 from registrar.kernel.errors import InvalidField
 from registrar.kernel.paths import ACCESS_POLICY
 from registrar.reconcile.audit import audit
+from registrar.reconcile.tick import RunReconcile
 from registrar.releases import requirements
 from registrar.releases.commands import (
     APPROVE,
@@ -437,3 +438,13 @@ def test_a_bad_release_policy_is_refused_naming_the_field(body, field):
     with pytest.raises(InvalidField) as refused:
         parse_release_policy(body)
     assert refused.value.field == field
+
+
+def test_the_reconcile_tick_expires_promotions_past_their_time(release):
+    pid = release.request("2", by=ALICE)
+    release.clock[0] = at(100) + timedelta(hours=71)
+    release.world.handle(RunReconcile(tick_id="tick-1", requested_at=release.clock[0], fix=False))
+    assert release.promotion(pid)["status"] == "pending"
+    release.clock[0] = at(100) + timedelta(hours=73)
+    release.world.handle(RunReconcile(tick_id="tick-2", requested_at=release.clock[0], fix=False))
+    assert release.promotion(pid)["status"] == "expired"

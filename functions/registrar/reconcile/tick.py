@@ -22,6 +22,7 @@ from registrar.kernel.store import AbstractUnitOfWork
 from registrar.reconcile.audit import DEFAULT_CONCURRENCY, DEFAULT_RESERVATION_AGE, audit
 from registrar.reconcile.fix import fix as fix_report
 from registrar.reconcile.report import AuditReport, Progress, save_report
+from registrar.releases.follow_ups import expire_due
 
 TICK_SCHEMA = "registrar.reconcile-tick.v1"
 TICK_SCHEMA_FILE = "events/reconcile-tick.v1.json"
@@ -92,11 +93,14 @@ def record_tick(cmd: RunReconcile, uow: AbstractUnitOfWork, ctx: Context) -> lis
 
 def reconcile_on_tick(services, cmd: RunReconcile, outcome) -> None:
     """The tick's follow-up, on every delivery: first publish the registry events a crash or a broker failure left
-    pending (`MessageBus.sweep`); then the reconciler — a redelivered tick overwrites the same report, and its
+    pending (`MessageBus.sweep`) and expire the promotions whose time is up; then the reconciler — a redelivered tick overwrites the same report, and its
     repairs are duplicates of the first delivery's (see `run_reconcile`)."""
     swept = services.bus.sweep()
     if swept:
         log("INFO", f"on_reconcile_tick: published the pending registry events of {swept} history documents")
+    expired = expire_due(services)
+    if expired:
+        log("INFO", f"on_reconcile_tick: {expired} promotions past their time expired")
     report = run_reconcile(services, fix=cmd.fix, now=cmd.requested_at, report_id=cmd.report_id)
     log("INFO", f"on_reconcile_tick: audit {report.report_id} {'clean' if report.is_clean else 'found drift'}",
         counts=report.counts, repairs=report.repairs or 0)
