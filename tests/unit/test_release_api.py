@@ -7,9 +7,9 @@ import base64
 import json
 
 import pytest
-from fakes import FakeIdentity, FakeServingPlatform, FakeVertex, RecordingPublisher, at
+from fakes import FakeIdentity, FakeModelRegistry, FakeServingPlatform, FakeVertex, RecordingPublisher, at
 from flask import Flask
-from helpers import deliver, history_of, local_config, upload_cmd
+from helpers import deliver, history_of, local_config, run_cmd, upload_cmd
 from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import ROUTE_ROLES, _check_roles, create_app
 from registrar.bootstrap import bootstrap
@@ -262,3 +262,24 @@ def test_a_model_s_release_policy_over_http(production, registry):  # noqa: F811
     bad = production.call("PUT", url, "t-bob", json={"enabled": True})
     assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "enabled"
     assert production.call("GET", "/models/ghost/release-policy", "t-bob").status_code == 404
+
+
+def test_without_vertex_ai_s_write_side_a_promotion_is_503_and_nothing_is_recorded(production):
+    reader = FakeModelRegistry()
+    production.services.registry = reader
+    asked = production.call("POST", f"/models/{MODEL}/versions/2:promote", "t-alice",
+                            json={"alias": "candidate", "reason": "try"})
+    assert asked.status_code == 503 and "VERTEX_API_ENDPOINT" in asked.get_json()["error"]["message"]
+    assert not [p for p in production.store.docs if p.startswith("promotions/")]
+
+
+def test_a_registration_retry_is_sent_in_the_caller_s_name(production, registry):  # noqa: F811
+    production.services.bus.handle(run_cmd("run-1", "SUCCEEDED", at(1), model_name="recs"))
+    url = "/training-runs/run-1:register"
+    accepted = production.call("POST", url, "t-alice", json={})
+    assert accepted.status_code == 202
+    described(registry, production.client, "POST", url, accepted)
+    [payload] = [p for p in production.published() if p["action"] == "register"]
+    assert (payload["training_run_id"], payload["requested_by"]) == ("run-1", ALICE)
+    assert production.call("POST", "/training-runs/nope:register", "t-alice", json={}).status_code == 404
+    assert production.call("POST", url, "t-carol", json={}).status_code == 403

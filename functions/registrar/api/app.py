@@ -41,6 +41,7 @@ ROUTE_ROLES: dict[str, str | None] = {
     "GET /deployments/<request_id>": VIEWER,
     "POST /models/<model_id>/versions/<version_id>:deploy": OPERATOR,
     "POST /models/<model_id>:undeploy": OPERATOR,
+    "POST /training-runs/<run_id>:register": OPERATOR,
     "GET /schedules": VIEWER,
     "POST /schedules": OPERATOR,
     "GET /schedules/<schedule_id>": VIEWER,

@@ -49,7 +49,7 @@ from registrar.kernel.http import (
     without_nulls,
 )
 from registrar.kernel.model import evaluation_of
-from registrar.kernel.paths import endpoint_path
+from registrar.kernel.paths import endpoint_path, run_path
 from registrar.registry.queries import registered_model
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -150,6 +150,22 @@ def register(app, api: Api) -> None:
                             "status_url": f"/deployments/{request_id}"})
         response.status_code = 202
         return response
+
+    @app.post("/training-runs/<run_id>:register")
+    def register_run(run_id: str):
+        """Retry the Vertex AI registration of a succeeded run: a `register` request on deploy-requests."""
+        known_params()
+        check_id("run_id", run_id)
+        request_id = request_fields(without_nulls(json_body()), ("request_id",))
+        if api.store().get(run_path(run_id)) is None:
+            return error(404, f"training run {run_id!r} is not recorded")
+        failed = publish({"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "register",
+                          "training_run_id": run_id, "requested_at": utcnow().isoformat(),
+                          "requested_by": caller()})
+        if failed is not None:
+            return failed
+        return jsonify({"request_id": request_id, "action": "register", "status": "requested",
+                        "training_run_id": run_id, "status_url": f"/training-runs/{run_id}"}), 202
 
     @app.get("/models/<model_id>/endpoints")
     def model_endpoints(model_id: str):

@@ -30,6 +30,7 @@ from registrar.kernel.http import (
 )
 from registrar.kernel.model import is_valid_alias
 from registrar.kernel.paths import promotion_path
+from registrar.kernel.ports import AliasWriter
 from registrar.releases import queries
 from registrar.releases.commands import (
     APPROVE,
@@ -80,6 +81,13 @@ def register(app, api: Api) -> None:
         except TransientError as exc:
             raise Refused(503, f"the registry or Vertex AI is busy or unavailable ({exc}); repeat the request") from exc
 
+    def can_move_aliases() -> None:
+        """Before anything is recorded: without Vertex AI's write side no alias can be moved (503, as deploys
+        without a publisher are)."""
+        if not isinstance(services().registry, AliasWriter):
+            raise Refused(503, "promotions are not configured on this API: no Vertex AI endpoint to move aliases "
+                               "(VERTEX_API_ENDPOINT on the local stack)")
+
     def promotion_answer(promotion_id: str, created: bool):
         view = queries.promotion(store(), promotion_id, services().now())
         if view["status"] == REFUSED:
@@ -104,6 +112,7 @@ def register(app, api: Api) -> None:
         reason = body_text(body, "reason", required=True)
         request_id = _request_id(body)
         known_model(store(), model_id, version_id)
+        can_move_aliases()
         promotion_id = new_promotion_id(request_id)
         existed = store().get(promotion_path(promotion_id)) is not None
         handle(RequestPromotion(promotion_id=promotion_id, model_id=model_id, version_id=version_id, alias=alias,
@@ -137,6 +146,8 @@ def register(app, api: Api) -> None:
         body = without_nulls(json_body())
         known_fields(body, ("reason",))
         reason = body_text(body, "reason", required=decision == REJECT) or ""
+        if decision == APPROVE:
+            can_move_aliases()
         handle(DecidePromotion(promotion_id=promotion_id, decision=decision, decided_by=caller(),
                                decided_at=services().now(), reason=reason))
         view = queries.promotion(store(), promotion_id, services().now())
