@@ -20,6 +20,7 @@ WRITE_TIMEOUT = 120
 def promotion_table(rows: list[dict[str, Any]], title: str = "promotions"):
     table = _table(title, "id", "model", "version", "alias", "status", "requested by", "decided by", "requested",
                    "expires", "reason")
+    table.columns[0].min_width = len("prm-") + 20  # an id is what one copies: never folded
     for p in rows:
         table.add_row(p["promotion_id"], p["model_id"], p["version_id"], p["alias"], p["status"], p["requested_by"],
                       _text(p.get("decided_by")), _text(p.get("requested_at")), _text(p.get("expires_at")),
