@@ -14,6 +14,7 @@ from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import ROUTE_ROLES, _check_roles, create_app
 from registrar.bootstrap import bootstrap
 from registrar.config import Config, IdentitySettings
+from test_api_description import _agree
 from test_contract import _errors, _openapi, _response_schema, _validator, registry  # noqa: F401
 
 MODEL = "recs"
@@ -283,3 +284,78 @@ def test_a_registration_retry_is_sent_in_the_caller_s_name(production, registry)
     assert (payload["training_run_id"], payload["requested_by"]) == ("run-1", ALICE)
     assert production.call("POST", "/training-runs/nope:register", "t-alice", json={}).status_code == 404
     assert production.call("POST", url, "t-carol", json={}).status_code == 403
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The description is exact for the bodies of these routes (as test_api_description is for the others)
+
+PROMOTE_BODIES = [
+    {}, {"alias": "production"}, {"alias": "production", "reason": "better"}, {"alias": "default", "reason": "x"},
+    {"alias": "-x", "reason": "x"}, {"alias": "x", "reason": "x"}, {"alias": 5, "reason": "x"},
+    {"alias": "production", "reason": ""}, {"alias": "production", "reason": "   "},
+    {"alias": "production", "reason": None}, {"alias": "production", "reason": "x" * 1001},
+    {"alias": "production", "reason": "x", "request_id": "short"},
+    {"alias": "production", "reason": "x", "request_id": None}, {"alias": "production", "reason": "x", "more": 1},
+]
+DECISION_BODIES = [{}, {"reason": None}, {"reason": ""}, {"reason": "ok"}, {"reason": 3}, {"why": "x"}]
+REJECT_BODIES = [{}, {"reason": None}, {"reason": "not now"}, {"reason": " "}, {"reason": "no", "x": 1}]
+POLICY_BODIES = [
+    {}, {"revision": 0}, {"revision": "0", "roles": {"approver": [f"user:{BOB}"]}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}},
+    {"revision": 0, "roles": {"approver": []}},
+    {"revision": 0, "roles": {"viewer": [f"user:{CAROL}"]}},
+    {"revision": 0, "roles": {"approver": ["bob@example.com"]}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"], "admin": []}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}", "domain:example.com", "local:*"]}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}, "promotion_ttl_hours": 0},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}, "promotion_ttl_hours": 24},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}, "protected_aliases": {"Prod": {}}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}, "protected_aliases": {"production": {}}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]},
+     "protected_aliases": {"production": {"metric_tolerance": None, "require_blessed": False}}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]},
+     "protected_aliases": {"production": {"metric_tolerance": -0.5}}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}, "protected_aliases": {"production": {"approvals": 2}}},
+    {"revision": 0, "roles": {"approver": [f"user:{BOB}"]}, "updated_by": "x", "updated_at": None},
+    {"revision": -1, "roles": {"approver": [f"user:{BOB}"]}},
+]
+RELEASE_BODIES = [
+    {}, {"enabled": False}, {"enabled": True}, {"enabled": None}, {"enabled": True, "deploy": None},
+    {"enabled": True, "deploy": {}}, {"enabled": True, "deploy": {"preset": None}},
+    {"enabled": True, "deploy": {"preset": "huge"}}, {"enabled": True, "deploy": {"service_name": "Bad_Name"}},
+    {"enabled": True, "deploy": {"service_name": "recs-staging"}}, {"enabled": True, "promote": {}},
+    {"enabled": True, "promote": {"alias": "x"}}, {"enabled": True, "promote": {"alias": "production"}},
+    {"enabled": True, "promote": {"alias": "production", "x": 1}}, {"schedule": "nightly"},
+]
+
+
+@pytest.mark.parametrize("body", PROMOTE_BODIES)
+def test_promote_bodies(production, registry, body):  # noqa: F811
+    response = production.call("POST", f"/models/{MODEL}/versions/2:promote", "t-alice", json=body)
+    _agree(registry, "PromoteBody", body, response)
+
+
+@pytest.mark.parametrize("body", DECISION_BODIES)
+def test_approve_bodies(production, registry, body):  # noqa: F811
+    pid = production.call("POST", f"/models/{MODEL}/versions/2:promote", "t-alice",
+                          json={"alias": "production", "reason": "r"}).get_json()["promotion_id"]
+    _agree(registry, "DecisionBody", body, production.call("POST", f"/promotions/{pid}:approve", "t-bob", json=body))
+
+
+@pytest.mark.parametrize("body", REJECT_BODIES)
+def test_reject_bodies(production, registry, body):  # noqa: F811
+    pid = production.call("POST", f"/models/{MODEL}/versions/2:promote", "t-alice",
+                          json={"alias": "production", "reason": "r"}).get_json()["promotion_id"]
+    _agree(registry, "RejectBody", body, production.call("POST", f"/promotions/{pid}:reject", "t-bob", json=body))
+
+
+@pytest.mark.parametrize("body", POLICY_BODIES)
+def test_policy_bodies(production, registry, body):  # noqa: F811
+    production.call("GET", "/policy", "t-bob")  # the seed is stored: revision 0
+    _agree(registry, "PolicyBody", body, production.call("PUT", "/policy", "t-bob", json=body))
+
+
+@pytest.mark.parametrize("body", RELEASE_BODIES)
+def test_release_policy_bodies(production, registry, body):  # noqa: F811
+    response = production.call("PUT", f"/models/{MODEL}/release-policy", "t-bob", json=body)
+    _agree(registry, "ReleasePolicyBody", body, response)

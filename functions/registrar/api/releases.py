@@ -175,6 +175,8 @@ def register(app, api: Api) -> None:
         if request.method == "GET":
             return jsonify(jsonable(api.access.policy().to_doc()))
         body = json_body()
+        for echoed in ("updated_by", "updated_at"):  # what GET answered, sent back: not the caller's to set
+            body.pop(echoed, None)
         revision = body.pop("revision", None)
         if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
             raise BadParameter("revision", "must be the revision of the policy you edited (GET /policy), an integer")
