@@ -607,7 +607,7 @@ data "google_project" "this" {
 }
 
 # Groups named in var.release_roles: an ID token names a person, not their groups, so the policy is seeded with
-# the members (looked up when applied; apply again after a group changes, or edit the policy with the CLI).
+# the members (looked up when applied; the seed is stored once, later joiners are granted with the CLI).
 data "google_cloud_identity_group_lookup" "release_role" {
   for_each = local.release_role_groups
 

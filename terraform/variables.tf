@@ -131,7 +131,8 @@ variable "release_roles" {
     decides promotions to protected aliases and edits the policy). Seeds the access policy the first time the API
     needs it; afterwards approvers edit it with `registrar policy`. Members: user:EMAIL, serviceAccount:EMAIL,
     domain:DOMAIN, or group:EMAIL — a group is expanded to its members (Cloud Identity) when applied, since an ID
-    token names a person, not their groups. Every member is also given run.invoker on registry_api.
+    token names a person, not their groups (the seed is stored once; later joiners are granted with the CLI).
+    Every member is also given run.invoker on registry_api.
   EOT
   default     = {}
 

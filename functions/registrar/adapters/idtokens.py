@@ -75,8 +75,8 @@ class IdTokenVerifier(IdentityVerifier):
             raise IdentityRefused(f"the ID token's issuer {issuer!r} is not accepted here")
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
-            raise IdentityRefused("the ID token carries no email (request it with the email scope / "
-                                  "`gcloud auth print-identity-token`)")
+            raise IdentityRefused("the ID token carries no email (for an impersonated service account, "
+                                  "`gcloud auth print-identity-token --include-email`)")
         if claims.get("email_verified") is False:
             raise IdentityRefused(f"the ID token's email {email} is not verified")
         return VerifiedCaller(email=email.lower(), issuer=issuer, subject=str(claims.get("sub") or ""))

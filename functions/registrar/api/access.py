@@ -46,7 +46,7 @@ class Access:
             if settings.local:
                 return f"local:{settings.local_user}"
             raise AccessDenied(401, "no identity: send a Google ID token for this API as `Authorization: Bearer "
-                                    "<token>` (e.g. `gcloud auth print-identity-token`)")
+                                    "<token>` (e.g. `gcloud auth print-identity-token --audiences=<API URL>`)")
         if scheme.lower() != "bearer" or not token.strip():
             raise AccessDenied(401, "the Authorization header must be `Bearer <ID token>`")
         try:
