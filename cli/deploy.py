@@ -83,14 +83,18 @@ def _settings(preset, min_instances, max_instances, memory, cpu, concurrency) ->
 @click.option("--cpu", type=click.Choice(CPUS), help="vCPUs per instance.")
 @click.option("--concurrency", type=click.IntRange(1, 1000), help="Requests per instance.")
 @click.option("--service-name", metavar="NAME", help="Explicit Cloud Run service name (default: derived from the model).")
+@click.option("--allow-unblessed", is_flag=True,
+              help="Deploy even if the version's evaluation did not bless it (needs --reason; kept in the history).")
+@click.option("--reason", metavar="TEXT", help="Why an unblessed version is deployed (with --allow-unblessed).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome and print the URL.")
 @click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait.")
 @api_options
 def deploy(model_id, version_id, preset, min_instances, max_instances, memory, cpu, concurrency, service_name,
-           wait, timeout, api, as_json) -> None:
-    """Serve a version of MODEL_ID on Cloud Run and print its URL."""
-    import os
-
+           allow_unblessed, reason, wait, timeout, api, as_json) -> None:
+    """Serve a version of MODEL_ID on Cloud Run and print its URL. Only blessed versions, unless an operator says
+    --allow-unblessed --reason TEXT."""
+    if allow_unblessed and not (reason and reason.strip()):
+        raise click.BadParameter("say why with --reason", param_hint="--allow-unblessed")
     body = _settings(preset, min_instances, max_instances, memory, cpu, concurrency)
     if service_name is not None:
         from registrar.deployments.naming import validate_service_name
@@ -106,7 +110,8 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
         version_id = (model.get("aliases") or {}).get("default")
         if not version_id:
             raise click.ClickException(f"model {model_id} has no live version to deploy (no `default` alias)")
-    body["requested_by"] = os.environ.get("USER") or "cli"
+    if allow_unblessed:
+        body.update(allow_unblessed=True, reason=reason)
     accepted = api_send(api, "POST", f"/models/{model_id}/versions/{version_id}:deploy", json=body)
     outcome = followed(api, accepted, wait=wait, timeout=timeout, as_json=as_json, action="deploy", success="deployed",
                        sent=f"deploy request {accepted['request_id']} sent: version {version_id} of {model_id} on "
@@ -126,9 +131,7 @@ def deploy(model_id, version_id, preset, min_instances, max_instances, memory, c
 @api_options
 def undeploy(model_id, version_id, service_name, wait, timeout, api, as_json) -> None:
     """Stop serving MODEL_ID: delete its Cloud Run services (all of them unless narrowed)."""
-    import os
-
-    body: dict[str, Any] = {"requested_by": os.environ.get("USER") or "cli"}
+    body: dict[str, Any] = {}
     if version_id:
         body["version"] = version_id
     if service_name:
@@ -180,7 +183,10 @@ def endpoints(model_id: str, api: str | None, as_json: bool) -> None:
 def endpoints_table(model_id: str, body: dict[str, Any]):
     table = _table(f"endpoints of {model_id} (Cloud Run: {body.get('cloud_run')})", "service", "version", "status",
                    "serving", "uri", "deployed", "by", "settings")
-    for e in body.get("endpoints") or []:
+    rows = body.get("endpoints") or []
+    # A service name is what one copies: never folded over two lines.
+    table.columns[0].min_width = max((len(e.get("service_id") or "") for e in rows), default=0) or None
+    for e in rows:
         serving = e.get("serving") or {}
         settings = e.get("settings") or {}
         table.add_row(_text(e.get("service_id")), _text(e.get("version_id")), _text(e.get("status")),

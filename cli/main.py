@@ -16,6 +16,7 @@ import click
 
 STATE_DIR = Path(".registrar")
 API_ENV = "REGISTRAR_API_URL"
+TOKEN_ENV = "REGISTRAR_ID_TOKEN"
 SORTS = ("latest", "oldest", "name", "best_metric")
 MODEL_TYPES = ("retrieval", "ranking", "multitask")
 STATUSES = ("all", "blessed", "not_blessed", "pending", "deployed", "idle", "deleted")
@@ -52,12 +53,17 @@ def resolve_api_url(explicit: str | None) -> str:
 def api_send(api: str | None, method: str, path: str, *, json: dict[str, Any] | None = None,
              params: dict[str, Any] | None = None, timeout: float = 30) -> Any:
     """One request to the registry API: its JSON answer, or ApiError with the API's error message (a 400 naming
-    the field, a 409, a 502/503 …) or, failing that, the status and the start of the body."""
+    the field, a 401/403, a 409, a 502/503 …) or, failing that, the status and the start of the body.
+
+    Who calls is the ID token in $REGISTRAR_ID_TOKEN (`gcloud auth print-identity-token`; on the local stack
+    `registrar local token EMAIL`, or none: the local user)."""
     import requests
 
     url = resolve_api_url(api) + path
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.request(method, url, json=json,
+        response = requests.request(method, url, json=json, headers=headers,
                                     params={k: v for k, v in (params or {}).items() if v is not None},
                                     timeout=timeout)
     except requests.RequestException as exc:
@@ -154,6 +160,20 @@ def local_status(state_dir: Path, as_json: bool) -> None:
     _print(table)
     if not all(r["healthy"] for r in rows):
         sys.exit(1)
+
+
+@local.command("token")
+@click.argument("email")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+@click.option("--lifetime", type=click.IntRange(60, 86400), default=3600, show_default=True, help="Seconds.")
+def local_token(email: str, state_dir: Path, lifetime: int) -> None:
+    """Print a test ID token naming EMAIL, for the local stack's API only (export it as REGISTRAR_ID_TOKEN)."""
+    from localcloud.identity.tokens import mint_for_stack
+
+    try:
+        click.echo(mint_for_stack(state_dir, email, lifetime=lifetime))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @cli.command()
@@ -409,6 +429,11 @@ def _register_extra_commands() -> None:
     from registrar_cli.predict import predict
 
     cli.add_command(predict)
+
+    from registrar_cli.releases import approve, policy, promote, promotions, reject
+
+    for command in (promote, promotions, approve, reject, policy):
+        cli.add_command(command)
 
 
 _register_extra_commands()

@@ -215,6 +215,8 @@ LOCAL_APIS = (
     # (process name, module, local.env variable)
     ("cloudrun", "localcloud.cloudrun_emulator", "CLOUD_RUN_API_ENDPOINT"),
     ("scheduler", "localcloud.scheduler_emulator", "SCHEDULER_API_ENDPOINT"),
+    # The token issuer: the registry API verifies test tokens against its certificates (local mode only).
+    ("identity", "localcloud.identity", "REGISTRAR_LOCAL_ID_CERTS_URL"),
 )
 # The Firestore emulator starts empty, so the schedules behind the scheduler's jobs are gone: its jobs would only
 # fire ticks for schedules that no longer exist. Cloud Run services do survive a restart of the stack.
@@ -379,7 +381,10 @@ def _start_everything(started: _Started, state_dir: Path, project: str, region: 
         entry_point = consumer["entry_point"]
         servers.append(spawn_function(started, entry_point, "cloudevent", _port(ports, entry_point), function_env(env), logs))
     for entry_point in http_entry_points(topology):
-        servers.append(spawn_function(started, entry_point, "http", _port(ports, entry_point), function_env(env), logs))
+        port = _port(ports, entry_point)
+        # The API's URL is the audience its callers' ID tokens must name.
+        api_env = {**env, "REGISTRAR_API_AUDIENCES": f"http://127.0.0.1:{port}"}
+        servers.append(spawn_function(started, entry_point, "http", port, function_env(api_env), logs))
     for record in servers:
         started.wait_healthy(record)
     create_push_subscriptions(admin, topology, {r["name"]: r["port"] for r in servers})

@@ -65,6 +65,48 @@ locals {
   }
   serving_image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_registry_repository}"
 
+  # Release management: the roles and protected aliases that seed the API's access policy, and the audiences its
+  # callers' ID tokens may name (its two URLs: the functions one and the Cloud Run one, both derived, not read
+  # from the function, which would be a cycle).
+  release_role_members = {
+    viewer   = var.release_roles.viewers
+    operator = var.release_roles.operators
+    approver = var.release_roles.approvers
+  }
+  release_role_groups = toset([
+    for m in flatten(values(local.release_role_members)) : trimprefix(m, "group:") if startswith(m, "group:")
+  ])
+  release_group_members = {
+    for g in local.release_role_groups : g => [
+      for ms in data.google_cloud_identity_group_memberships.release_role[g].memberships :
+      "${endswith(ms.preferred_member_key[0].id, ".gserviceaccount.com") ? "serviceAccount" : "user"}:${ms.preferred_member_key[0].id}"
+    ]
+  }
+  policy_seed = jsonencode({
+    roles = {
+      for role, members in local.release_role_members : role => distinct(flatten([
+        for m in members : startswith(m, "group:") ? local.release_group_members[trimprefix(m, "group:")] : [m]
+      ]))
+    }
+    protected_aliases = {
+      for alias, rule in var.protected_aliases : alias => {
+        require_blessed  = rule.require_blessed
+        metric_tolerance = rule.compare_metric ? rule.metric_tolerance : null
+      }
+    }
+    promotion_ttl_hours = var.promotion_ttl_hours
+  })
+  api_environment = {
+    REGISTRAR_POLICY_SEED = local.policy_seed
+    REGISTRAR_API_AUDIENCES = join(",", concat(flatten([
+      for ep in keys(local.http_functions) : [
+        "https://${var.region}-${var.project_id}.cloudfunctions.net/${replace(ep, "_", "-")}",
+        "https://${replace(ep, "_", "-")}-${data.google_project.this.number}.${var.region}.run.app",
+      ]
+    ]), var.api_extra_audiences))
+  }
+  api_invoker_members = distinct(concat(var.api_invokers, flatten(values(local.release_role_members))))
+
   # What each function may do beyond its defaults (Firestore user, publish to registry-events): exactly what the
   # port methods its wiring names need (registrar.bootstrap.WIRING → registrar.adapters.permissions), no more;
   # tests/terraform/test_iam.py derives that and checks these grants against it.
@@ -76,9 +118,10 @@ locals {
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = {}
     }
+    # A model's release policy deploys (deploy-requests) and promotes (moves aliases) a new blessed version.
     on_model_audit_event = {
-      project_roles = { vertex_viewer = "roles/aiplatform.viewer" }
-      publish       = []
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer", model_aliases = google_project_iam_custom_role.model_aliases.id }
+      publish       = ["deploy-requests"]
       read_buckets  = {}
       act_as        = {}
     }
@@ -93,8 +136,9 @@ locals {
     # Deploys and undeploys Cloud Run services that run as the serving account (run.developer: no IAM policy
     # changes, unlike run.admin), after checking the version in Vertex AI; `register` retries a run's
     # registration, which uploads to Vertex AI and reads the run's artifacts like on_pipeline_event.
+    # model_aliases: a rollback moves back the aliases that came with the releases it undoes.
     on_deploy_request = {
-      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, run_developer = "roles/run.developer" }
+      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, run_developer = "roles/run.developer", model_aliases = google_project_iam_custom_role.model_aliases.id }
       publish       = []
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { serving = google_service_account.serving.name }
@@ -109,10 +153,11 @@ locals {
     }
     registry_api = {
       # run.viewer: deployment status is read from Cloud Run; deploy / undeploy are requests on deploy-requests.
+      # model_aliases: an approved promotion moves a Vertex AI alias (MergeVersionAliases).
       # run.invoker: predictions go to the served models (private services that on_deploy_request creates at run
       # time, so no per-service binding can be written here; IAM Conditions' resource attributes do not cover
       # Cloud Run, so the grant is project-wide). Only ready services with Registrar's labels are called.
-      project_roles = { run_viewer = "roles/run.viewer", run_invoker = "roles/run.invoker", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id }
+      project_roles = { run_viewer = "roles/run.viewer", run_invoker = "roles/run.invoker", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id, model_aliases = google_project_iam_custom_role.model_aliases.id }
       publish       = ["deploy-requests", "schedule-ticks"]
       read_buckets  = {}
       act_as        = {}
@@ -599,6 +644,38 @@ resource "google_project_iam_custom_role" "model_registrar" {
   ]
 }
 
+# Promotions move version aliases: MergeVersionAliases needs aiplatform.models.update on the model. Not
+# roles/aiplatform.user, which could also upload, deploy and delete.
+resource "google_project_iam_custom_role" "model_aliases" {
+  project     = var.project_id
+  role_id     = "registrarModelAliases"
+  title       = "Registrar model aliases"
+  description = "Move the version aliases of Vertex AI models (promotions)."
+  permissions = [
+    "aiplatform.models.update",
+  ]
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+# Groups named in var.release_roles: an ID token names a person, not their groups, so the policy is seeded with
+# the members (looked up when applied; the seed is stored once, later joiners are granted with the CLI).
+data "google_cloud_identity_group_lookup" "release_role" {
+  for_each = local.release_role_groups
+
+  group_key {
+    id = each.value
+  }
+}
+
+data "google_cloud_identity_group_memberships" "release_role" {
+  for_each = local.release_role_groups
+
+  group = data.google_cloud_identity_group_lookup.release_role[each.key].name
+}
+
 # The API keeps one Cloud Scheduler job per retraining schedule in step with it (create, get, update, pause,
 # resume, delete): these job permissions only, not roles/cloudscheduler.admin. Jobs publish as the Cloud Scheduler
 # service agent, so no actAs on any service account is needed. Note what this grants (Google's words: "any custom
@@ -701,7 +778,8 @@ module "event_function" {
   depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_source_reader]
 }
 
-# HTTP functions (registry_api): own service account each; callable only by var.api_invokers.
+# HTTP functions (registry_api): own service account each; callable only by var.api_invokers and the members of
+# var.release_roles (IAM lets them in; the API then checks the role each route needs).
 resource "google_service_account" "http_function" {
   for_each = local.http_functions
 
@@ -736,7 +814,7 @@ resource "google_cloudfunctions2_function" "http" {
 
   service_config {
     service_account_email          = google_service_account.http_function[each.key].email
-    environment_variables          = local.function_environment
+    environment_variables          = merge(local.function_environment, local.api_environment)
     available_memory               = "512M"
     timeout_seconds                = 60
     max_instance_count             = 10
@@ -780,7 +858,7 @@ resource "google_pubsub_topic_iam_member" "http_function_publisher" {
 resource "google_cloud_run_v2_service_iam_member" "http_invoker" {
   for_each = merge([
     for ep, f in local.http_functions : {
-      for member in var.api_invokers : "${ep} ${member}" => { entry_point = ep, member = member }
+      for member in local.api_invoker_members : "${ep} ${member}" => { entry_point = ep, member = member }
     }
   ]...)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from registrar import wiring
-from registrar.config import Config
+from registrar.config import LOCAL_ISSUER, Config
 from registrar.deployments import follow_ups as deploy_follow_ups
 from registrar.deployments import handlers as deployments
 from registrar.deployments import predictions
@@ -37,10 +38,12 @@ from registrar.deployments.decode import decode_deploy, decode_rollback, decode_
 from registrar.kernel import schemas
 from registrar.kernel.changes import Context
 from registrar.kernel.clock import utcnow
+from registrar.kernel.paths import ACCESS_POLICY
 from registrar.kernel.ports import (
     ArtifactStore,
     ChangeLog,
     EventPublisher,
+    IdentityVerifier,
     ModelRegistry,
     ModelServer,
     PipelineRunner,
@@ -75,6 +78,19 @@ from registrar.registry.commands import (
     UpdateModelLabels,
 )
 from registrar.registry.decode import decode_audit_entry
+from registrar.releases import delivery
+from registrar.releases import follow_ups as release_follow_ups
+from registrar.releases import handlers as releases
+from registrar.releases import rollback as release_rollback
+from registrar.releases.commands import (
+    DecidePromotion,
+    ExpirePromotion,
+    RecordPromotionOutcome,
+    RecordPromotionRollback,
+    RequestPromotion,
+    UpdateAccessPolicy,
+    UpdateReleasePolicy,
+)
 from registrar.schedules import handlers as schedules
 from registrar.schedules import jobs as schedule_jobs
 from registrar.schedules import submission
@@ -110,11 +126,12 @@ _SCHEDULE_HISTORY = schedules.schedule_of
 
 ROUTES: dict[type, Route] = {
     # registry: what Vertex AI says happened to a model (audit log, reconciler repairs)
-    RegisterUploadedVersion: Route(registry.register_uploaded_version),
+    # (a registered, blessed version may be delivered by its model's release policy)
+    RegisterUploadedVersion: Route(delivery.with_release(registry.register_uploaded_version), delivery.deliver),
     DeleteVersion: Route(registry.delete_version),
     DeleteModel: Route(registry.delete_model),
     MergeAliases: Route(registry.merge_aliases),
-    UpdateLabels: Route(registry.update_labels),
+    UpdateLabels: Route(delivery.with_release(registry.update_labels), delivery.deliver),
     UpdateModelLabels: Route(registry.update_model_labels),
     CorrectResourceNames: Route(registry.correct_resource_names),
     # registration: training runs and their registration in Vertex AI
@@ -128,9 +145,10 @@ ROUTES: dict[type, Route] = {
     RecordDeployment: Route(deployments.record_deployment),
     RecordUndeployment: Route(deployments.record_undeployment),
     RefuseDeployment: Route(deployments.refuse_deployment),
-    # A rollback's follow-up also moves back the aliases that came with the releases it undid: the mover is its
-    # `revert_alias_moves` (deploy_follow_ups.AliasReverter); none are recorded yet.
-    RequestRollback: Route(deployments.request_rollback, deploy_follow_ups.rollback),
+    # A rollback's follow-up also moves back the aliases that came with the releases it undid.
+    RequestRollback: Route(deployments.request_rollback,
+                           functools.partial(deploy_follow_ups.rollback,
+                                             revert_alias_moves=release_rollback.revert_release_aliases)),
     RecordRollback: Route(deployments.record_rollback),
     # schedules: retraining on a rhythm (their changes are also kept in the schedule's history)
     CreateSchedule: Route(schedules.create_schedule, history_of=_SCHEDULE_HISTORY),
@@ -139,6 +157,14 @@ ROUTES: dict[type, Route] = {
     ResumeSchedule: Route(schedules.resume_schedule, history_of=_SCHEDULE_HISTORY),
     DeleteSchedule: Route(schedules.delete_schedule, history_of=_SCHEDULE_HISTORY),
     RunScheduledSlot: Route(schedules.run_scheduled_slot, submit_slot_run, history_of=_SCHEDULE_HISTORY),
+    # releases: promotion through Vertex AI aliases (approval for protected ones), and the two policies
+    RequestPromotion: Route(releases.request_promotion, release_follow_ups.apply_promotion),
+    DecidePromotion: Route(releases.decide_promotion, release_follow_ups.apply_promotion),
+    RecordPromotionOutcome: Route(releases.record_promotion_outcome),
+    RecordPromotionRollback: Route(releases.record_promotion_rollback),
+    ExpirePromotion: Route(releases.expire_promotion),
+    UpdateAccessPolicy: Route(releases.update_access_policy, history_of=lambda cmd: ACCESS_POLICY),
+    UpdateReleasePolicy: Route(releases.update_release_policy),
     # reconcile: a tick runs the reconciler, whose repairs are the commands above
     reconcile_tick.RunReconcile: Route(reconcile_tick.record_tick, reconcile_tick.reconcile_on_tick),
 }
@@ -147,15 +173,17 @@ ROUTES: dict[type, Route] = {
 # service account holds exactly the permissions these need (tests/terraform/test_iam.py).
 WIRING: dict[str, Wiring] = {
     "on_pipeline_event": Wiring.of(registration_upload.CALLS),
-    "on_model_audit_event": Wiring.of(registry_decode.CALLS),
+    # a model's release policy deploys (a request on deploy-requests) and promotes a new blessed version
+    "on_model_audit_event": Wiring.of(registry_decode.CALLS, release_follow_ups.CALLS,
+                                      publishes=("deploy-requests",)),
     # deploy and undeploy on Cloud Run, and `register`: the retry of a run's registration
-    "on_deploy_request": Wiring.of(deploy_follow_ups.CALLS, registration_upload.CALLS),
+    "on_deploy_request": Wiring.of(deploy_follow_ups.CALLS, registration_upload.CALLS, release_rollback.CALLS),
     "on_schedule_tick": Wiring.of(submission.CALLS),
     # the audit's listings; its repairs: schedules' jobs, and undeploying orphans (`--undeploy-orphans`)
     "on_reconcile_tick": Wiring.of(reconcile_audit.CALLS, schedule_jobs.CALLS, deploy_follow_ups.UNDEPLOY_CALLS),
-    # deployment status from Cloud Run; schedules' jobs; deploy requests and `trigger now` go through Pub/Sub
-    # predictions go to the served model through the registry
-    "registry_api": Wiring.of(SNAPSHOT_CALLS, schedule_jobs.CALLS, predictions.CALLS,
+    # deployment status from Cloud Run; schedules' jobs; predictions to the served models; promotions move aliases;
+    # deploy requests and `trigger now` go through Pub/Sub
+    "registry_api": Wiring.of(SNAPSHOT_CALLS, schedule_jobs.CALLS, predictions.CALLS, release_follow_ups.CALLS,
                               publishes=("deploy-requests", schedule_jobs.TICKS_TOPIC)),
 }
 
@@ -182,6 +210,7 @@ class Services:
     # The adapters passed in by the caller (by name), rather than built from the configuration.
     given: frozenset[str] = frozenset()
     model_server_factory: Callable[[], ModelServer] | None = None
+    identity_factory: Callable[[], IdentityVerifier] | None = None
     _built: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def _lazy(self, name: str, factory: Callable[[], object] | None):
@@ -236,9 +265,15 @@ class Services:
             scheduler_factory=lambda: wiring.restricted(self.scheduler, plan, entry_point),
             runner_factory=lambda: wiring.restricted(self.runner, plan, entry_point),
             change_log_factory=lambda: wiring.restricted(self.change_log, plan, entry_point),
-            model_server_factory=lambda: wiring.restricted(self.model_server, plan, entry_point))
+            model_server_factory=lambda: wiring.restricted(self.model_server, plan, entry_point),
+            identity_factory=lambda: self.identity)
         bus.services = view
         return view
+
+    @property
+    def identity(self) -> IdentityVerifier:
+        """Verifies the ID tokens of API callers."""
+        return self._lazy("identity", self.identity_factory)
 
 
 def bootstrap(
@@ -254,6 +289,7 @@ def bootstrap(
     runner: PipelineRunner | Callable[[], PipelineRunner] | None = None,
     change_log: ChangeLog | Callable[[], ChangeLog | None] | None = None,
     model_server: ModelServer | Callable[[], ModelServer] | None = None,
+    identity: IdentityVerifier | Callable[[], IdentityVerifier] | None = None,
     routes: Mapping[type, Route] = ROUTES,
     **bus_options: Any,
 ) -> Services:
@@ -280,6 +316,7 @@ def bootstrap(
                         runner_factory=_factory(runner, lambda: _runner(config)),
                         change_log_factory=_factory(change_log, lambda: _change_log(config)),
                         model_server_factory=_factory(model_server, lambda: _model_server(config)),
+                        identity_factory=_factory(identity, lambda: _identity(config)),
                         given=frozenset(name for name, adapter in (("serving", serving), ("scheduler", scheduler))
                                         if adapter is not None))
     bus.services = services
@@ -290,7 +327,7 @@ def _factory(given, from_config: Callable[[], object]) -> Callable[[], object]:
     """A fake passed by a test (an instance), a factory, or the production adapter built from the configuration."""
     if given is None:
         return from_config
-    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ChangeLog, ModelServer)):
+    if isinstance(given, (ServingPlatform, SchedulerJobs, PipelineRunner, ChangeLog, ModelServer, IdentityVerifier)):
         return lambda: given
     return given
 
@@ -358,6 +395,19 @@ def _model_server(config: Config) -> ModelServer:
 
     # The local Cloud Run serves without authentication; Google's serves only callers with an ID token.
     return HttpModelServer(id_token=None if config.cloud_run_endpoint else google_id_token)
+
+
+def _identity(config: Config) -> IdentityVerifier:
+    """Google's ID tokens in production; locally, the local issuer's test tokens (and never Google's)."""
+    from registrar.adapters.idtokens import IdTokenVerifier, RefusingVerifier
+
+    settings = config.identity
+    if not settings.local:
+        return IdTokenVerifier(settings.audiences)
+    if not settings.local_certs_url:
+        return RefusingVerifier("no local token issuer is configured (REGISTRAR_LOCAL_ID_CERTS_URL): locally, call "
+                                "without a token to act as the local user")
+    return IdTokenVerifier(settings.audiences, certs_url=settings.local_certs_url, issuers=(LOCAL_ISSUER,))
 
 
 def _registry(config: Config) -> ModelRegistry:

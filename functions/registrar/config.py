@@ -7,9 +7,14 @@ given what it needs from here, through the services.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+# The issuer of the test tokens the local stack signs (localcloud/identity); accepted only in local mode.
+LOCAL_ISSUER = "registrar-local"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +53,7 @@ class Config:
     serving_service_account: str = ""
     schemas_dir: str | None = None
     pipeline: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
+    identity: IdentitySettings = dataclasses.field(default_factory=lambda: IdentitySettings())
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str], *, repository: Path | None = None) -> Config:
@@ -83,12 +89,52 @@ class Config:
                 local_python=env.get("REGISTRAR_PIPELINE_PYTHON") or None,
                 local_runs_dir=env.get("REGISTRAR_LOCAL_RUNS_DIR") or None,
             ),
+            identity=IdentitySettings.from_environ(env),
         )
 
     def require_project(self) -> str:
         if not self.project:
             raise RuntimeError("GOOGLE_CLOUD_PROJECT is not set")
         return self.project
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentitySettings:
+    """Who calls the API. `mode` is `google` (a Google-signed ID token is required: production) or `local` (the
+    emulators are configured and this is not Cloud Run / Cloud Functions: a call without a token is
+    `local:<local_user>`, and tokens are verified against the local issuer's keys at `local_certs_url`)."""
+
+    mode: str = "google"
+    audiences: tuple[str, ...] = ()
+    local_user: str = ""
+    local_certs_url: str | None = None
+    # The access policy used until an approver saves one (Terraform's variables, as JSON).
+    policy_seed: Mapping[str, Any] | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.mode == "local"
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> IdentitySettings:
+        in_cloud = bool(env.get("K_SERVICE"))
+        emulated = bool(env.get("FIRESTORE_EMULATOR_HOST") or env.get("PUBSUB_EMULATOR_HOST"))
+        # Never local on Cloud Run / Cloud Functions, whatever else the environment says.
+        local = emulated and not in_cloud
+        seed = env.get("REGISTRAR_POLICY_SEED") or ""
+        try:
+            policy_seed = json.loads(seed) if seed else None
+        except ValueError as exc:
+            raise ValueError(f"REGISTRAR_POLICY_SEED is not JSON: {exc}") from None
+        if policy_seed is not None and not isinstance(policy_seed, dict):
+            raise ValueError("REGISTRAR_POLICY_SEED must be a JSON object")
+        return cls(
+            mode="local" if local else "google",
+            audiences=tuple(a.strip() for a in (env.get("REGISTRAR_API_AUDIENCES") or "").split(",") if a.strip()),
+            local_user=(env.get("USER") or env.get("LOGNAME") or "developer") if local else "",
+            local_certs_url=(env.get("REGISTRAR_LOCAL_ID_CERTS_URL") or None) if local else None,
+            policy_seed=policy_seed,
+        )
 
 
 def _runner_choice(env: Mapping[str, str], repository: Path | None) -> str:

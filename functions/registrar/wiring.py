@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from registrar.kernel.ports import (
+    AliasWriter,
     ArtifactStore,
     ChangeLog,
     EventPublisher,
@@ -31,6 +32,7 @@ from registrar.kernel.ports import (
 PORTS: dict[type, str] = {
     ModelRegistry: "registry",
     ModelRegistryWriter: "registry",
+    AliasWriter: "registry",
     ArtifactStore: "artifacts",
     ServingPlatform: "serving",
     SchedulerJobs: "scheduler",

@@ -6,8 +6,8 @@ conformance, the 405s (unsupported_method, allow_header_conformance), schema-vio
 (negative_data_rejection) and schema-valid requests accepted (described_data_acceptance: positive_data_acceptance
 except a 400 for a rule the description documents as one JSON Schema cannot say; see schemathesis_hooks.py).
 
-The stack is this module's own (`local_stack` is module-scoped): the fuzzing deploys, creates, edits, triggers and
-deletes schedules, and nothing of it outlives the module. Scheduled runs go through the EventEmittingRunner, so
+The stack is this module's own (`vertex_stack` is module-scoped): the fuzzing deploys, promotes, edits the policies,
+creates, edits, triggers and deletes schedules, and nothing of it outlives the module. Scheduled runs go through the EventEmittingRunner, so
 a schedule the fuzzing creates never starts a TFX pipeline. The stack is seeded with the demo story, a schedule
 and a deploy request, and their ids are offered to the path parameters half of the time, so operations reach
 their documents rather than only their 404s.
@@ -46,7 +46,8 @@ def stack(request, tmp_path_factory):
     os.environ["REGISTRAR_PIPELINE_RUNNER"] = "events"
     os.environ["REGISTRAR_EVENTS_ARTIFACTS_ROOT"] = str(tmp_path_factory.mktemp("runs"))
     try:
-        return request.getfixturevalue("local_stack")
+        # With the Vertex AI emulator, as `registrar local up` runs it: promotions move aliases there.
+        return request.getfixturevalue("vertex_stack")
     finally:
         for key, value in saved.items():
             if value is None:

@@ -85,7 +85,7 @@ def test_deploy_predict_undeploy_and_refusals(vertex_stack, tmp_path, bundle):
     eventually(lambda: kpis_are(stack, 0, 1), timeout=30, what="/kpis idle before the deploy")
 
     # Deploy from the registry API; the function checks Vertex AI, applies the service, records the outcome.
-    accepted = deploy(stack, model_id, version_id, preset="development", requested_by="e2e")
+    accepted = deploy(stack, model_id, version_id, preset="development")
     assert accepted["service_name"] == SERVICE
     done = outcome(stack, accepted["request_id"])
     assert done["status"] == "deployed", done
@@ -119,7 +119,7 @@ def test_deploy_predict_undeploy_and_refusals(vertex_stack, tmp_path, bundle):
     assert [e["service_id"] for e in endpoints] == [SERVICE] and endpoints[0]["serving"]["status"] == "ready"
 
     # Undeploy: the service is deleted, the URL stops answering, the model is idle again.
-    response = requests.post(f"{stack.api}/models/{model_id}:undeploy", json={"requested_by": "e2e"}, timeout=30)
+    response = requests.post(f"{stack.api}/models/{model_id}:undeploy", json={}, timeout=30)
     assert response.status_code == 202, response.text
     undone = outcome(stack, response.json()["request_id"])
     assert (undone["status"], undone["services"]) == ("undeployed", [SERVICE])

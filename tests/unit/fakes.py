@@ -8,8 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.ports import (
+    AliasWriter,
     ChangeLog,
     EventPublisher,
+    IdentityRefused,
+    IdentityVerifier,
     ModelRegistry,
     ModelVersionInfo,
     RevisionState,
@@ -19,6 +22,7 @@ from registrar.kernel.ports import (
     ServiceState,
     ServingPlatform,
     UploadOperation,
+    VerifiedCaller,
 )
 
 PROJECT = "demo-registrar"
@@ -235,3 +239,44 @@ class FakeChangeLog(ChangeLog):
     def models_changed_since(self, since: datetime) -> set[str]:
         self.reads.append(since)
         return {model_id for when, model_id in self.changes if when >= since}
+
+
+class FakeVertex(FakeModelRegistry, AliasWriter):
+    """A model registry that also moves aliases as Vertex AI's MergeVersionAliases does: an added alias leaves
+    the version that held it. `merges` records every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.merges: list[tuple[str, str, tuple[str, ...]]] = []
+        self.down = False
+
+    def merge_aliases(self, model_id: str, version_id: str, aliases) -> ModelVersionInfo | None:
+        if self.down:
+            raise TransientError("Vertex AI unavailable (503)")
+        self.merges.append((model_id, version_id, tuple(aliases)))
+        target = self.versions.get((model_id, version_id))
+        if target is None:
+            return None
+        for alias in aliases:
+            for key, info in list(self.versions.items()):
+                if key[0] == model_id and alias in info.aliases and key != (model_id, version_id):
+                    self.versions[key] = dataclasses.replace(info, aliases=tuple(a for a in info.aliases if a != alias))
+        target = self.versions[(model_id, version_id)]
+        added = tuple(a for a in aliases if a not in target.aliases)
+        self.versions[(model_id, version_id)] = dataclasses.replace(target, aliases=target.aliases + added)
+        return self.versions[(model_id, version_id)]
+
+    def holder(self, model_id: str, alias: str) -> str | None:
+        return next((v for (m, v), info in self.versions.items() if m == model_id and alias in info.aliases), None)
+
+
+class FakeIdentity(IdentityVerifier):
+    """ID tokens as a map: token → email (anything else is refused, as a bad signature would be)."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self.tokens = dict(tokens)
+
+    def verify(self, token: str) -> VerifiedCaller:
+        if token not in self.tokens:
+            raise IdentityRefused("the ID token is not valid: signature does not match")
+        return VerifiedCaller(email=self.tokens[token], issuer="https://accounts.google.com")

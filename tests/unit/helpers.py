@@ -23,6 +23,7 @@ from fakes import (  # noqa: F401
 )
 from registrar.adapters.memory import InMemoryStore
 from registrar.bootstrap import ENTRY_POINTS, Services, bootstrap
+from registrar.config import Config, IdentitySettings
 from registrar.kernel.ids import stable_id
 from registrar.kernel.ports import ModelVersionInfo
 from registrar.kernel.store import DocumentStore
@@ -203,6 +204,15 @@ def run_cmd(run_id: str, state: str, when: datetime, route: str = "event", **kw:
 # ---------------------------------------------------------------------------------------------------------------
 # A wired world
 
+LOCAL_USER = "developer"
+
+
+def local_config(**settings: Any) -> Config:
+    """A configuration as on the local stack: an API caller without a token is `local:developer` (who holds every
+    role until a policy is saved); tokens are verified by the verifier a test passes (`identity=`)."""
+    return Config(identity=IdentitySettings(mode="local", local_user=LOCAL_USER), **settings)
+
+
 
 class World:
     def __init__(self, store: DocumentStore | None = None, *, publisher: RecordingPublisher | None = None,
@@ -214,6 +224,7 @@ class World:
         # Cloud Run and Cloud Scheduler with nothing in them, unless the test brings its own.
         bus_options.setdefault("serving", FakeServingPlatform())
         bus_options.setdefault("scheduler", FakeScheduler())
+        bus_options.setdefault("config", local_config())
         self.services: Services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry,
                                             now=now, **bus_options)
         self.bus = self.services.bus

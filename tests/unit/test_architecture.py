@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-CAPABILITIES = ("registry", "registration", "deployments", "schedules", "reconcile", "messaging", "comparison")
+CAPABILITIES = ("registry", "registration", "deployments", "schedules", "reconcile", "releases", "messaging",
+                "comparison")
 TOP = ("api", "bootstrap", "adapters", "console")
 
 

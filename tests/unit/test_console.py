@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fakes import at
 from helpers import alias_entry, deliver, envelope, upload_entries
-from registrar.config import Config
+from registrar.config import Config, IdentitySettings
 from registrar.console import security
 from registrar.console.figures import calendar_weeks, metric_charts
 from registrar.console.formatting import timing, when
@@ -155,12 +155,13 @@ def test_model_page_shows_versions_deployment_lineage_and_history(client):
 def test_links_to_the_google_cloud_console_only_against_google(world):
     saved = world.services.config
     try:
-        world.services.config = Config(project="demo-registrar")
+        local = IdentitySettings(mode="local", local_user="developer")
+        world.services.config = Config(project="demo-registrar", identity=local)
         html = page(world.api(), f"/console/models/{MODEL}")
         assert ("https://console.cloud.google.com/vertex-ai/models/locations/us-central1/models/recs-retrieval"
                 "?project=demo-registrar") in html
         assert "https://console.cloud.google.com/run/detail/us-central1/recs-retrieval-serving/metrics" in html
-        world.services.config = Config(project="demo-registrar", cloud_run_endpoint="http://127.0.0.1:1")
+        world.services.config = Config(project="demo-registrar", cloud_run_endpoint="http://127.0.0.1:1", identity=local)
         assert "console.cloud.google.com" not in page(world.api(), f"/console/models/{MODEL}")
     finally:
         world.services.config = saved

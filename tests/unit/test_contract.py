@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
-from helpers import deliver
+from fakes import LOCATION, PROJECT, FakeVertex, RecordingPublisher, at
+from helpers import deliver, local_config
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -29,6 +29,7 @@ from registrar.kernel.http import jsonable
 from registrar.kernel.ids import stable_id
 from registrar.registration.commands import RecordRegistration, RequestRegistration
 from registrar.registration.queries import training_run
+from registrar.releases.commands import RequestPromotion, UpdateAccessPolicy, UpdateReleasePolicy, new_promotion_id
 
 from localcloud import auditlog
 
@@ -45,6 +46,9 @@ DOCUMENT_SCHEMAS = [  # Firestore path pattern → document schema
     (r"^quarantine/[^/]+$", "quarantine-entry"),
     (r"^endpoints/[^/]+$", "endpoint"),
     (r"^deployments/[^/]+$", "deployment-request"),
+    (r"^promotions/[^/]+$", "promotion"),
+    (r"^policy/access$", "access-policy"),
+    (r"^policy/access/history/[^/]+$", "history-event"),
 ]
 
 
@@ -193,10 +197,10 @@ def _pipeline_log_entry(run_id: str, state: str, minutes: float, error: str | No
 @pytest.fixture(scope="module")
 def flow():
     store = InMemoryStore()
-    registry = FakeModelRegistry()
+    registry = FakeVertex()
     from fakes import FakeServingPlatform
 
-    services = bootstrap(store=store, publisher=RecordingPublisher(), registry=registry, now=Clock(),
+    services = bootstrap(config=local_config(), store=store, publisher=RecordingPublisher(), registry=registry, now=Clock(),
                          sleep=lambda _: None, serving=FakeServingPlatform())
     ids = itertools.count(1)
 
@@ -292,13 +296,30 @@ def flow():
                                            version_id="1", artifact_uri=pushed,
                                            resource_name=f"{auditlog.model_path(PROJECT, LOCATION, '1001')}@1"))
 
-    # Model 4004 deployed to Cloud Run and undeployed again (endpoint and deploy-request documents).
+    # Model 4004 deployed to Cloud Run (not blessed: an operator's override) and undeployed again (endpoint and
+    # deploy-request documents).
     for request in ({"request_id": "deploy-4004-7", "action": "deploy", "model_id": "4004", "version_id": "7",
-                     "preset": "development"},
+                     "preset": "development", "allow_unblessed": True, "reason": "shadow traffic"},
                     {"request_id": "undeploy-4004", "action": "undeploy", "model_id": "4004"}):
         payload = {"schema": "registrar.deploy-request.v1", "requested_at": auditlog.rfc3339(at(75)),
                    "requested_by": "ops@example.com", **request}
         deliver(services, "on_deploy_request", _envelope(payload, str(next(ids))))
+
+    # Releases: the access policy saved, a model's release policy, promotions applied (unprotected), pending
+    # (protected, waiting for an approver) and refused (the version is not blessed).
+    services.bus.handle(UpdateAccessPolicy(policy={"roles": {"viewer": ["local:*"], "approver": ["user:lead@example.com"]}},
+                                           expected_revision=0, updated_by="lead@example.com", occurred_at=at(76),
+                                           request_id="policy-1"))
+    services.bus.handle(UpdateReleasePolicy(model_id="4004", policy={"enabled": True, "deploy": {"preset": "development"},
+                                                                     "promote": None},
+                                            updated_by="lead@example.com", occurred_at=at(76), request_id="rp-1"))
+    for promotion, version, alias in (("canary", "2", "canary"), ("prod", "2", "production")):
+        services.bus.handle(RequestPromotion(promotion_id=new_promotion_id(promotion), model_id="1001", version_id=version,
+                                             alias=alias, reason="better", requested_by="ops@example.com",
+                                             requested_at=at(77), release_id=None))
+    services.bus.handle(RequestPromotion(promotion_id=new_promotion_id("ranking"), model_id="4004", version_id="7",
+                                         alias="production", reason="try", requested_by="ops@example.com",
+                                         requested_at=at(77)))
 
     # Messages that can never be applied: quarantined.
     audit(b"{not json")
@@ -409,6 +430,15 @@ REQUESTS = [
     ("GET", "/training-runs/run-2", 200),
     ("GET", "/quarantine", 200),
     ("GET", "/quarantine?limit=1", 200),
+    ("GET", "/promotions", 200),
+    ("GET", "/promotions?status=applied&model_id=1001", 200),
+    ("GET", "/promotions?status=later", 400),
+    ("GET", f"/promotions/{new_promotion_id('prod')}", 200),
+    ("GET", "/promotions/prm-00000000000000000000", 404),
+    ("GET", "/promotions/nope", 400),
+    ("GET", "/policy", 200),
+    ("GET", "/models/4004/release-policy", 200),
+    ("GET", "/models/9999/release-policy", 404),
     ("GET", "/kpis?verbose=1", 400),
     ("GET", "/models?page_size=0", 400),
     ("GET", "/models?page_size=many", 400),

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from fakes import FakeModelRegistry, FakeServingPlatform, RecordingPublisher, at
-from helpers import deliver, history_of, run_cmd, upload_cmd, versions_of
+from helpers import deliver, history_of, local_config, run_cmd, upload_cmd, versions_of
 from hypothesis import given
 from hypothesis import strategies as st
 from registrar.adapters.memory import InMemoryStore
@@ -65,7 +65,7 @@ class Deployments:
         self.publisher = RecordingPublisher()
         self.serving = FakeServingPlatform()
         self.clock = Clock()
-        self.services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry, now=self.clock,
+        self.services = bootstrap(config=local_config(), store=self.store, publisher=self.publisher, registry=self.registry, now=self.clock,
                                   serving=self.serving, sleep=lambda _: None)
         artifacts = {"pushed_model_uri": PUSHED, **({"serving_bundle_uri": bundle} if bundle else {})}
         self.services.bus.handle(run_cmd("run-1", "SUCCEEDED", at(1), model_name="recs_retrieval",
@@ -362,7 +362,7 @@ def test_a_version_of_a_model_deleted_and_recreated_under_the_same_name_is_refus
     assert world.serving.applies == []
 
     # The registry learns of the new version 1 from its upload; a request made now refers to it, and is served.
-    world.services.bus.handle(upload_cmd(MODEL, "1", at(40), labels={"model_type": "retrieval"}, model_created=at(40)))
+    world.services.bus.handle(upload_cmd(MODEL, "1", at(40), labels={"model_type": "retrieval", "blessed": "true"}, model_created=at(40)))
     world.deliver(deploy_payload("req-deploy-2", minute=60))
     assert world.request(deploy_payload("req-deploy-2"))["status"] == "deployed"
     assert world.serving.applies[-1].env["MODEL_PATH"].startswith("gs://artifacts/run-9/")
@@ -608,14 +608,13 @@ def test_a_version_served_but_deleted_in_the_registry_is_not_deployed(world):
 
 def test_post_deploy_publishes_a_request_and_answers_202(world):
     client = world.api()
-    response = client.post(f"/models/{MODEL}/versions/1:deploy", json={"preset": "development", "max_instances": 4,
-                                                                     "requested_by": "ana"})
+    response = client.post(f"/models/{MODEL}/versions/1:deploy", json={"preset": "development", "max_instances": 4})
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
     assert body["service_name"] == "recs-retrieval-serving" and body["settings"]["max_instances"] == 4
     topic, event_id, payload = world.publisher.published[-1]
     assert (topic, event_id, payload["action"], payload["requested_by"]) == (
-        "deploy-requests", body["request_id"], "deploy", "ana")
+        "deploy-requests", body["request_id"], "deploy", "local:developer")  # the caller, never the body
     assert client.get(body["status_url"]).status_code == 404  # not recorded until the function receives it
     world.deliver(payload)
     outcome = client.get(body["status_url"]).get_json()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeModelRegistry, FakeServingPlatform, RecordingPublisher
-from helpers import deliver, envelope, history_events, snapshot
+from helpers import deliver, envelope, history_events, local_config, snapshot
 from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
@@ -61,7 +61,7 @@ def test_a_dry_run_changes_nothing_and_says_what_it_would(fixture):
 def answers(store, fixture) -> dict[str, tuple[int, object]]:
     calendar_now = fixture["answers"]["/calendar?weeks_past=2&weeks_future=1"]["body"]["generated_at"]
     # Cloud Run serves nothing, as when the answers were recorded (the flow's one service was undeployed).
-    services = bootstrap(store=store, publisher=RecordingPublisher(), registry=FakeModelRegistry(),
+    services = bootstrap(config=local_config(), store=store, publisher=RecordingPublisher(), registry=FakeModelRegistry(),
                          serving=FakeServingPlatform(), now=lambda: datetime.fromisoformat(calendar_now))
     client = create_app(lambda: store, lambda: services).test_client()
     return {url: (response.status_code, comparable(url, response.get_json()))
@@ -147,7 +147,7 @@ def test_the_migrated_registry_keeps_working(fixture):
     store = first_layout_store(fixture)
     migrate(store, apply=True, now=now_of(fixture))
     publisher = RecordingPublisher()
-    services = bootstrap(store=store, publisher=publisher, registry=FakeModelRegistry(), now=lambda: now_of(fixture))
+    services = bootstrap(config=local_config(), store=store, publisher=publisher, registry=FakeModelRegistry(), now=lambda: now_of(fixture))
     pending = [snap for snap in history_events(store) if snap.data["pending"]]
     assert len(pending) == 1  # the event whose publish had failed in the first layout
     assert services.bus.sweep() == 1 and len(publisher.published) == len(pending[0].data["events"])

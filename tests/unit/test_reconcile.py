@@ -108,7 +108,7 @@ def expected_rows() -> list[tuple]:
 EXPECTED_COUNTS = {
     "vertex_models": 9, "vertex_versions": 9, "registry_models": 8, "registry_records": 10,
     "orphan": 1, "unrecorded_ours": 0, "unrecorded_foreign": 2, "stale_resource_name": 0, "reservation": 2,
-    "alias_mismatch": 0, "label_mismatch": 0,
+    "alias_mismatch": 0, "label_mismatch": 0, "unapproved_promotion": 0,
     # Cloud Run and Cloud Scheduler: nothing deployed, nothing scheduled in seeds/000
     "service_serving_deleted_version": 0, "orphan_service": 0, "deployment_record_without_service": 0,
     "service_without_deployment_record": 0, "settings_drift": 0,

@@ -31,7 +31,8 @@ def world() -> World:
         w.registry.add(MODEL, version_id, created=at(minute), aliases=("default",) if version_id == "2" else ())
         w.bus.handle(upload_cmd(MODEL, version_id, at(minute), aliases=("default",) if version_id == "2" else ()))
     w.bus.handle(RequestDeployment(request_id="deploy-1", model_id=MODEL, version_id="1", service_id=SERVICE,
-                                   settings=resolve_settings("development").to_doc(), requested_at=at(3)))
+                                   settings=resolve_settings("development").to_doc(), requested_at=at(3),
+                                   allow_unblessed=True, reason="the reconciler compares what serves"))
     assert w.store.get(f"endpoints/{SERVICE}")["status"] == "serving"
     return w
 

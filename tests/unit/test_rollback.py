@@ -424,7 +424,7 @@ def test_post_rollback_publishes_a_request_and_answers_202(world):
     topic, event_id, payload = world.publisher.published[-1]
     assert (topic, event_id, payload["action"], payload["service_name"]) == (
         "deploy-requests", body["request_id"], "rollback", SERVICE)
-    assert "version_id" not in payload and payload["requested_by"] == "registry-api"
+    assert "version_id" not in payload and payload["requested_by"] == "local:developer"  # the verified caller
     world.deliver(payload)
     assert client.get(body["status_url"]).get_json()["status"] == "deployed"
     endpoints = client.get(f"/models/{MODEL}/endpoints").get_json()["endpoints"]

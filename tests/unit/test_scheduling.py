@@ -11,7 +11,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from fakes import FakeModelRegistry, FakeScheduler, RecordingPublisher
-from helpers import deliver, forget_keys, history_of, pipeline_event, pipeline_log_entry, snapshot, without_keys
+from helpers import (
+    deliver,
+    forget_keys,
+    history_of,
+    local_config,
+    pipeline_event,
+    pipeline_log_entry,
+    snapshot,
+    without_keys,
+)
 from registrar.adapters.memory import InMemoryStore
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
@@ -68,7 +77,7 @@ class Env:
         self.runner = FakeRunner()
         self.publisher = RecordingPublisher()
         bus_options.setdefault("sleep", lambda _: None)
-        self.services = bootstrap(store=self.store, publisher=self.publisher, registry=FakeModelRegistry(),
+        self.services = bootstrap(config=local_config(), store=self.store, publisher=self.publisher, registry=FakeModelRegistry(),
                                   now=self.clock, scheduler=self.scheduler, runner=self.runner, **bus_options)
         app = create_app(lambda: self.store, lambda: self.services)
         app.testing = True
@@ -399,11 +408,12 @@ def test_once_schedule_completes_after_its_run(env):
 def test_trigger_now_publishes_a_tick_for_the_run_it_announces(env):
     sid = env.created()["schedule_id"]
     env.clock.now = utc(2026, 11, 2, 15, 4, 5, 123456)
-    response = env.client.post(f"/schedules/{sid}:trigger", json={"requested_by": "ops@example.com"})
+    response = env.client.post(f"/schedules/{sid}:trigger", json={})
     body = response.get_json()
     assert response.status_code == 202 and body["slot"] == "2026-11-02T15:04:05+00:00"
     topic, _, payload = env.publisher.published[-1]
     assert topic == "schedule-ticks" and payload["slot"] == body["slot"] and payload["trigger"] == "manual"
+    assert payload["requested_by"] == "local:developer"  # the caller: the body cannot name one
     env.tick(sid, env.clock.now, payload=payload)
     env.tick(sid, env.clock.now + timedelta(seconds=30), payload=payload)  # published twice
     assert list(env.runs(sid)) == [body["training_run_id"]]

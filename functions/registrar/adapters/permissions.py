@@ -62,6 +62,8 @@ PERMISSIONS: dict[str, dict[str, tuple[Need, ...]]] = {
         "upload_operation": _needs("aiplatform.models.get"),
         "uploaded_version": _needs("aiplatform.models.get"),
         "find_version_by_label": _needs("aiplatform.models.list"),
+        # MergeVersionAliases (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/mergeVersionAliases)
+        "merge_aliases": _needs("aiplatform.models.update"),
         # UploadModel, waiting on its operation, then GetModel of the new version
         "upload_version": _needs("aiplatform.models.upload", "aiplatform.models.get"),
     },

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, emulator_client
 from registrar.kernel.errors import TransientError
 from registrar.kernel.ports import (
+    AliasWriter,
     ModelAlreadyExists,
     ModelRegistry,
     ModelRegistryWriter,
@@ -56,8 +57,9 @@ def version_info_from_model(model: Any, *, project: str = "", location: str = ""
     )
 
 
-class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
-    """The `ModelRegistry` port, plus the write side registration needs (upload, delete, aliases)."""
+class VertexModelRegistry(ModelRegistry, ModelRegistryWriter, AliasWriter):
+    """The `ModelRegistry` port, plus the write side registration needs (upload, delete) and promotions need
+    (MergeVersionAliases)."""
 
     def __init__(self, project: str, location: str, api_endpoint: str | None = None, *,
                  lro_timeout: float = DEFAULT_LRO_TIMEOUT) -> None:

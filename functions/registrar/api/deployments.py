@@ -1,8 +1,9 @@
 """Routes of deployments.
 
 Deploy, undeploy and rollback are requests: validated here (400 naming the field, 404 for what the registry does not
-know, 409 for another model's service or nothing to roll back), published to `deploy-requests` through the bus's
-publisher, and answered 202 with a request id; `on_deploy_request` carries them out and records the outcome at
+know, 409 for another model's service, nothing to roll back, or a version that is not blessed without an explicit
+override), published to `deploy-requests` through the bus's publisher in the caller's name (the verified
+principal), and answered 202 with a request id; `on_deploy_request` carries them out and records the outcome at
 `GET /deployments/{id}`.
 Whether a model is deployed is read from Cloud Run (cached briefly per API instance); `unknown` when Cloud Run
 cannot be asked.
@@ -16,10 +17,17 @@ from typing import Any
 
 from flask import jsonify
 
-from registrar.api.context import Api
+from registrar.api.access import caller, known_fields
+from registrar.api.context import Api, known_model
 from registrar.deployments import queries as deployments
 from registrar.deployments import release_history
 from registrar.deployments.naming import service_name_for, validate_service_name
+from registrar.deployments.requests import (
+    DEPLOY_REQUEST_SCHEMA,
+    DEPLOY_REQUESTS_TOPIC,
+    deploy_request,
+    unblessed_refusal,
+)
 from registrar.deployments.settings import (
     CPU_CHOICES,
     INTEGER_RANGES,
@@ -34,6 +42,7 @@ from registrar.kernel.errors import TransientError
 from registrar.kernel.http import (
     BadParameter,
     body_int,
+    body_text,
     check_id,
     error,
     json_body,
@@ -41,11 +50,10 @@ from registrar.kernel.http import (
     known_params,
     without_nulls,
 )
-from registrar.kernel.paths import endpoint_path
+from registrar.kernel.model import evaluation_of
+from registrar.kernel.paths import endpoint_path, run_path
 from registrar.registry.queries import registered_model
 
-DEPLOY_REQUESTS_TOPIC = "deploy-requests"
-DEPLOY_REQUEST_SCHEMA = "registrar.deploy-request.v1"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -69,14 +77,6 @@ def register(app, api: Api) -> None:
         except InvalidSetting as exc:
             raise BadParameter(exc.field, exc.message) from None
 
-    def unknown(model: dict[str, Any] | None, model_id: str, version_id: str | None):
-        """The 404 for a model, or a version of it, the registry does not know; None if it knows them."""
-        if model is None:
-            return error(404, f"model {model_id!r} is not in the registry")
-        if version_id is not None and version_id not in (model.get("versions") or {}):
-            return error(404, f"version {version_id!r} of model {model_id!r} is not in the registry")
-        return None
-
     def owned_by_another_model(service: str, model_id: str):
         """The 409 for a live service of another model, or None."""
         endpoint = api.store().get(endpoint_path(service))
@@ -85,17 +85,12 @@ def register(app, api: Api) -> None:
                               "can update only its own services")
         return None
 
-    def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, str]:
-        unknown = sorted(set(body) - set(allowed))
-        if unknown:
-            raise BadParameter(unknown[0], f"is not a field of this request (known: {', '.join(allowed)})")
+    def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> str:
+        known_fields(body, allowed)
         request_id = body.get("request_id", uuid.uuid4().hex)
         if not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id):
             raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
-        requested_by = body.get("requested_by", "")
-        if not isinstance(requested_by, str) or len(requested_by) > 256:
-            raise BadParameter("requested_by", "must be a string of at most 256 characters")
-        return request_id, requested_by or "registry-api"
+        return request_id
 
     @app.post("/models/<model_id>/versions/<version_id>:deploy")
     def deploy_version(model_id: str, version_id: str):
@@ -103,8 +98,14 @@ def register(app, api: Api) -> None:
         check_id("model_id", model_id)
         check_id("version_id", version_id)
         body = without_nulls(json_body())
-        request_id, requested_by = request_fields(
-            body, ("preset", *OVERRIDES, "service_name", "request_id", "requested_by"))
+        request_id = request_fields(body, ("preset", *OVERRIDES, "service_name", "request_id", "allow_unblessed",
+                                           "reason"))
+        allow_unblessed = body.get("allow_unblessed", False)
+        if not isinstance(allow_unblessed, bool):
+            raise BadParameter("allow_unblessed", "must be true or false")
+        reason = body_text(body, "reason", required=False)
+        if allow_unblessed and reason is None:
+            raise BadParameter("reason", "is required with allow_unblessed: say why an unblessed version is deployed")
         try:
             settings = resolve_settings(body.get("preset"), deploy_overrides(body))
         except InvalidSetting as exc:
@@ -112,16 +113,17 @@ def register(app, api: Api) -> None:
         service = service_named(body, model_id)
         # Any version the registry knows goes on to the precondition, which asks Vertex AI (a deleted one is refused
         # there with the reason, and the refusal is recorded on the request).
-        refused = (unknown(registered_model(api.store(), model_id), model_id, version_id)
-                   or owned_by_another_model(service, model_id))
+        model = known_model(api.store(), model_id, version_id)
+        version = (model.get("versions") or {}).get(version_id)
+        refusal = unblessed_refusal(model_id, version_id, version)
+        if refusal and not allow_unblessed:
+            return error(409, refusal, evaluation=evaluation_of((version or {}).get("blessed")))
+        refused = owned_by_another_model(service, model_id)
         if refused is not None:
             return refused
-        overrides = {k: v for k, v in settings.to_doc().items() if k != "preset"}
-        payload = {
-            "schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "deploy", "model_id": model_id,
-            "version_id": version_id, "preset": settings.preset, "overrides": overrides, "service_name": service,
-            "requested_at": utcnow().isoformat(), "requested_by": requested_by,
-        }
+        payload = deploy_request(request_id=request_id, model_id=model_id, version_id=version_id, settings=settings,
+                                 service_name=service, requested_at=utcnow(), requested_by=caller(),
+                                 allow_unblessed=allow_unblessed, reason=reason)
         failed = publish(payload)
         if failed is not None:
             return failed
@@ -138,7 +140,7 @@ def register(app, api: Api) -> None:
         known_params()
         check_id("model_id", model_id)
         body = without_nulls(json_body())
-        request_id, requested_by = request_fields(body, ("version", "service_name", "request_id", "requested_by"))
+        request_id = request_fields(body, ("version", "service_name", "request_id"))
         version = body.get("version")
         if version is not None:
             check_id("version", version)
@@ -151,7 +153,7 @@ def register(app, api: Api) -> None:
         if registered_model(api.store(), model_id) is None:
             return error(404, f"model {model_id!r} is not in the registry")
         payload = {"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "undeploy",
-                   "model_id": model_id, "requested_at": utcnow().isoformat(), "requested_by": requested_by}
+                   "model_id": model_id, "requested_at": utcnow().isoformat(), "requested_by": caller()}
         if version:
             payload["version_id"] = version
         if service:
@@ -170,13 +172,13 @@ def register(app, api: Api) -> None:
         known_params()
         check_id("model_id", model_id)
         body = without_nulls(json_body())
-        request_id, requested_by = request_fields(body, ("to_version", "service_name", "request_id"))
+        request_id = request_fields(body, ("to_version", "service_name", "request_id"))
         to_version = body.get("to_version")
         if to_version is not None:
             check_id("to_version", to_version)
         service = service_named(body, model_id)
-        refused = (unknown(registered_model(api.store(), model_id), model_id, to_version)
-                   or owned_by_another_model(service, model_id))
+        known_model(api.store(), model_id, to_version)
+        refused = owned_by_another_model(service, model_id)
         if refused is not None:
             return refused
         endpoint = api.store().get(endpoint_path(service))
@@ -189,7 +191,7 @@ def register(app, api: Api) -> None:
             return error(409, f"nothing to roll back on Cloud Run service {service!r}: {exc}")
         payload = {"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "rollback",
                    "model_id": model_id, "service_name": service, "requested_at": utcnow().isoformat(),
-                   "requested_by": requested_by}
+                   "requested_by": caller()}
         if to_version:
             payload["version_id"] = to_version
         failed = publish(payload)
@@ -201,6 +203,22 @@ def register(app, api: Api) -> None:
                             "status_url": f"/deployments/{request_id}"})
         response.status_code = 202
         return response
+
+    @app.post("/training-runs/<run_id>:register")
+    def register_run(run_id: str):
+        """Retry the Vertex AI registration of a succeeded run: a `register` request on deploy-requests."""
+        known_params()
+        check_id("run_id", run_id)
+        request_id = request_fields(without_nulls(json_body()), ("request_id",))
+        if api.store().get(run_path(run_id)) is None:
+            return error(404, f"training run {run_id!r} is not recorded")
+        failed = publish({"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "register",
+                          "training_run_id": run_id, "requested_at": utcnow().isoformat(),
+                          "requested_by": caller()})
+        if failed is not None:
+            return failed
+        return jsonify({"request_id": request_id, "action": "register", "status": "requested",
+                        "training_run_id": run_id, "status_url": f"/training-runs/{run_id}"}), 202
 
     @app.get("/models/<model_id>/endpoints")
     def model_endpoints(model_id: str):

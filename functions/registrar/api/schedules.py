@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import jsonify, request
 
+from registrar.api.access import caller, known_fields
 from registrar.api.context import Api
 from registrar.kernel.errors import TransientError
 from registrar.kernel.http import (
@@ -43,9 +44,9 @@ from registrar.schedules.validation import ScheduleRefused
 MAX_PAGE_SIZE = 200
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CREATE_FIELDS = ("name", "description", "model_name", "source_training_run_id", "training_config", "request_id",
-                 "requested_by", *schedule_timing.TIMING_FIELDS)
-PATCH_FIELDS = ("request_id", "requested_by", *validation.EDITABLE_FIELDS)
-ACTION_FIELDS = ("request_id", "requested_by")
+                 *schedule_timing.TIMING_FIELDS)
+PATCH_FIELDS = ("request_id", *validation.EDITABLE_FIELDS)
+ACTION_FIELDS = ("request_id",)
 
 
 def _request_id(body: dict[str, Any]) -> str:
@@ -57,21 +58,12 @@ def _request_id(body: dict[str, Any]) -> str:
     return value
 
 
-def _requested_by(body: dict[str, Any]) -> str:
-    value = body.get("requested_by", request.headers.get("X-Registrar-User", ""))
-    if not isinstance(value, str) or len(value) > 256:
-        raise BadParameter("requested_by", "must be a string of at most 256 characters")
-    return value
-
-
 def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     frozen = sorted(set(body) & set(validation.FROZEN_FIELDS) - set(allowed))
     if frozen:
         raise BadParameter(frozen[0], "is frozen at creation: only name, description and timing can change "
                                       "(create a new schedule to train differently)")
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise BadParameter(unknown[0], f"is not a field of this request (known: {', '.join(allowed)})")
+    known_fields(body, allowed)
 
 
 def register(app, api: Api) -> None:
@@ -160,7 +152,7 @@ def register(app, api: Api) -> None:
             schedule_id=schedule_id, request_id=request_id, name=name, description=description,
             model_name=model_name, timing=timing.to_doc(), training_config=config,
             source_training_run_id=body.get("source_training_run_id"), occurred_at=now,
-            requested_by=_requested_by(body)))
+            requested_by=caller()))
         doc = store().get(schedule_path(schedule_id))
         if doc is None:
             raise ScheduleRefused(409, f"request_id {request_id!r} created schedule {schedule_id}, which has since "
@@ -223,7 +215,7 @@ def register(app, api: Api) -> None:
         validation.merged_timing(doc, changes, now)  # 400 naming the field before anything is written
         _handle(schedule_commands.UpdateScheduleTiming(
             schedule_id=schedule_id, request_id=_request_id(body), changes=changes, occurred_at=now,
-            requested_by=_requested_by(body)))
+            requested_by=caller()))
         return _apply(_existing(schedule_id), 200)
 
     def _action(schedule_id: str, command_type):
@@ -233,7 +225,7 @@ def register(app, api: Api) -> None:
         body = without_nulls(body)
         _existing(schedule_id)
         _handle(command_type(schedule_id=schedule_id, request_id=_request_id(body),
-                                           occurred_at=services().now(), requested_by=_requested_by(body)))
+                                           occurred_at=services().now(), requested_by=caller()))
         return _apply(_existing(schedule_id), 200)
 
     @app.post("/schedules/<schedule_id>:pause")
@@ -256,7 +248,7 @@ def register(app, api: Api) -> None:
             raise ScheduleRefused(409, f"schedule {schedule_id} is {doc['status']}; only an active schedule can be "
                                        "triggered", schedule_id=schedule_id)
         slot = services().now().replace(microsecond=0)
-        payload = jobs.tick_payload(schedule_id, slot, trigger="manual", requested_by=_requested_by(body))
+        payload = jobs.tick_payload(schedule_id, slot, trigger="manual", requested_by=caller())
         run_id = schedule_timing.training_run_id(schedule_id, slot)
         try:
             services().bus.publisher.publish(jobs.TICKS_TOPIC, run_id, payload)
@@ -274,7 +266,7 @@ def register(app, api: Api) -> None:
         except Exception as exc:  # recorded on the document by delete_job; the schedule stays until it succeeds
             return _side_effect_failed(exc, "deleting the Cloud Scheduler job", schedule_id)
         _handle(schedule_commands.DeleteSchedule(schedule_id=schedule_id, occurred_at=services().now(),
-                                                        requested_by=_requested_by({})))
+                                                        requested_by=caller()))
         return jsonify({"schedule_id": schedule_id, "model_name": doc["model_name"], "deleted": True,
                         "scheduler_job_deleted": job_deleted, "job_id": jobs.job_id_for(schedule_id)})
 

@@ -22,6 +22,8 @@ class RequestDeployment(Command):
     settings: Mapping[str, Any]
     requested_at: datetime
     requested_by: str = ""
+    allow_unblessed: bool = False  # an operator's override of "only blessed versions", with its reason
+    reason: str = ""
 
     @property
     def idempotency_key(self) -> str:

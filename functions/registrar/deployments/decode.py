@@ -24,7 +24,8 @@ def decode_deploy(payload: Mapping[str, Any], message: Message, services) -> Req
     return RequestDeployment(request_id=payload["request_id"], model_id=payload["model_id"],
                              version_id=payload["version_id"], service_id=service_id,
                              settings=settings.to_doc(), requested_at=_requested_at(payload),
-                             requested_by=payload.get("requested_by", ""))
+                             requested_by=payload.get("requested_by", ""),
+                             allow_unblessed=bool(payload.get("allow_unblessed")), reason=payload.get("reason", ""))
 
 
 def decode_undeploy(payload: Mapping[str, Any], message: Message, services) -> RequestUndeployment:

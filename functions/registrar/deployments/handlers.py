@@ -19,8 +19,10 @@ from registrar.deployments.commands import (
     RequestRollback,
     RequestUndeployment,
 )
+from registrar.deployments.requests import unblessed_refusal
 from registrar.kernel.aggregate import ModelAggregate
 from registrar.kernel.changes import Change, Context
+from registrar.kernel.model import evaluation_of
 from registrar.kernel.paths import ENDPOINTS, endpoint_path, model_path, request_path
 from registrar.kernel.store import AbstractUnitOfWork, Query
 from registrar.registry.precondition import version_identity
@@ -40,6 +42,8 @@ def _request_doc(cmd: RequestDeployment | RequestUndeployment | RequestRollback,
         "version_identity": None,
         "requested_at": cmd.requested_at,
         "requested_by": cmd.requested_by,
+        "allow_unblessed": cmd.allow_unblessed if isinstance(cmd, RequestDeployment) else False,
+        "override_reason": (cmd.reason or None) if isinstance(cmd, RequestDeployment) else None,
         "status": "requested",
         "reason": None,
         "uri": None,
@@ -69,6 +73,9 @@ def request_deployment(cmd: RequestDeployment, uow: AbstractUnitOfWork, ctx: Con
     reason = kind = None
     if model is None or not (model.get("is_live") or model.get("first_registered_at")):
         reason, kind = f"model {cmd.model_id!r} is not in the registry", "not_found"
+    elif not cmd.allow_unblessed and (refusal := unblessed_refusal(
+            cmd.model_id, cmd.version_id, (model.get("versions") or {}).get(cmd.version_id))):
+        reason, kind = refusal, "not_blessed"
     elif endpoint is not None and endpoint.get("model_id") != cmd.model_id:
         reason = (f"Cloud Run service {cmd.service_id!r} belongs to model {endpoint.get('model_id')!r}; "
                   "a model can update only its own services")
@@ -91,9 +98,13 @@ def request_deployment(cmd: RequestDeployment, uow: AbstractUnitOfWork, ctx: Con
     endpoint["last_deploy_requested_at"] = _later(endpoint.get("last_deploy_requested_at"), cmd.requested_at)
     endpoint["updated_at"] = ctx.now()
     uow.set(endpoint_path(cmd.service_id), endpoint)
-    return [Change("model.deployment_requested", cmd.requested_at, cmd.model_id, cmd.version_id,
-                   details={"request_id": cmd.request_id, "service": cmd.service_id, "settings": dict(cmd.settings),
-                            "requested_by": cmd.requested_by})]
+    details = {"request_id": cmd.request_id, "service": cmd.service_id, "settings": dict(cmd.settings),
+               "requested_by": cmd.requested_by}
+    if cmd.allow_unblessed:
+        details["unblessed_override"] = {
+            "reason": cmd.reason, "evaluation": evaluation_of(((model.get("versions") or {}).get(cmd.version_id)
+                                                               or {}).get("blessed"))}
+    return [Change("model.deployment_requested", cmd.requested_at, cmd.model_id, cmd.version_id, details=details)]
 
 
 def request_undeployment(cmd: RequestUndeployment, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:

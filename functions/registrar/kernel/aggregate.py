@@ -28,7 +28,7 @@ APPLIED_CAP = 500  # idempotency keys kept on one aggregate (the oldest go first
 APPLIED_ENTRY_BYTES = 80
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MODEL_FIELDS = ("model_id", "display_name", "resource_name", "deleted_at", "alias_facts", "first_registered_at",
-                "serving", "labels", "labels_at")
+                "serving", "labels", "labels_at", "release_policy")
 
 
 @dataclasses.dataclass

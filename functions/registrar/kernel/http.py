@@ -20,7 +20,7 @@ from registrar.kernel.serialize import jsonable
 ID_RULE = "must be 1-128 letters, digits, '_' or '-'"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
-__all__ = ["BadParameter", "body_int", "check_id", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
+__all__ = ["BadParameter", "body_int", "body_text", "check_id", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
            "encode_page_token", "error", "int_param", "json_body", "jsonable", "known_params", "query_fingerprint",
            "without_nulls"]
 
@@ -101,6 +101,17 @@ def body_int(name: str, value: Any, low: int, high: int) -> int:
     if not low <= number <= high:
         raise BadParameter(name, f"must be between {low} and {high}, got {number}")
     return number
+
+
+def body_text(body: dict[str, Any], name: str, *, required: bool, max_length: int = 1000) -> str | None:
+    """A free-text body field (a reason, say): a non-blank string of at most `max_length` characters, stripped;
+    None when it is left out and not `required`."""
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise BadParameter(name, f"must be a non-empty string of at most {max_length} characters")
+    return value.strip()
 
 
 def query_fingerprint(*values: Any) -> str:

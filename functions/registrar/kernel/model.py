@@ -184,6 +184,9 @@ class Model:
     # The model's own labels (UpdateModel of the model), merged into every version's, and the time of that fact.
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     labels_at: datetime | None = None
+    # The model's release policy (continuous delivery), None until one is saved; kept with the model so that the
+    # event registering a version decides its delivery without another read.
+    release_policy: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -196,6 +199,7 @@ class Model:
             "serving": {s: dict(e) for s, e in self.serving.items()},
             "labels": dict(self.labels),
             "labels_at": self.labels_at,
+            "release_policy": dict(self.release_policy) if self.release_policy is not None else None,
         }
 
     @classmethod
@@ -212,6 +216,7 @@ class Model:
             serving={s: dict(e) for s, e in (doc.get("serving") or {}).items()},
             labels=dict(doc.get("labels") or {}),
             labels_at=doc.get("labels_at"),
+            release_policy=dict(doc["release_policy"]) if doc.get("release_policy") is not None else None,
         )
 
 
@@ -346,11 +351,14 @@ def search_term(query: str) -> str:
 
 
 def _evaluation(latest: Version | None) -> str | None:
-    if latest is None:
-        return None
-    if latest.blessed is None:
+    return None if latest is None else evaluation_of(latest.blessed)
+
+
+def evaluation_of(blessed: bool | None) -> str:
+    """A version's evaluation result: `blessed`, `not_blessed`, or `pending` (not evaluated yet)."""
+    if blessed is None:
         return "pending"
-    return "blessed" if latest.blessed else "not_blessed"
+    return "blessed" if blessed else "not_blessed"
 
 
 KPI_KEYS = ("total", "blessed", "deployed", "idle", "latest_registered_at")

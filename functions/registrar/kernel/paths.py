@@ -64,3 +64,12 @@ def run_number_path(model_name: str) -> str:
 
 def audit_path(report_id: str) -> str:
     return f"{AUDITS}/{report_id}"
+
+
+PROMOTIONS = "promotions"
+ACCESS_POLICY = "policy/access"
+
+
+def promotion_path(promotion_id: str) -> str:
+    """A promotion request: a version asked to take an alias (pending, approved, applied …)."""
+    return f"{PROMOTIONS}/{promotion_id}"

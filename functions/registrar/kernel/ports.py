@@ -162,6 +162,15 @@ class ModelRegistryWriter(abc.ABC):
         ModelAlreadyExists when `model_id` names a model that exists."""
 
 
+class AliasWriter(abc.ABC):
+    """Moves version aliases in Vertex AI Model Registry (MergeVersionAliases). Raises TransientError for
+    retry-worthy failures; None when the version does not exist."""
+
+    @abc.abstractmethod
+    def merge_aliases(self, model_id: str, version_id: str, aliases: Sequence[str]) -> ModelVersionInfo | None:
+        """Add (`"a"`) or remove (`"-a"`) aliases of a version; an added alias leaves the version holding it."""
+
+
 class ArtifactStore(abc.ABC):
     """Read access to pipeline artifacts: `gs://` in the cloud, plain paths (or file://) locally."""
 
@@ -379,3 +388,28 @@ class PipelineRunner(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, training_run: Mapping[str, object]) -> str: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Identity: who calls the API
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedCaller:
+    """What a verified ID token says about its bearer."""
+
+    email: str
+    issuer: str
+    subject: str = ""
+
+
+class IdentityRefused(Exception):
+    """A bearer token that is not a valid ID token for this API (signature, issuer, audience, expiry, no email)."""
+
+
+class IdentityVerifier(abc.ABC):
+    """Verifies an ID token (`Authorization: Bearer`). Raises IdentityRefused with the reason, TransientError when
+    the signing keys cannot be fetched now."""
+
+    @abc.abstractmethod
+    def verify(self, token: str) -> VerifiedCaller: ...

@@ -16,6 +16,7 @@ from registrar.kernel.serving import owner_of
 from registrar.kernel.store import DocumentStore
 from registrar.reconcile.job_drift import job_discrepancies
 from registrar.reconcile.pacing import DEFAULT_VERTEX_READS_PER_MINUTE, RateLimit, ordered_map, run_together
+from registrar.reconcile.promotions import unapproved_promotions
 from registrar.reconcile.report import (
     ALIAS_MISMATCH,
     CATEGORIES,
@@ -108,10 +109,13 @@ def audit(
     found: list[Discrepancy] = []
     vertex_versions: dict[tuple[str, str], ModelVersionInfo] = {}
     vertex_aliases: dict[str, dict[str, str]] = {}
+    every_alias: dict[str, dict[str, str]] = {}
     vertex_version_count = 0
     with ordered_map(concurrency) as mapper:
         for done, (model_id, listed_versions, model_found) in enumerate(mapper(inspect, to_check), start=1):
             vertex_version_count += len(listed_versions)
+            if listed_versions:
+                every_alias[model_id] = _vertex_alias_map(listed_versions.values())
             if model_found:
                 found.extend(model_found)
                 vertex_versions.update({(model_id, vid): info for vid, info in listed_versions.items()})
@@ -120,6 +124,8 @@ def audit(
             if progress:
                 progress(done, total)
 
+    names = {m: (registry_models.get(m) or {}).get("display_name") or vertex_models.get(m, "") for m in every_alias}
+    found.extend(unapproved_promotions(store, every_alias, names))
     live_names = {d.get("display_name") for d in live_registry_models.values()}
     reservations = _reservations(listed["runs"], live_names, now=now, reservation_age=reservation_age)
     found.extend(reservations)

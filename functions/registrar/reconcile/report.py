@@ -19,6 +19,8 @@ STALE_RESOURCE_NAME = "stale_resource_name"
 RESERVATION = "reservation"
 ALIAS_MISMATCH = "alias_mismatch"
 LABEL_MISMATCH = "label_mismatch"
+# A protected alias that Vertex AI shows where no approved promotion put it.
+UNAPPROVED_PROMOTION = "unapproved_promotion"
 # Cloud Run: the services Registrar manages (by their labels) against the registry and its endpoint records.
 SERVICE_SERVING_DELETED_VERSION = "service_serving_deleted_version"
 ORPHAN_SERVICE = "orphan_service"
@@ -31,12 +33,13 @@ EXTRA_JOB = "extra_job"
 JOB_TIMING_DRIFT = "job_timing_drift"
 JOB_NOT_APPLIED = "job_not_applied"
 
-MODEL_CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, ALIAS_MISMATCH, LABEL_MISMATCH)
+MODEL_CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, ALIAS_MISMATCH, LABEL_MISMATCH,
+                    UNAPPROVED_PROMOTION)
 SERVING_CATEGORIES = (SERVICE_SERVING_DELETED_VERSION, ORPHAN_SERVICE, DEPLOYMENT_RECORD_WITHOUT_SERVICE,
                       SERVICE_WITHOUT_DEPLOYMENT_RECORD, SETTINGS_DRIFT)
 SCHEDULER_CATEGORIES = (MISSING_JOB, EXTRA_JOB, JOB_TIMING_DRIFT, JOB_NOT_APPLIED)
 CATEGORIES = (ORPHAN, UNRECORDED_OURS, UNRECORDED_FOREIGN, STALE_RESOURCE_NAME, RESERVATION, ALIAS_MISMATCH,
-              LABEL_MISMATCH, *SERVING_CATEGORIES, *SCHEDULER_CATEGORIES)
+              LABEL_MISMATCH, UNAPPROVED_PROMOTION, *SERVING_CATEGORIES, *SCHEDULER_CATEGORIES)
 # How a report is read out (`registrar audit`, the console's audit page): each category, and each count in order.
 CATEGORY_LABELS = {
     ORPHAN: "in registry, NOT_FOUND in Vertex",
@@ -46,6 +49,7 @@ CATEGORY_LABELS = {
     RESERVATION: "name reserved, no live version",
     ALIAS_MISMATCH: "alias mismatch",
     LABEL_MISMATCH: "label mismatch",
+    UNAPPROVED_PROMOTION: "protected alias moved without approval",
     SERVICE_SERVING_DELETED_VERSION: "Cloud Run serves a deleted version",
     ORPHAN_SERVICE: "Cloud Run service of an unknown model",
     DEPLOYMENT_RECORD_WITHOUT_SERVICE: "deployment record, no Cloud Run service",
@@ -67,6 +71,7 @@ COUNT_LABELS = (
     (STALE_RESOURCE_NAME, "Stale resource names"),
     (ALIAS_MISMATCH, "Alias mismatches"),
     (LABEL_MISMATCH, "Label mismatches"),
+    (UNAPPROVED_PROMOTION, "Protected aliases moved without an approved promotion"),
     ("cloud_run_services", "Cloud Run — services managed by Registrar"),
     (SERVICE_SERVING_DELETED_VERSION, "Services serving a deleted version"),
     (ORPHAN_SERVICE, "Services of a model the registry does not have"),

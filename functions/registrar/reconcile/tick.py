@@ -23,6 +23,7 @@ from registrar.reconcile.audit import DEFAULT_CONCURRENCY, DEFAULT_RESERVATION_A
 from registrar.reconcile.fix import fix as fix_report
 from registrar.reconcile.pacing import DEFAULT_VERTEX_READS_PER_MINUTE
 from registrar.reconcile.report import AuditReport, Progress, save_report
+from registrar.releases.follow_ups import expire_due
 
 TICK_SCHEMA = "registrar.reconcile-tick.v1"
 TICK_SCHEMA_FILE = "events/reconcile-tick.v1.json"
@@ -106,11 +107,14 @@ def record_tick(cmd: RunReconcile, uow: AbstractUnitOfWork, ctx: Context) -> lis
 
 def reconcile_on_tick(services, cmd: RunReconcile, outcome) -> None:
     """The tick's follow-up, on every delivery: first publish the registry events a crash or a broker failure left
-    pending (`MessageBus.sweep`); then the reconciler — a redelivered tick overwrites the same report, and its
+    pending (`MessageBus.sweep`) and expire the promotions whose time is up; then the reconciler — a redelivered tick overwrites the same report, and its
     repairs are duplicates of the first delivery's (see `run_reconcile`)."""
     swept = services.bus.sweep()
     if swept:
         log("INFO", f"on_reconcile_tick: published the pending registry events of {swept} history documents")
+    expired = expire_due(services)
+    if expired:
+        log("INFO", f"on_reconcile_tick: {expired} promotions past their time expired")
     report = run_reconcile(services, fix=cmd.fix, now=cmd.requested_at, report_id=cmd.report_id,
                            undeploy_orphans=cmd.undeploy_orphans, full=cmd.full)
     log("INFO", f"on_reconcile_tick: audit {report.report_id} {'clean' if report.is_clean else 'found drift'}",

@@ -10,6 +10,7 @@ module "registrar" {
   firestore_location = var.firestore_location
   api_invokers       = var.api_invokers
   reconcile_schedule = var.reconcile_schedule
+  release_roles      = var.release_roles
 
   firestore_delete_protection = var.firestore_delete_protection
 

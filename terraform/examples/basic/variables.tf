@@ -21,6 +21,16 @@ variable "api_invokers" {
   default     = []
 }
 
+variable "release_roles" {
+  type = object({
+    viewers   = optional(list(string), [])
+    operators = optional(list(string), [])
+    approvers = optional(list(string), [])
+  })
+  description = "Who holds Registrar's roles (seeds its access policy): user:, serviceAccount:, domain: or group: members."
+  default     = {}
+}
+
 variable "reconcile_schedule" {
   type        = string
   description = "Cron expression (UTC) of the periodic reconcile tick."
