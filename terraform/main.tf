@@ -104,6 +104,8 @@ locals {
         "https://${replace(ep, "_", "-")}-${data.google_project.this.number}.${var.region}.run.app",
       ]
     ]), var.api_extra_audiences))
+    # The console behind IAP: its assertions' audience is a backend service of this project.
+    REGISTRAR_IAP_AUDIENCE_PREFIX = var.console_iap.enabled ? "/projects/${data.google_project.this.number}/global/backendServices/" : ""
   }
   api_invoker_members = distinct(concat(var.api_invokers, flatten(values(local.release_role_members))))
 

@@ -403,7 +403,7 @@ def _identity(config: Config) -> IdentityVerifier:
 
     settings = config.identity
     if not settings.local:
-        return IdTokenVerifier(settings.audiences)
+        return IdTokenVerifier(settings.audiences, iap_audience_prefix=settings.iap_audience_prefix)
     if not settings.local_certs_url:
         return RefusingVerifier("no local token issuer is configured (REGISTRAR_LOCAL_ID_CERTS_URL): locally, call "
                                 "without a token to act as the local user")

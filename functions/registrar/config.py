@@ -108,6 +108,8 @@ class IdentitySettings:
     audiences: tuple[str, ...] = ()
     local_user: str = ""
     local_certs_url: str | None = None
+    # Behind Identity-Aware Proxy: the audience prefix of its assertions (`/projects/NUMBER/global/backendServices/`).
+    iap_audience_prefix: str = ""
     # The access policy used until an approver saves one (Terraform's variables, as JSON).
     policy_seed: Mapping[str, Any] | None = None
 
@@ -133,6 +135,7 @@ class IdentitySettings:
             audiences=tuple(a.strip() for a in (env.get("REGISTRAR_API_AUDIENCES") or "").split(",") if a.strip()),
             local_user=(env.get("USER") or env.get("LOGNAME") or "developer") if local else "",
             local_certs_url=(env.get("REGISTRAR_LOCAL_ID_CERTS_URL") or None) if local else None,
+            iap_audience_prefix=(env.get("REGISTRAR_IAP_AUDIENCE_PREFIX") or "").strip(),
             policy_seed=policy_seed,
         )
 

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from registrar.adapters.idtokens import IdTokenVerifier
+from registrar.adapters.idtokens import IAP_ISSUER, IdTokenVerifier
 from registrar.config import LOCAL_ISSUER
 from registrar.kernel.ports import IdentityRefused
 from werkzeug.serving import make_server
@@ -68,3 +68,36 @@ def test_a_production_verifier_refuses_a_local_token_without_fetching_any_keys(i
         google.verify(mint(issuer["key"], "a@example.com", AUDIENCE))
     with pytest.raises(IdentityRefused, match="no audience"):
         IdTokenVerifier([]).verify(mint(issuer["key"], "a@example.com", AUDIENCE))
+
+
+IAP_PREFIX = "/projects/123456/global/backendServices/"
+
+
+def iap_verifier(issuer, prefix: str = IAP_PREFIX) -> IdTokenVerifier:
+    """Verifies IAP assertions against the local issuer's keys (IAP's own are Google's, not reachable here)."""
+    return IdTokenVerifier([AUDIENCE], iap_audience_prefix=prefix, iap_certs_url=issuer["certs"])
+
+
+def test_an_iap_assertion_names_the_user_iap_let_through(issuer):
+    assertion = mint(issuer["key"], "Dana@Example.com", IAP_PREFIX + "987", iss=IAP_ISSUER)
+    caller = iap_verifier(issuer).verify_iap(assertion)
+    assert (caller.email, caller.issuer) == ("dana@example.com", IAP_ISSUER)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda key: mint(key, "a@example.com", "/projects/999/global/backendServices/1", iss=IAP_ISSUER),
+     "not a backend service of this project"),
+    (lambda key: mint(key, "a@example.com", IAP_PREFIX + "1"), "not IAP's"),  # an ID token is not an assertion
+    (lambda key: mint(new_key(), "a@example.com", IAP_PREFIX + "1", iss=IAP_ISSUER), "(?i)certificate"),
+    (lambda key: mint(key, "a@example.com", IAP_PREFIX + "1", iss=IAP_ISSUER, now=time.time() - 7200, lifetime=60),
+     "expired"),
+])
+def test_an_iap_assertion_that_is_not_for_this_project_or_not_iaps_is_refused(issuer, change, reason):
+    with pytest.raises(IdentityRefused, match=reason):
+        iap_verifier(issuer).verify_iap(change(issuer["key"]))
+
+
+def test_without_iap_configured_no_assertion_is_accepted(issuer):
+    assertion = mint(issuer["key"], "a@example.com", IAP_PREFIX + "1", iss=IAP_ISSUER)
+    with pytest.raises(IdentityRefused, match="no Identity-Aware Proxy"):
+        iap_verifier(issuer, prefix="").verify_iap(assertion)

@@ -280,3 +280,10 @@ class FakeIdentity(IdentityVerifier):
         if token not in self.tokens:
             raise IdentityRefused("the ID token is not valid: signature does not match")
         return VerifiedCaller(email=self.tokens[token], issuer="https://accounts.google.com")
+
+    def verify_iap(self, assertion: str) -> VerifiedCaller:
+        """IAP assertions as a map too: `iap:<token>` for any token above."""
+        token = assertion.removeprefix("iap:")
+        if not assertion.startswith("iap:") or token not in self.tokens:
+            raise IdentityRefused("the IAP assertion is not valid: signature does not match")
+        return VerifiedCaller(email=self.tokens[token], issuer="https://cloud.google.com/iap")

@@ -359,3 +359,19 @@ def test_policy_bodies(production, registry, body):  # noqa: F811
 def test_release_policy_bodies(production, registry, body):  # noqa: F811
     response = production.call("PUT", f"/models/{MODEL}/release-policy", "t-bob", json=body)
     _agree(registry, "ReleasePolicyBody", body, response)
+
+
+def test_behind_iap_the_console_user_is_the_one_iap_let_through():
+    """A browser behind Identity-Aware Proxy sends no ID token: the caller is IAP's signed assertion, verified;
+    without IAP configured, or with a forged assertion, the header names no one."""
+    behind_iap = Api(IdentitySettings(mode="google", audiences=("https://registry.example.com",), policy_seed=SEED,
+                                      iap_audience_prefix="/projects/1/global/backendServices/"))
+    page = behind_iap.client.get("/console/", headers={"X-Goog-IAP-JWT-Assertion": "iap:t-carol"})
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    forged = behind_iap.client.get("/kpis", headers={"X-Goog-IAP-JWT-Assertion": "iap:t-mallory"})
+    assert forged.status_code == 401 and "IAP identity could not be verified" in forged.get_json()["error"]["message"]
+    denied = behind_iap.client.post(f"/models/{MODEL}:undeploy", json={},
+                                    headers={"X-Goog-IAP-JWT-Assertion": "iap:t-carol"})
+    assert denied.status_code == 403 and denied.get_json()["error"]["role"] == "operator"
+    without_iap = Api(IdentitySettings(mode="google", audiences=("https://registry.example.com",), policy_seed=SEED))
+    assert without_iap.client.get("/kpis", headers={"X-Goog-IAP-JWT-Assertion": "iap:t-carol"}).status_code == 401

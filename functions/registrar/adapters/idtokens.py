@@ -7,6 +7,11 @@ verified by the same library call (`verify_token`) against that issuer's certifi
 accepted. Bootstrap builds the local verifier only in local mode (never on Cloud Run / Cloud Functions), so a
 production API never accepts a local token.
 
+Behind Identity-Aware Proxy (the console's optional load balancer) a browser sends no ID token: IAP adds its own
+signed assertion (`X-Goog-IAP-JWT-Assertion`, issuer `https://cloud.google.com/iap`), verified with the same call
+against IAP's keys. Its audience names the backend service (`/projects/NUMBER/global/backendServices/ID`); the
+function cannot know the generated id without a Terraform cycle, so the project's backend-service prefix is checked.
+
 The signing certificates are cached for the max-age Google's endpoint sends (Google's keys change about daily):
 verifying a token costs no request once they are cached.
 """
@@ -22,6 +27,8 @@ from registrar.kernel.errors import TransientError
 from registrar.kernel.ports import IdentityRefused, IdentityVerifier, VerifiedCaller
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+IAP_ISSUER = "https://cloud.google.com/iap"
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
 CLOCK_SKEW_SECONDS = 10
 DEFAULT_CERTS_TTL = 3600.0
 _MAX_AGE = re.compile(r"max-age=(\d+)")
@@ -31,11 +38,14 @@ class IdTokenVerifier(IdentityVerifier):
     """Verifies ID tokens for `audiences`: Google's (`certs_url` None) or a local issuer's (`certs_url`, `issuers`)."""
 
     def __init__(self, audiences: Sequence[str], *, certs_url: str | None = None,
-                 issuers: Sequence[str] = GOOGLE_ISSUERS, request=None) -> None:
+                 issuers: Sequence[str] = GOOGLE_ISSUERS, request=None, iap_audience_prefix: str = "",
+                 iap_certs_url: str = IAP_CERTS_URL) -> None:
         self.audiences = tuple(audiences)
         self.certs_url = certs_url
         self.issuers = tuple(issuers)
         self._request = request
+        self.iap_audience_prefix = iap_audience_prefix
+        self.iap_certs_url = iap_certs_url
 
     @property
     def request(self):
@@ -80,6 +90,35 @@ class IdTokenVerifier(IdentityVerifier):
         if claims.get("email_verified") is False:
             raise IdentityRefused(f"the ID token's email {email} is not verified")
         return VerifiedCaller(email=email.lower(), issuer=issuer, subject=str(claims.get("sub") or ""))
+
+    def verify_iap(self, assertion: str) -> VerifiedCaller:
+        from google.auth import exceptions, jwt
+        from google.oauth2 import id_token
+
+        if not self.iap_audience_prefix:
+            return super().verify_iap(assertion)
+        try:
+            claimed = jwt.decode(assertion, verify=False)
+        except (ValueError, exceptions.GoogleAuthError) as exc:
+            raise IdentityRefused(f"the IAP assertion is not a JWT: {exc}") from None
+        if claimed.get("iss") != IAP_ISSUER:
+            raise IdentityRefused(f"the IAP assertion's issuer {claimed.get('iss')!r} is not IAP's")
+        try:
+            # audience checked below: the backend service's generated id is not known here
+            claims = id_token.verify_token(assertion, self.request, audience=None, certs_url=self.iap_certs_url,
+                                           clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        except exceptions.TransportError as exc:
+            raise TransientError(f"IAP's signing keys could not be fetched: {exc}") from exc
+        except (ValueError, exceptions.GoogleAuthError) as exc:
+            raise IdentityRefused(f"the IAP assertion is not valid: {exc}") from None
+        audience = claims.get("aud")
+        if not isinstance(audience, str) or not audience.startswith(self.iap_audience_prefix):
+            raise IdentityRefused(f"the IAP assertion is for {audience!r}, not a backend service of this project "
+                                  f"({self.iap_audience_prefix}…)")
+        email = claims.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise IdentityRefused("the IAP assertion carries no email")
+        return VerifiedCaller(email=email.lower(), issuer=IAP_ISSUER, subject=str(claims.get("sub") or ""))
 
 
 class RefusingVerifier(IdentityVerifier):

@@ -1,6 +1,7 @@
 """Who calls, and whether they may: the one place the API resolves the verified principal and checks its role.
 
-The principal is the email of the verified Google ID token in `Authorization: Bearer` (audience: the API's URL).
+The principal is the email of the verified Google ID token in `Authorization: Bearer` (audience: the API's URL),
+or, for a browser Identity-Aware Proxy let through (the console), of IAP's signed `X-Goog-IAP-JWT-Assertion`.
 On the local stack (emulators configured, not Cloud Run) a call without a token is `local:<os user>`, and a test
 token of the local issuer names another principal; in production a call without a verifiable token is refused
 with 401. Nothing in a request body or another header can say who acted. The role each route needs is declared in
@@ -19,6 +20,9 @@ from registrar.kernel.http import BadParameter
 from registrar.kernel.ports import IdentityRefused, IdentityVerifier
 from registrar.kernel.store import DocumentStore
 from registrar.releases.policy import AccessPolicy, current_policy
+
+
+IAP_ASSERTION_HEADER = "X-Goog-IAP-JWT-Assertion"
 
 
 class AccessDenied(Exception):
@@ -42,6 +46,12 @@ class Access:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         settings = self.settings()
+        assertion = request.headers.get(IAP_ASSERTION_HEADER, "")
+        if not header and assertion and settings.iap_audience_prefix:  # a browser let through by IAP
+            try:
+                return self.verifier().verify_iap(assertion).email
+            except IdentityRefused as exc:
+                raise AccessDenied(401, f"the IAP identity could not be verified: {exc}") from None
         if not header:
             if settings.local:
                 return f"local:{settings.local_user}"

@@ -413,3 +413,7 @@ class IdentityVerifier(abc.ABC):
 
     @abc.abstractmethod
     def verify(self, token: str) -> VerifiedCaller: ...
+
+    def verify_iap(self, assertion: str) -> VerifiedCaller:
+        """The caller of a request Identity-Aware Proxy let through (its signed `X-Goog-IAP-JWT-Assertion`)."""
+        raise IdentityRefused("this API takes no IAP assertion: no Identity-Aware Proxy is configured in front of it")
