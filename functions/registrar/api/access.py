@@ -21,7 +21,6 @@ from registrar.kernel.ports import IdentityRefused, IdentityVerifier
 from registrar.kernel.store import DocumentStore
 from registrar.releases.policy import AccessPolicy, current_policy
 
-
 IAP_ASSERTION_HEADER = "X-Goog-IAP-JWT-Assertion"
 
 
