@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes import RecordingPublisher
-from helpers import deliver
+from helpers import deliver, local_config
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -47,7 +47,9 @@ class World:
         self.now = NOW
         self.writer = FakeVertexWriter()
         self.ids = itertools.count(1)
-        self.services = bootstrap(config=config, store=self.store, publisher=RecordingPublisher(),
+        # as on the local stack unless a test says otherwise, whatever the environment running the tests holds
+        self.services = bootstrap(config=config if config is not None else local_config(), store=self.store,
+                                  publisher=RecordingPublisher(),
                                   registry=self.writer, artifacts=StorageArtifactStore(), now=lambda: self.now,
                                   scheduler=FakeScheduler(), runner=runner, sleep=lambda _: None)
         app = create_app(lambda: self.store, lambda: self.services)
