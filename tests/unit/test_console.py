@@ -18,6 +18,7 @@ from registrar.config import Config, IdentitySettings
 from registrar.console import security
 from registrar.console.figures import calendar_weeks, metric_charts
 from registrar.console.formatting import timing, when
+from registrar.console.pages import ASSETS_VERSION
 from test_contract import _openapi, _openapi_path
 from test_deployment import MODEL, Deployments, deploy_payload
 from test_scheduling import START, Env
@@ -148,7 +149,7 @@ def test_model_page_shows_versions_deployment_lineage_and_history(client):
     assert "ops@example.com" in html  # who asked for the deploy
     endpoints = client.get(f"/models/{MODEL}/endpoints").get_json()
     assert [e["service_id"] for e in endpoints["endpoints"]] == re.findall(
-        r'<tr><th scope="row"><code>([a-z0-9-]+)</code></th>', html) and "(Cloud Run: known)" in html
+        r'<tr data-service-id="[a-z0-9-]+"><th scope="row"><code>([a-z0-9-]+)</code></th>', html) and "(Cloud Run: known)" in html
     assert 'id="deploy-form"' in html and 'id="predict-form"' in html and 'data-version-id="1"' in html
 
 
@@ -267,7 +268,7 @@ def test_untrusted_strings_are_escaped(client, url):
     assert HOSTILE not in html and "<b>prod</b>" not in html and "<script>alert" not in html
     if "quarantine" not in url:
         assert ESCAPED in html
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/console/static/console.js?v=1" defer>']
+    assert re.findall(r"<script\b[^>]*>", html) == [f'<script src="/console/static/console.js?v={ASSETS_VERSION}" defer>']
     assert not re.search(r"<[a-z]+[^>]*\son[a-z]+=", html)  # no inline event handler anywhere
 
 
