@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from registrar.comparison import queries as comparison
 from registrar.console.figures import calendar_weeks, metric_charts
 from registrar.console.formatting import FILTERS
 from registrar.console.links import console_links
-from registrar.comparison import queries as comparison
 from registrar.console.security import csrf_token, set_csrf_cookie
 from registrar.deployments import queries as deployments
 from registrar.deployments.release_history import rollback_targets
@@ -24,8 +24,8 @@ from registrar.messaging import history
 from registrar.messaging.consume import count_quarantined, list_quarantined
 from registrar.reconcile.report import CATEGORY_LABELS, COUNT_LABELS, latest_report
 from registrar.registry import queries
-from registrar.releases import queries as releases
 from registrar.registry.queries import DeploymentStatusUnknown
+from registrar.releases import queries as releases
 from registrar.schedules.calendar import CALENDAR_PARAMS, calendar, calendar_params
 from registrar.schedules.queries import list_schedules
 
