@@ -46,6 +46,13 @@
     return node;
   }
 
+  /* A time as the pages write it (formatting.when): "2026-11-04 08:00 UTC". */
+  function when(value) {
+    var moment = value ? new Date(value) : null;
+    if (!moment || isNaN(moment.getTime())) { return value || "—"; }
+    return moment.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
   function isHttpUrl(value) {
     return typeof value === "string" && /^https?:\/\/\S+$/.test(value);
   }
@@ -219,8 +226,8 @@
     var empty = table.querySelector("tr.no-promotions");
     if (empty) { empty.remove(); }
     var row = table.querySelector('tr[data-promotion-id="' + CSS.escape(view.promotion_id) + '"]');
-    var cells = [view.requested_at, view.alias + (view.protected ? " (protected)" : ""), view.version_id, view.status,
-                 view.requested_by, view.reason, view.decided_by || "—", view.decided_at || "—",
+    var cells = [when(view.requested_at), view.alias + (view.protected ? " (protected)" : ""), view.version_id, view.status,
+                 view.requested_by, view.reason, view.decided_by || "—", when(view.decided_at),
                  (view.checks || []).map(function (c) { return (c.passed ? "✓ " : "✗ ") + c.requirement + ": " + c.detail; }).join("; ") + (view.failure ? " — " + view.failure : ""),
                  ""];
     var fresh = el("tr", null, { "data-promotion-id": view.promotion_id });
