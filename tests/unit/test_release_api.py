@@ -263,6 +263,9 @@ def test_a_model_s_release_policy_over_http(production, registry):  # noqa: F811
     bad = production.call("PUT", url, "t-bob", json={"enabled": True})
     assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "enabled"
     assert production.call("GET", "/models/ghost/release-policy", "t-bob").status_code == 404
+    empty = production.call("PUT", url, "t-bob")  # no body is not "turn it off"
+    assert empty.status_code == 400 and empty.get_json()["error"]["parameter"] == "body"
+    assert production.call("GET", url, "t-carol").get_json()["revision"] == 1
 
 
 def test_without_vertex_ai_s_write_side_a_promotion_is_503_and_nothing_is_recorded(production):

@@ -434,6 +434,7 @@ def test_the_policy_delivers_nothing_when_off_or_for_a_version_that_is_not_bless
     ({"enabled": "yes"}, "enabled"),
     ({"enabled": True}, "enabled"),
     ({"deploy": {"preset": "huge"}}, "deploy.preset"),
+    ({"deploy": {"preset": {}}, "enabled": False}, "deploy.preset"),  # an empty object is not "the default"
     ({"deploy": {"service_name": "Bad_Name"}}, "deploy.service_name"),
     ({"promote": {"alias": "-x"}}, "promote.alias"),
     ({"promote": "production"}, "promote"),

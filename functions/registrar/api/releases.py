@@ -196,7 +196,7 @@ def register(app, api: Api) -> None:
         check_id("model_id", model_id)
         model = known_model(store(), model_id)
         if request.method == "PUT":
-            handle(UpdateReleasePolicy(model_id=model_id, policy=json_body(), updated_by=caller(),
+            handle(UpdateReleasePolicy(model_id=model_id, policy=json_body(required=True), updated_by=caller(),
                                        occurred_at=services().now(), request_id=uuid.uuid4().hex))
             model = known_model(store(), model_id)
         return jsonify(jsonable(queries.release_policy(model)))

@@ -73,11 +73,13 @@ def known_params(*names: str) -> None:
         raise BadParameter(repeated[0], "is given more than once")
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object body ({} when empty); 400 naming the problem otherwise."""
+def json_body(*, required: bool = False) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty, unless `required`); 400 naming the problem otherwise."""
     from flask import request
 
     if not request.get_data():
+        if required:
+            raise BadParameter("body", "is required: a JSON object (Content-Type: application/json)")
         return {}
     body = request.get_json(silent=True)
     if not isinstance(body, dict):

@@ -57,8 +57,10 @@ def parse_release_policy(body: Mapping[str, Any]) -> dict[str, Any]:
     if deploy is not None:
         if not isinstance(deploy, Mapping) or set(deploy) - {"preset", "service_name"}:
             raise InvalidField("deploy", "must be null or {preset, service_name}")
-        preset = deploy.get("preset") or DEFAULT_STAGING_PRESET
-        if preset not in PRESETS:
+        preset = deploy.get("preset")
+        if preset is None:
+            preset = DEFAULT_STAGING_PRESET
+        elif not isinstance(preset, str) or preset not in PRESETS:
             raise InvalidField("deploy.preset", f"{preset!r} is not a preset; choose one of {', '.join(PRESETS)}")
         service = deploy.get("service_name")
         if service is not None:
