@@ -59,6 +59,62 @@ def test_schema_rejects_an_extra_field():
     assert list(validator().iter_errors(event))
 
 
+EVALUATION = {
+    "blessed": False, "reason": "change recall_at_100=0.3000 >= 0.4000 failed (margin -0.1000)", "evaluator": "tfma",
+    "split": "test", "tfma_validation_ok": False,
+    "baseline": {"version": "7", "model_uri": "gs://b/models/recs/pushed_model/1/", "used": True,
+                 "skipped_reason": None},
+    "thresholds": [
+        {"metric": "recall_at_100", "kind": "value", "comparator": ">=", "threshold": 0.05, "achieved": 0.3,
+         "margin": 0.25, "passed": True, "skipped": None},
+        {"metric": "recall_at_100", "kind": "change", "comparator": ">=", "threshold": 0.4, "achieved": 0.3,
+         "margin": -0.1, "passed": False, "skipped": None, "baseline_value": 0.4, "tolerance": 0.0},
+        {"metric": "recall_at_100", "kind": "popularity", "comparator": ">", "threshold": 0.2, "achieved": 0.3,
+         "margin": 0.1, "passed": True, "skipped": None, "baseline_value": 0.2}],
+    "metrics": {"model": {"recall_at_100": 0.3, "recall_at_5": float("nan")}, "baseline_model": {"recall_at_100": 0.4},
+                "popularity": {"recall_at_100": 0.2}},
+}
+LINEAGE = {"data": {"examples_uri": "gs://b/root/CsvExampleGen/examples/1", "rows": {"train": 80, "eval": 10, "test": 10},
+                    "fingerprint": "sha256:" + "a" * 64},
+           "training_config": {"epochs": 3, "gpu_count": 0}, "hyperparameters": {"epochs": 3},
+           "versions": {"tfx": "1.16.0", "tensorflow": "2.16.2"}}
+SCANN = {"algorithm": "scann", "reason": "fastest configuration with recall@100 >= 0.95: 3.10x brute force", "k": 100,
+         "target_recall": 0.95, "recall_at_k": 0.961, "speedup": 3.1, "brute_force_ms_per_query": 1.2,
+         "scann_ms_per_query": 0.39, "num_candidates": 50000, "num_queries": 1000, "threads": 1,
+         "params": {"num_leaves": 224, "num_leaves_to_search": 22}, "configurations_tried": 40}
+
+
+def test_evaluation_scann_and_lineage_are_carried_and_valid():
+    report = {**REPORT, "blessed": False, "evaluation": EVALUATION, "scann_tuning": SCANN, "lineage": LINEAGE}
+    event = make(report=report, stage="Pusher", lineage_input={"kind": "files", "uris": ["file:///x/a.csv"]})
+    validator().validate(event)
+    assert event["blessed"] is False and event["evaluation"]["blessed"] is False
+    assert [t["margin"] for t in event["evaluation"]["thresholds"]] == [0.25, -0.1, 0.1]
+    assert event["evaluation"]["baseline"]["version"] == "7"
+    assert event["evaluation"]["metrics"]["model"] == {"recall_at_100": 0.3}  # NaN dropped: strict JSON
+    json.loads(json.dumps(event), parse_constant=lambda c: pytest.fail(f"{c} in the event"))
+    assert event["scann"]["recall_at_k"] == 0.961 and event["scann"]["speedup"] == 3.1
+    assert event["lineage"]["data"]["rows"] == {"train": 80, "eval": 10, "test": 10}
+    assert event["lineage"]["input"] == {"kind": "files", "uris": ["file:///x/a.csv"]}
+    assert event["lineage"]["pipeline_job"] == {"name": "registrar-retrieval-1", "pipeline_root": "/x/root"}
+    assert event["lineage"]["versions"]["tfx"] == "1.16.0"
+
+
+def test_events_without_them_keep_the_old_shape():
+    """Consumers that predate the evaluation, ScaNN and lineage fields see exactly the fields they know."""
+    event = make()
+    assert not {"evaluation", "scann", "lineage"} & set(event)
+    failed = make("FAILED", None, lineage_input={"kind": "bigquery", "query": "SELECT 1"})
+    validator().validate(failed)
+    assert failed["lineage"]["input"]["query"] == "SELECT 1" and failed["lineage"]["data"] is None
+
+
+def test_schema_rejects_a_malformed_threshold_outcome():
+    event = make(report={**REPORT, "evaluation": EVALUATION})
+    event["evaluation"]["thresholds"][0]["kind"] = "vibes"
+    assert list(validator().iter_errors(event))
+
+
 def test_naive_datetime_rejected():
     with pytest.raises(ValueError):
         events.rfc3339(dt.datetime(2026, 1, 1))
