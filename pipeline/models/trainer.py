@@ -228,7 +228,7 @@ def _write_npy(path: str, array: np.ndarray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_scann_index(bundle_dir: str, tuning, candidates_sha256: str, embedding_dim: int) -> None:
+def write_scann_index(bundle_dir: str, tuning, candidates_sha256: str, embedding_dim: int) -> None:
     """The searcher the tuning measured, serialized as ``python -m scann_server.build_index`` writes it."""
     local = tempfile.mkdtemp(prefix="scann-index-")
     try:
@@ -257,7 +257,7 @@ def write_bundle(bundle_dir, model, tf_transform_output, candidate_embeddings, p
         fh.write(json.dumps(product_ids))
     algorithm = tuning.algorithm if tuning is not None else "brute_force"
     if algorithm == "scann":
-        _write_scann_index(bundle_dir, tuning, candidates_sha256, int(candidate_embeddings.shape[1]))
+        write_scann_index(bundle_dir, tuning, candidates_sha256, int(candidate_embeddings.shape[1]))
     with tf.io.gfile.GFile(os.path.join(bundle_dir, "serving_config.json"), "w") as fh:
         fh.write(json.dumps({
             "retrieval_algorithm": algorithm,
