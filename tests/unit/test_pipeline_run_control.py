@@ -110,3 +110,29 @@ def test_local_logs_are_the_runs_log_file(tmp_path):
 def test_the_events_runner_has_nothing_to_cancel(tmp_path):
     runner = EventEmittingRunner(PROJECT, artifacts_root=str(tmp_path), publish=lambda topic, event: "1")
     assert runner.cancel(RUN) is False and runner.log_location(RUN) is None
+
+
+def test_the_baseline_resolved_for_a_run_reaches_both_runners():
+    """The registry resolves the baseline onto the run (not into the schedule's frozen config); it wins over a
+    config's and reaches the local runner's command and the template's parameters."""
+    from pathlib import Path
+
+    from registrar.adapters.pipelines import local_runner_command, pipeline_parameters
+
+    run = {**RUN, "model_version": 1700000100, "baseline_model_uri": "gs://b/models/recs/pushed_model/17/",
+           "baseline_version": "3", "training_config": {"model_type": "ranking", "baseline_version": "1",
+                                                        "gpu_count": 2, "rmse_change_tolerance": 0.05}}
+    command = local_runner_command("python", run, Path("/tmp/out"))
+    options = dict(zip(command[:-1], command[1:], strict=True))  # each option with the word after it
+    assert options["--baseline-model-uri"] == "gs://b/models/recs/pushed_model/17/"
+    assert options["--baseline-version"] == "3" and options["--gpu-count"] == "2"
+    assert options["--rmse-change-tolerance"] == "0.05"
+    declared = {name: {"parameterType": kind, "defaultValue": default, "isOptional": True} for name, kind, default in (
+        ("baseline_model_uri", "STRING", ""), ("baseline_version", "STRING", ""), ("gpu_count", "NUMBER_INTEGER", 0),
+        ("training_run_id", "STRING", "x"), ("model_name", "STRING", "x"), ("model_version", "NUMBER_INTEGER", 1))}
+    sent = pipeline_parameters(run, declared)
+    assert (sent["baseline_model_uri"], sent["baseline_version"], sent["gpu_count"]) == (
+        "gs://b/models/recs/pushed_model/17/", "3", 2)
+    first = {**run, "baseline_model_uri": None, "baseline_version": None, "training_config": {"model_type": "ranking"}}
+    assert "--baseline-model-uri" not in local_runner_command("python", first, Path("/tmp/out"))
+    assert "baseline_model_uri" not in pipeline_parameters(first, declared)  # the template's empty default
