@@ -1,10 +1,10 @@
 """ScaNN settings measured on the trained embeddings instead of a rule of thumb.
 
 Held-out query embeddings are searched exactly (the serving path: matmul + ``argpartition``) and with ScaNN
-(tree + asymmetric hashing + exact reordering, dot product) over a grid of partitionings (``num_leaves``), leaves to
-search and reordering depths. recall@k is the overlap of ScaNN's top-k with the exact top-k. The fastest
-configuration whose recall@k reaches the target wins; the searcher it was measured on is what the bundle serves
-(``serialize``), so the measured recall is the served recall.
+(tree + asymmetric hashing + exact reordering, dot product) over a grid of partitionings (``num_leaves``), hashing
+granularities (``dimensions_per_block``), leaves to search and reordering depths. recall@k is the overlap of
+ScaNN's top-k with the exact top-k. The fastest configuration whose recall@k reaches the target wins; the searcher
+it was measured on is what the bundle serves (``serialize``), so the measured recall is the served recall.
 
 Both paths are timed with the same number of threads (``threads``: BLAS is limited with threadpoolctl, ScaNN
 searches with ``search_batched`` on one thread or ``search_batched_parallel`` on more); each timing is the best
@@ -22,8 +22,10 @@ import numpy as np
 
 TARGET_RECALL = 0.95
 LEAF_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-REORDER_MULTIPLES = (1, 2, 4, 8)
-DIMENSIONS_PER_BLOCK = 2
+REORDER_MULTIPLES = (1, 2, 4, 8, 16, 32)
+# Two dimensions per block is ScaNN's usual setting; one is finer (twice the codes, slower to score) and tells
+# near-duplicate candidates apart, which large catalogues of product variants are full of.
+DIMENSIONS_PER_BLOCK = (2, 1)
 AH_THRESHOLD = 0.2
 MAX_TRAINING_SAMPLE = 250_000
 _EXACT_ROWS = 32  # queries per matmul block, as the ScaNN server's brute-force path
@@ -70,7 +72,7 @@ def search_options(num_leaves: int, k: int, n: int) -> tuple[list[int], list[int
 
 
 def build_searcher(candidates: np.ndarray, k: int, num_leaves: int, leaves_to_search: int, reorder: int,
-                   training_sample_size: int):
+                   training_sample_size: int, dimensions_per_block: int = DIMENSIONS_PER_BLOCK[0]):
     """The index as the ScaNN server builds it (serving_images/scann_server/retrieval.py ``ScannIndex.build``)."""
     from scann.scann_ops.py import scann_ops_pybind
 
@@ -78,7 +80,7 @@ def build_searcher(candidates: np.ndarray, k: int, num_leaves: int, leaves_to_se
     return (scann_ops_pybind.builder(data, int(k), "dot_product")
             .tree(num_leaves=int(num_leaves), num_leaves_to_search=int(leaves_to_search),
                   training_sample_size=int(training_sample_size))
-            .score_ah(DIMENSIONS_PER_BLOCK, anisotropic_quantization_threshold=AH_THRESHOLD)
+            .score_ah(int(dimensions_per_block), anisotropic_quantization_threshold=AH_THRESHOLD)
             .reorder(int(reorder))
             .set_n_training_threads(os.cpu_count() or 1)
             .build())
@@ -159,23 +161,25 @@ def tune(candidates: np.ndarray, queries: np.ndarray, k: int, *, target_recall: 
         best = None
         for num_leaves in leaves or leaf_options(n):
             leaf_counts, reorders = search_options(num_leaves, k, n)
-            searcher = build_searcher(candidates, k, num_leaves, leaf_counts[-1], reorders[-1],
-                                      min(n, MAX_TRAINING_SAMPLE))
-            for reorder in reorders:
-                for leaves_to_search in leaf_counts:  # recall and time grow with leaves: stop at the first pass
-                    def run(s=searcher, lts=leaves_to_search, r=reorder):
-                        return search(s, queries, k, lts, r, threads)
+            for dims in DIMENSIONS_PER_BLOCK:
+                searcher = build_searcher(candidates, k, num_leaves, leaf_counts[-1], reorders[-1],
+                                          min(n, MAX_TRAINING_SAMPLE), dims)
+                for reorder in reorders:
+                    for leaves_to_search in leaf_counts:  # recall and time grow with leaves: stop at the first pass
+                        def run(s=searcher, lts=leaves_to_search, r=reorder):
+                            return search(s, queries, k, lts, r, threads)
 
-                    seconds, approx = _best_time(run, repeats)
-                    recall = recall_at_k(approx, exact, k)
-                    trial = {"num_leaves": num_leaves, "num_leaves_to_search": leaves_to_search,
-                             "reordering_num_neighbors": reorder, "recall_at_k": round(recall, 4),
-                             "ms_per_query": round(seconds / len(queries) * 1000, 4)}
-                    result.tried.append(trial)
-                    if recall >= target_recall:
-                        if best is None or seconds < best[0]:
-                            best = (seconds, recall, trial, searcher)
-                        break
+                        seconds, approx = _best_time(run, repeats)
+                        recall = recall_at_k(approx, exact, k)
+                        trial = {"num_leaves": num_leaves, "dimensions_per_block": dims,
+                                 "num_leaves_to_search": leaves_to_search, "reordering_num_neighbors": reorder,
+                                 "recall_at_k": round(recall, 4),
+                                 "ms_per_query": round(seconds / len(queries) * 1000, 4)}
+                        result.tried.append(trial)
+                        if recall >= target_recall:
+                            if best is None or seconds < best[0]:
+                                best = (seconds, recall, trial, searcher)
+                            break
     if best is None:
         top = max(result.tried, key=lambda t: t["recall_at_k"], default=None)
         result.reason = (f"no ScaNN configuration reached recall@{k} >= {target_recall} against exact search "
@@ -184,7 +188,7 @@ def tune(candidates: np.ndarray, queries: np.ndarray, k: int, *, target_recall: 
     seconds, recall, trial, searcher = best
     params = {"distance_measure": "dot_product", "num_neighbors": k, "num_leaves": trial["num_leaves"],
               "num_leaves_to_search": trial["num_leaves_to_search"],
-              "training_sample_size": min(n, MAX_TRAINING_SAMPLE), "dimensions_per_block": DIMENSIONS_PER_BLOCK,
+              "training_sample_size": min(n, MAX_TRAINING_SAMPLE), "dimensions_per_block": trial["dimensions_per_block"],
               "anisotropic_quantization_threshold": AH_THRESHOLD,
               "reordering_num_neighbors": trial["reordering_num_neighbors"]}
     result.params, result.recall = params, recall

@@ -56,7 +56,7 @@ def test_without_a_baseline_the_change_threshold_is_skipped_with_the_reason():
     assert [(o["metric"], o["kind"], o["passed"]) for o in skipped] == [("recall_at_100", "change", None),
                                                                           ("rmse", "change", None)]
     assert "no 'evaluation' signature" in skipped[0]["skipped"]
-    assert O.decide(results, True) == (True, O.decide(results, True)[1])
+    assert O.decide(results, True)[0] is True  # skipped thresholds neither pass nor fail a run
     assert len([o for o in results if o["kind"] == "popularity"]) == 2
 
 
@@ -152,11 +152,16 @@ def _serving_dir(inputs, name):
     return os.path.join(inputs["models"][name].uri, "Format-Serving")
 
 
-def test_tfma_recall_is_the_share_of_held_out_interactions_in_the_top_k(evaluation_inputs, tmp_path):
+@pytest.fixture(scope="module")
+def good_against_poor(evaluation_inputs, tmp_path_factory):
+    return evaluate(evaluation_inputs, tmp_path_factory.mktemp("good"), "good", _serving_dir(evaluation_inputs, "poor"))
+
+
+def test_tfma_recall_is_the_share_of_held_out_interactions_in_the_top_k(evaluation_inputs, good_against_poor):
     """Against an independent computation: the served model's top 100 for each held-out interaction."""
     import tensorflow as tf
 
-    verdict, _ = evaluate(evaluation_inputs, tmp_path, "good")
+    verdict, _ = good_against_poor
     held_out = evaluation_inputs["held_out"]
     fn = tf.saved_model.load(_serving_dir(evaluation_inputs, "good")).signatures["serving_default"]
     top = fn(customer_id=tf.constant([r["customer_id"] for r in held_out]),
@@ -165,13 +170,8 @@ def test_tfma_recall_is_the_share_of_held_out_interactions_in_the_top_k(evaluati
     for k in (5, 10, 50, 100):
         hits = np.mean([r["product_id"].encode() in set(row[:k]) for r, row in zip(held_out, top)])
         assert verdict["metrics"]["model"][f"recall_at_{k}"] == pytest.approx(hits, abs=1e-9)
-    counts = {}
-    for r in evaluation_inputs["held_out"]:
-        counts[r["product_id"]] = counts.get(r["product_id"], 0) + 1
     assert 0 < verdict["metrics"]["popularity"]["recall_at_100"] <= 1
-    assert verdict["baseline"] == {"model_uri": None, "version": None, "used": False,
-                                   "skipped_reason": "no baseline model (the first model of this name)"}
-    assert verdict["metrics"]["baseline_model"] is None and verdict["split"] == "test"
+    assert verdict["split"] == "test"
 
 
 def test_a_model_worse_than_its_baseline_is_not_blessed(evaluation_inputs, tmp_path):
@@ -187,10 +187,13 @@ def test_a_model_worse_than_its_baseline_is_not_blessed(evaluation_inputs, tmp_p
     assert not os.path.exists(os.path.join(blessing.uri, "BLESSED"))  # TFMA's own blessing agrees
 
 
-def test_a_model_better_than_its_baseline_passes_the_change_threshold(evaluation_inputs, tmp_path):
-    verdict, _ = evaluate(evaluation_inputs, tmp_path, "good", _serving_dir(evaluation_inputs, "poor"))
+def test_a_model_better_than_its_baseline_passes_the_change_threshold(good_against_poor):
+    verdict, _ = good_against_poor
+    assert verdict["baseline"] == {"model_uri": verdict["baseline"]["model_uri"], "version": "3", "used": True,
+                                   "skipped_reason": None}
     change = next(o for o in verdict["thresholds"] if o["kind"] == "change")
     assert change["passed"] is True and change["margin"] > 0
+    assert change["threshold"] == verdict["metrics"]["baseline_model"]["recall_at_100"]
     assert verdict["tfma_validation_ok"] is True
     popular = next(o for o in verdict["thresholds"] if o["kind"] == "popularity")
     assert verdict["blessed"] is popular["passed"]  # the popularity floor decides the rest
@@ -202,3 +205,4 @@ def test_a_baseline_of_another_model_type_is_not_used_and_says_why(evaluation_in
     assert "lacks ['popular_product_ids', 'product_ids']" in verdict["baseline"]["skipped_reason"]
     change = next(o for o in verdict["thresholds"] if o["kind"] == "change")
     assert change["passed"] is None and change["skipped"] == verdict["baseline"]["skipped_reason"]
+    assert verdict["metrics"]["baseline_model"] is None

@@ -58,7 +58,7 @@ def test_the_data_punishes_a_wrong_partition(data, tuned):
     candidates, queries = data
     params = tuned.params
     searcher = scann_tuning.build_searcher(candidates, K, params["num_leaves"], 1, params["reordering_num_neighbors"],
-                                           len(candidates))
+                                           len(candidates), params["dimensions_per_block"])
     one_leaf = scann_tuning.search(searcher, queries, K, 1, params["reordering_num_neighbors"], threads=1)
     assert _recall(one_leaf, _exact(candidates, queries, K)) < 0.6
 
@@ -82,7 +82,8 @@ def test_the_chosen_configuration_reaches_the_target_against_exact_search(data, 
 
 def test_the_fastest_passing_configuration_is_chosen(tuned):
     passing = [t for t in tuned.tried if t["recall_at_k"] >= 0.95]
-    chosen = {k: tuned.params[k] for k in ("num_leaves", "num_leaves_to_search", "reordering_num_neighbors")}
+    chosen = {k: tuned.params[k] for k in ("num_leaves", "dimensions_per_block", "num_leaves_to_search",
+                                           "reordering_num_neighbors")}
     fastest = min(passing, key=lambda t: t["ms_per_query"])
     assert {k: fastest[k] for k in chosen} == chosen
 
