@@ -2,11 +2,11 @@
 ``MetricConfig(module="pipeline.evaluation.recall", class_name="CatalogueRecall")``).
 
 Per held-out interaction: a hit when the interacted product is among the first k ``product_ids`` the model returns
-(the ``evaluation`` signature returns them sorted by score). TFMA's ``SetMatchRecall`` computes exactly that from
-(label set, predicted classes), but takes its labels from ``ModelSpec.label_key``, which a multitask model needs
-for the rating; this metric reads the label from the example's ``product_id`` feature instead and compares ids
-as strings (ExampleGen reads numeric-looking ids from CSV as int64, Transform's vocabulary holds strings).
-Everything after that (confusion matrices, thresholds, baseline diffs) is TFMA's.
+(the ``evaluation`` signature returns them sorted by score). TFMA's ``SetMatchRecall`` computes that from (label
+set, predicted classes), but takes its labels from ``ModelSpec.label_key``, which a multitask model needs for the
+rating; this metric reads the label from the example's ``product_id`` feature instead and compares ids as strings
+(ExampleGen reads numeric-looking ids from CSV as int64, Transform's vocabulary holds strings). Everything after
+that (confusion matrices, thresholds, baseline diffs) is TFMA's. It is a recall only: no precision is derived.
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def as_id(value) -> str:
 
 
 class _CatalogueHits(metric_types.Preprocessor):
-    """(label, prediction) inputs of TFMA's confusion matrices: one true positive or false negative for the
-    interacted product, one false positive per other returned product."""
+    """(label, prediction) inputs of TFMA's confusion matrices: one true positive or false negative per interacted
+    product. Recall is TP / (TP + FN); the false positives (the other returned products) would only matter to
+    precision, so they are not emitted (a hundred fewer inputs per example at k = 100)."""
 
     def __init__(self, top_k: int, class_key: str, label_feature: str, model_name: str = ""):
         super().__init__(name=metric_util.generate_private_name_from_arguments(
@@ -57,8 +58,6 @@ class _CatalogueHits(metric_types.Preprocessor):
         # matrices bucket predictions on [0, 1] and would count a hit with a negative dot product as a miss.
         for product in labels:
             yield self._inputs(1.0, 1.0 if product in returned else float("-inf"))
-        for _ in returned - labels:
-            yield self._inputs(0.0, 1.0)
 
     def _inputs(self, label: float, score: float) -> metric_types.StandardMetricInputs:
         prediction = np.array([score])
