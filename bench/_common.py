@@ -56,8 +56,11 @@ def envelope(payload: dict | bytes, message_id: str) -> dict:
             "subscription": "projects/bench/subscriptions/bench"}
 
 
+ENTRY_POINT_OF = {"pipeline-events": "on_pipeline_event", "model-audit-events": "on_model_audit_event"}
+
+
 def quiet_logs() -> None:
     """The entry points log one JSON line per message to stdout; a benchmark prints tables instead."""
-    from registrar import consume
+    from registrar.messaging import consume
 
     consume.log = lambda *args, **kwargs: None

@@ -1,39 +1,15 @@
-"""Commands that send work to Registrar through Pub/Sub (`deploy-requests`), as the API will."""
+"""`registrar register`: retry a run's registration through the registry API (a `register` request on
+`deploy-requests`, sent in the caller's verified name)."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
-from datetime import datetime, timezone
 
 import click
 
 RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-
-
-def _publisher_settings(state_dir) -> tuple[str, str | None]:
-    from registrar_cli.main import local_env_value
-
-    project = local_env_value("GOOGLE_CLOUD_PROJECT", state_dir) or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    emulator = local_env_value("PUBSUB_EMULATOR_HOST", state_dir) or os.environ.get("PUBSUB_EMULATOR_HOST")
-    if not project:
-        raise click.ClickException("no project: run `registrar local up`, or set GOOGLE_CLOUD_PROJECT")
-    return project, emulator
-
-
-def publish_deploy_request(payload: dict, state_dir) -> str:
-    import json
-
-    project, emulator = _publisher_settings(state_dir)
-    if emulator:
-        os.environ["PUBSUB_EMULATOR_HOST"] = emulator
-    from google.cloud import pubsub_v1
-
-    client = pubsub_v1.PublisherClient()
-    data = json.dumps(payload).encode()
-    return client.publish(client.topic_path(project, "deploy-requests"), data).result(timeout=30)
 
 
 @click.command()
@@ -42,23 +18,17 @@ def publish_deploy_request(payload: dict, state_dir) -> str:
 @click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait.")
 @click.option("--api", metavar="URL", help="Registry API base URL (default: from .registrar/local.env).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=__import__("pathlib").Path),
-              default=".registrar", show_default=True, help="Where `registrar local up` wrote local.env.")
+              default=".registrar", show_default=True, help="Where `registrar local up` wrote local.env (kept for "
+                                                            "scripts; the API URL is read from there by default).")
 def register(run_id: str, wait: bool, timeout: float, api: str | None, state_dir) -> None:
-    """Retry the Vertex AI registration of a succeeded training run (a `register` request on deploy-requests)."""
-    from registrar_cli.main import ApiError, api_get
+    """Retry the Vertex AI registration of a succeeded training run (through the registry API, in your name)."""
+    from registrar_cli.main import ApiError, api_get, api_send
 
     if not RUN_ID_RE.match(run_id):
         raise click.BadParameter("must be a training run id: lowercase letters, digits and '-', starting with a letter",
                                  param_hint="RUN_ID")
     request_id = uuid.uuid4().hex
-    publish_deploy_request({
-        "schema": "registrar.deploy-request.v1",
-        "request_id": request_id,
-        "action": "register",
-        "training_run_id": run_id,
-        "requested_at": datetime.now(timezone.utc).isoformat(),
-        "requested_by": os.environ.get("USER", "cli"),
-    }, state_dir)
+    api_send(api, "POST", f"/training-runs/{run_id}:register", json={"request_id": request_id})
     click.echo(f"register request {request_id} sent for run {run_id}")
     if not wait:
         return

@@ -16,6 +16,7 @@ import click
 
 STATE_DIR = Path(".registrar")
 API_ENV = "REGISTRAR_API_URL"
+TOKEN_ENV = "REGISTRAR_ID_TOKEN"
 SORTS = ("latest", "oldest", "name", "best_metric")
 MODEL_TYPES = ("retrieval", "ranking", "multitask")
 STATUSES = ("all", "blessed", "not_blessed", "pending", "deployed", "idle", "deleted")
@@ -52,12 +53,17 @@ def resolve_api_url(explicit: str | None) -> str:
 def api_send(api: str | None, method: str, path: str, *, json: dict[str, Any] | None = None,
              params: dict[str, Any] | None = None, timeout: float = 30) -> Any:
     """One request to the registry API: its JSON answer, or ApiError with the API's error message (a 400 naming
-    the field, a 409, a 502/503 …) or, failing that, the status and the start of the body."""
+    the field, a 401/403, a 409, a 502/503 …) or, failing that, the status and the start of the body.
+
+    Who calls is the ID token in $REGISTRAR_ID_TOKEN (`gcloud auth print-identity-token`; on the local stack
+    `registrar local token EMAIL`, or none: the local user)."""
     import requests
 
     url = resolve_api_url(api) + path
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.request(method, url, json=json,
+        response = requests.request(method, url, json=json, headers=headers,
                                     params={k: v for k, v in (params or {}).items() if v is not None},
                                     timeout=timeout)
     except requests.RequestException as exc:
@@ -156,6 +162,20 @@ def local_status(state_dir: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@local.command("token")
+@click.argument("email")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
+@click.option("--lifetime", type=click.IntRange(60, 86400), default=3600, show_default=True, help="Seconds.")
+def local_token(email: str, state_dir: Path, lifetime: int) -> None:
+    """Print a test ID token naming EMAIL, for the local stack's API only (export it as REGISTRAR_ID_TOKEN)."""
+    from localcloud.identity.tokens import mint_for_stack
+
+    try:
+        click.echo(mint_for_stack(state_dir, email, lifetime=lifetime))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @cli.command()
 @click.option("--state-dir", type=click.Path(path_type=Path), default=STATE_DIR, show_default=True)
 @click.option("--timeout", type=click.FloatRange(1, 600), default=90, show_default=True,
@@ -172,6 +192,24 @@ def demo(state_dir: Path, timeout: float) -> None:
         demo_module.run(env, artifacts_root=state_dir / "artifacts", timeout=timeout)
     except TimeoutError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@cli.command("console")
+@click.option("--api", metavar="URL", help=f"Registry API base URL (default: {API_ENV} from {STATE_DIR}/local.env, "
+                                           "then the environment).")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the default browser too.")
+def console_command(api: str | None, open_browser: bool) -> None:
+    """Print the operator console's URL (the registry API serves it under /console/)."""
+    url = console_url(resolve_api_url(api))
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+
+
+def console_url(api: str) -> str:
+    return api.rstrip("/") + "/console/"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,11 +344,13 @@ def kpi_table(body: dict[str, Any]):
 
 
 def models_table(rows: list[dict[str, Any]]):
-    table = _table("models", "id", "name", "type", "status", "blessed", "live versions", "latest", "aliases", "registered")
+    table = _table("models", "id", "name", "type", "status", "blessed", "live versions", "latest", "aliases", "registered",
+                   "simulated")
     for m in rows:
         table.add_row(m.get("model_id") or "-", _text(m.get("display_name")), _text(m.get("model_type")),
                       _text(m.get("status")), _yes(m.get("blessed")), _text(m.get("live_version_count")),
-                      _text(m.get("latest_version_id")), _text(m.get("aliases")), _text(m.get("latest_registered_at")))
+                      _text(m.get("latest_version_id")), _text(m.get("aliases")), _text(m.get("latest_registered_at")),
+                      _simulated(m))
     return table
 
 
@@ -320,18 +360,28 @@ def model_detail(body: dict[str, Any]):
                   "latest_version_id", "aliases", "best_metric", "resource_name", "first_registered_at",
                   "latest_registered_at"):
         table.add_row(field, _text(body.get(field)))
+    table.add_row("simulated", _simulated(body))
     for link in body.get("lineage") or []:
         run = link.get("training_run") or {}
-        table.add_row(f"version {link.get('version_id')} ← run", _text(run.get("training_run_id")) + f" ({_text(run.get('status'))})")
+        marker = ", simulated: no pipeline ran" if run.get("simulated") else ""
+        table.add_row(f"version {link.get('version_id')} ← run",
+                      _text(run.get("training_run_id")) + f" ({_text(run.get('status'))}{marker})")
     return table
 
 
 def versions_table(versions: list[dict[str, Any]]):
-    table = _table("versions", "version", "state", "aliases", "uploaded", "deleted", "run", "blessed", "metrics")
+    table = _table("versions", "version", "state", "aliases", "uploaded", "deleted", "run", "blessed", "metrics",
+                   "simulated")
     for v in versions:
         table.add_row(_text(v.get("version_id")), _text(v.get("state")), _text(v.get("aliases")), _text(v.get("uploaded_at")),
-                      _text(v.get("deleted_at")), _text(v.get("training_run_id")), _yes(v.get("blessed")), _text(v.get("metrics")))
+                      _text(v.get("deleted_at")), _text(v.get("training_run_id")), _yes(v.get("blessed")), _text(v.get("metrics")),
+                      _simulated(v))
     return table
+
+
+def _simulated(item: dict[str, Any]) -> str:
+    """Made up by the events runner (no pipeline ran), or trained."""
+    return "SIMULATED" if item.get("simulated") else "no"
 
 
 def history_table(entries: list[dict[str, Any]], title: str):
@@ -357,19 +407,33 @@ if __name__ == "__main__":
 def _register_extra_commands() -> None:
     from registrar_cli.audit import audit
     from registrar_cli.commands import register
+    from registrar_cli.migrate import migrate
     from registrar_cli.pipeline import pipeline
 
     cli.add_command(audit)
+    cli.add_command(migrate)
     cli.add_command(register)
     cli.add_command(pipeline)
     from registrar_cli.schedules import schedules
 
     cli.add_command(schedules)
-    from registrar_cli.deploy import deploy, endpoints, undeploy
+    from registrar_cli.compare import compare
+
+    cli.add_command(compare)
+    from registrar_cli.deploy import deploy, endpoints, rollback, undeploy
 
     cli.add_command(deploy)
     cli.add_command(undeploy)
+    cli.add_command(rollback)
     cli.add_command(endpoints)
+    from registrar_cli.predict import predict
+
+    cli.add_command(predict)
+
+    from registrar_cli.releases import approve, policy, promote, promotions, reject
+
+    for command in (promote, promotions, approve, reject, policy):
+        cli.add_command(command)
 
 
 _register_extra_commands()

@@ -264,7 +264,7 @@ def delete(schedule_id, yes, api, as_json) -> None:
 @api_options
 def trigger(schedule_id, api, as_json) -> None:
     """Run now: one training run for the slot 'now'."""
-    body = api_send(api, "POST", f"/schedules/{schedule_id}:trigger", json={"requested_by": _user()},
+    body = api_send(api, "POST", f"/schedules/{schedule_id}:trigger", json={},
                     timeout=WRITE_TIMEOUT)
     if as_json:
         print_json(body)
@@ -287,9 +287,3 @@ def calendar(weeks_past, weeks_future, tz, api, as_json) -> None:
     totals = body["totals"]
     click.echo(f"past: {totals['completed']} completed, {totals['failed']} failed, {totals['other']} unfinished; "
                f"projected: {totals['scheduled']} runs of {len(body['schedules'])} active schedules")
-
-
-def _user() -> str:
-    import os
-
-    return os.environ.get("USER", "cli")

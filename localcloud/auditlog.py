@@ -158,43 +158,62 @@ def upload_model_entries(
     return first, last
 
 
-def delete_model_version_entry(
+def _operation_entries(*, project: str, method: str, name: str, request_type: str, operation_name: str,
+                       started_at: datetime, finished_at: datetime | None, namespace: str, error: dict | None
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two entries of a long-running delete: `first` when it starts (the operation as response) and `last`
+    when it ends (`status` carrying its error if it failed)."""
+    request = {"@type": request_type, "name": name}
+    first = log_entry(
+        project=project, method=method, namespace=namespace, resource_name=name, request=request,
+        response={"@type": "type.googleapis.com/google.longrunning.Operation", "name": operation_name},
+        timestamp=started_at, operation={"id": operation_name, "producer": SERVICE, "first": True},
+        permission="aiplatform.models.delete",
+    )
+    last = log_entry(
+        project=project, method=method, namespace=namespace, resource_name=name, request=request,
+        response=None if error else {"@type": "type.googleapis.com/google.protobuf.Empty"},
+        timestamp=finished_at or started_at, operation={"id": operation_name, "producer": SERVICE, "last": True},
+        permission="aiplatform.models.delete",
+    )
+    if error:
+        last["protoPayload"]["status"] = dict(error)
+    return first, last
+
+
+def delete_model_version_entries(
     *, project: str, location: str, model_id: str, version_id: str, at: datetime, operation_id: str,
-    namespace: str = "v1",
-) -> dict[str, Any]:
-    name = f"{model_path(project, location, model_id)}@{version_id}"
-    return log_entry(
-        project=project,
-        method="DeleteModelVersion",
-        namespace=namespace,
-        resource_name=name,
-        request={"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteModelVersionRequest", "name": name},
-        response={
-            "@type": "type.googleapis.com/google.longrunning.Operation",
-            "name": f"{model_path(project, location, model_id)}/operations/{operation_id}",
-        },
-        timestamp=at,
-        operation={"id": f"{model_path(project, location, model_id)}/operations/{operation_id}",
-                   "producer": SERVICE, "first": True},
-        permission="aiplatform.models.delete",
-    )
+    namespace: str = "v1", finished_at: datetime | None = None, error: dict | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `first` and `last` entries of one DeleteModelVersion operation (`error`: {code, message} if it failed)."""
+    return _operation_entries(
+        project=project, method="DeleteModelVersion", name=f"{model_path(project, location, model_id)}@{version_id}",
+        request_type="type.googleapis.com/google.cloud.aiplatform.v1.DeleteModelVersionRequest",
+        operation_name=f"{model_path(project, location, model_id)}/operations/{operation_id}", started_at=at,
+        finished_at=finished_at, namespace=namespace, error=error)
 
 
-def delete_model_entry(
+def delete_model_version_entry(**kwargs: Any) -> dict[str, Any]:
+    """The entry that reports a DeleteModelVersion done: the one a version's delete is applied on."""
+    return delete_model_version_entries(**kwargs)[1]
+
+
+def delete_model_entries(
     *, project: str, location: str, model_id: str, at: datetime, operation_id: str, namespace: str = "v1",
-) -> dict[str, Any]:
+    finished_at: datetime | None = None, error: dict | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `first` and `last` entries of one DeleteModel operation (`error`: {code, message} if it failed)."""
     name = model_path(project, location, model_id)
-    return log_entry(
-        project=project,
-        method="DeleteModel",
-        namespace=namespace,
-        resource_name=name,
-        request={"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteModelRequest", "name": name},
-        response={"@type": "type.googleapis.com/google.longrunning.Operation", "name": f"{name}/operations/{operation_id}"},
-        timestamp=at,
-        operation={"id": f"{name}/operations/{operation_id}", "producer": SERVICE, "first": True},
-        permission="aiplatform.models.delete",
-    )
+    return _operation_entries(
+        project=project, method="DeleteModel", name=name,
+        request_type="type.googleapis.com/google.cloud.aiplatform.v1.DeleteModelRequest",
+        operation_name=f"{name}/operations/{operation_id}", started_at=at, finished_at=finished_at,
+        namespace=namespace, error=error)
+
+
+def delete_model_entry(**kwargs: Any) -> dict[str, Any]:
+    """The entry that reports a DeleteModel done."""
+    return delete_model_entries(**kwargs)[1]
 
 
 def merge_version_aliases_entry(
@@ -225,9 +244,13 @@ def merge_version_aliases_entry(
 
 def update_model_entry(
     *, project: str, location: str, model_id: str, version_id: str, labels: dict[str, str], at: datetime,
-    namespace: str = "v1",
+    namespace: str = "v1", reference: str | None = None, response_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    name = f"{model_path(project, location, model_id)}@{version_id}"
+    """UpdateModel of labels. `reference` is what follows `@` in the name as requested (default: `version_id`; ""
+    for the model itself, or "-"); the response is the version Vertex returns (`version_id`) with its labels
+    (`response_labels`, default: `labels`)."""
+    reference = version_id if reference is None else reference
+    name = model_path(project, location, model_id) + (f"@{reference}" if reference else "")
     return log_entry(
         project=project,
         method="UpdateModel",
@@ -236,7 +259,8 @@ def update_model_entry(
         request={"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UpdateModelRequest",
                  "model": {"name": name, "labels": dict(labels)}, "updateMask": "labels"},
         response={"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Model",
-                  "name": model_path(project, location, model_id), "versionId": version_id, "labels": dict(labels)},
+                  "name": model_path(project, location, model_id), "versionId": version_id,
+                  "labels": dict(labels if response_labels is None else response_labels)},
         timestamp=at,
         permission="aiplatform.models.update",
     )

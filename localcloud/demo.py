@@ -58,7 +58,7 @@ class Publisher:
 
 def pipeline_run_event(run_id: str, state: str, at: datetime, *, model_name: str = MODEL_NAME,
                        **fields: Any) -> dict[str, Any]:
-    """Our PipelineRunEvent (schemas/events/pipeline-run-event.v1.json)."""
+    """Our PipelineRunEvent (schemas/events/pipeline-run-event.v1.json), of a run the demo makes up: `simulated`."""
     return {
         "schema": "registrar.pipeline-run-event.v1",
         "event_id": hashlib.sha256(f"{run_id}:{state}".encode()).hexdigest()[:32],
@@ -68,6 +68,7 @@ def pipeline_run_event(run_id: str, state: str, at: datetime, *, model_name: str
         "pipeline_job_name": f"projects/123/locations/us-central1/pipelineJobs/{run_id}",
         "state": state,
         "occurred_at": auditlog.rfc3339(at),
+        "simulated": True,
         **fields,
     }
 
@@ -169,7 +170,7 @@ class VertexStory:
 
     @property
     def model_id(self) -> str:
-        from registrar.registration import model_id_for
+        from registrar.registration.upload import model_id_for
 
         return model_id_for(self.model_name)
 
@@ -199,7 +200,7 @@ class VertexStory:
 
     def upload_second_version(self):
         """Another team uploads a version of the same model with the aiplatform client; it takes `default`."""
-        from registrar.registration import serving_image
+        from registrar.registration.upload import serving_image
 
         return self.registry().upload_version(
             display_name=self.model_name,
@@ -396,4 +397,13 @@ def run(env: Mapping[str, str], *, artifacts_root: Path, timeout: float = 90,
         publish_story(Publisher(env), story, api, timeout, say)
     state = snapshot(api, story)
     print_registry(state)
+    print_console_url(api)
     return state
+
+
+def print_console_url(api: str) -> None:
+    """Where the operator console shows the same registry (the registry API serves it)."""
+    from registrar_cli.main import console as make_console
+    from registrar_cli.main import console_url
+
+    make_console().print(f"Operator console: [bold]{console_url(api)}[/bold] (open it in a browser)", soft_wrap=True)

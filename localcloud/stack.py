@@ -20,6 +20,7 @@ from typing import Any
 import requests
 
 from localcloud import processes
+from localcloud.vertex_emulator.activity_log import log_path_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY_PATH = ROOT / "schemas" / "topology.json"
@@ -199,6 +200,7 @@ def spawn_vertex_emulator(started: _Started, port: int, project: str, region: st
     log = logs / "vertex.log"
     state = state_dir / "vertex-state.json"
     state.unlink(missing_ok=True)  # the Firestore emulator starts empty, so Vertex does too: they agree at start
+    log_path_for(state).unlink(missing_ok=True)
     pid = processes.spawn(
         [sys.executable, "-m", "localcloud.vertex_emulator", "--port", str(port), "--state",
          str(state), "--project", project, "--location", region],
@@ -213,6 +215,8 @@ LOCAL_APIS = (
     # (process name, module, local.env variable)
     ("cloudrun", "localcloud.cloudrun_emulator", "CLOUD_RUN_API_ENDPOINT"),
     ("scheduler", "localcloud.scheduler_emulator", "SCHEDULER_API_ENDPOINT"),
+    # The token issuer: the registry API verifies test tokens against its certificates (local mode only).
+    ("identity", "localcloud.identity", "REGISTRAR_LOCAL_ID_CERTS_URL"),
 )
 # The Firestore emulator starts empty, so the schedules behind the scheduler's jobs are gone: its jobs would only
 # fire ticks for schedules that no longer exist. Cloud Run services do survive a restart of the stack.
@@ -363,6 +367,8 @@ def _start_everything(started: _Started, state_dir: Path, project: str, region: 
         vertex = spawn_vertex_emulator(started, _port(ports, "vertex"), project, region, function_env(env), state_dir, logs)
         started.wait_healthy(vertex)
         env["VERTEX_API_ENDPOINT"] = f"http://127.0.0.1:{vertex['port']}"
+        # The emulator keeps its Admin Activity audit log and answers Cloud Logging's entries.list for it.
+        env["LOGGING_API_ENDPOINT"] = env["VERTEX_API_ENDPOINT"]
     for name, module, variable in LOCAL_APIS:
         if local_api_available(module) and (local_apis is None or name in local_apis):
             say(f"starting the local {name} API")
@@ -375,7 +381,10 @@ def _start_everything(started: _Started, state_dir: Path, project: str, region: 
         entry_point = consumer["entry_point"]
         servers.append(spawn_function(started, entry_point, "cloudevent", _port(ports, entry_point), function_env(env), logs))
     for entry_point in http_entry_points(topology):
-        servers.append(spawn_function(started, entry_point, "http", _port(ports, entry_point), function_env(env), logs))
+        port = _port(ports, entry_point)
+        # The API's URL is the audience its callers' ID tokens must name.
+        api_env = {**env, "REGISTRAR_API_AUDIENCES": f"http://127.0.0.1:{port}"}
+        servers.append(spawn_function(started, entry_point, "http", port, function_env(api_env), logs))
     for record in servers:
         started.wait_healthy(record)
     create_push_subscriptions(admin, topology, {r["name"]: r["port"] for r in servers})

@@ -21,6 +21,15 @@ locals {
 
   events_topic = "registry-events"
 
+  # Function timeouts: the longest operation a function waits for (a Cloud Run deploy, a Vertex AI upload: up to
+  # the adapters' DEFAULT_LRO_TIMEOUT, 420 s) plus the work around it, within the 540 s an event-driven function
+  # may run (and the 600 s ack deadline of its push subscription). Others keep the module's default.
+  function_timeouts = {
+    on_pipeline_event = 540
+    on_deploy_request = 540
+    on_reconcile_tick = 540
+  }
+
   apis = toset([
     "aiplatform.googleapis.com",
     "artifactregistry.googleapis.com",
@@ -56,7 +65,53 @@ locals {
   }
   serving_image_base = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_registry_repository}"
 
-  # What each function may do beyond its defaults (Firestore user, publish to registry-events).
+  # Release management: the roles and protected aliases that seed the API's access policy, and the audiences its
+  # callers' ID tokens may name (its two URLs: the functions one and the Cloud Run one, both derived, not read
+  # from the function, which would be a cycle).
+  release_role_members = {
+    viewer   = var.release_roles.viewers
+    operator = var.release_roles.operators
+    approver = var.release_roles.approvers
+  }
+  release_role_groups = toset([
+    for m in flatten(values(local.release_role_members)) : trimprefix(m, "group:") if startswith(m, "group:")
+  ])
+  release_group_members = {
+    for g in local.release_role_groups : g => [
+      for ms in data.google_cloud_identity_group_memberships.release_role[g].memberships :
+      "${endswith(ms.preferred_member_key[0].id, ".gserviceaccount.com") ? "serviceAccount" : "user"}:${ms.preferred_member_key[0].id}"
+    ]
+  }
+  policy_seed = jsonencode({
+    roles = {
+      for role, members in local.release_role_members : role => distinct(flatten([
+        for m in members : startswith(m, "group:") ? local.release_group_members[trimprefix(m, "group:")] : [m]
+      ]))
+    }
+    protected_aliases = {
+      for alias, rule in var.protected_aliases : alias => {
+        require_blessed  = rule.require_blessed
+        metric_tolerance = rule.compare_metric ? rule.metric_tolerance : null
+      }
+    }
+    promotion_ttl_hours = var.promotion_ttl_hours
+  })
+  api_environment = {
+    REGISTRAR_POLICY_SEED = local.policy_seed
+    REGISTRAR_API_AUDIENCES = join(",", concat(flatten([
+      for ep in keys(local.http_functions) : [
+        "https://${var.region}-${var.project_id}.cloudfunctions.net/${replace(ep, "_", "-")}",
+        "https://${replace(ep, "_", "-")}-${data.google_project.this.number}.${var.region}.run.app",
+      ]
+    ]), var.api_extra_audiences))
+    # The console behind IAP: its assertions' audience is a backend service of this project.
+    REGISTRAR_IAP_AUDIENCE_PREFIX = var.console_iap.enabled ? "/projects/${data.google_project.this.number}/global/backendServices/" : ""
+  }
+  api_invoker_members = distinct(concat(var.api_invokers, flatten(values(local.release_role_members))))
+
+  # What each function may do beyond its defaults (Firestore user, publish to registry-events): exactly what the
+  # port methods its wiring names need (registrar.bootstrap.WIRING → registrar.adapters.permissions), no more;
+  # tests/terraform/test_iam.py derives that and checks these grants against it.
   # A new entry point gets only the defaults until it is listed here (try(..., {}) below).
   function_access = {
     on_pipeline_event = {
@@ -65,9 +120,10 @@ locals {
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = {}
     }
+    # A model's release policy deploys (deploy-requests) and promotes (moves aliases) a new blessed version.
     on_model_audit_event = {
-      project_roles = { vertex_viewer = "roles/aiplatform.viewer" }
-      publish       = []
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer", model_aliases = google_project_iam_custom_role.model_aliases.id }
+      publish       = ["deploy-requests"]
       read_buckets  = {}
       act_as        = {}
     }
@@ -79,21 +135,31 @@ locals {
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { pipeline = google_service_account.pipeline.name }
     }
+    # Deploys and undeploys Cloud Run services that run as the serving account (run.developer: no IAM policy
+    # changes, unlike run.admin), after checking the version in Vertex AI; `register` retries a run's
+    # registration, which uploads to Vertex AI and reads the run's artifacts like on_pipeline_event.
+    # model_aliases: a rollback moves back the aliases that came with the releases it undoes.
     on_deploy_request = {
-      project_roles = { vertex_viewer = "roles/aiplatform.viewer", run_admin = "roles/run.admin" }
+      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, run_developer = "roles/run.developer", model_aliases = google_project_iam_custom_role.model_aliases.id }
       publish       = []
-      read_buckets  = {}
+      read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { serving = google_service_account.serving.name }
     }
+    # Audits Vertex AI (and its audit log since the last clean audit), Cloud Run and Cloud Scheduler; repairs
+    # schedules' jobs and, with --undeploy-orphans, deletes services that serve what no longer exists.
     on_reconcile_tick = {
-      project_roles = { vertex_viewer = "roles/aiplatform.viewer", run_viewer = "roles/run.viewer", scheduler_viewer = "roles/cloudscheduler.viewer" }
+      project_roles = { vertex_viewer = "roles/aiplatform.viewer", reconciler = google_project_iam_custom_role.reconciler.id }
       publish       = []
       read_buckets  = {}
       act_as        = {}
     }
     registry_api = {
       # run.viewer: deployment status is read from Cloud Run; deploy / undeploy are requests on deploy-requests.
-      project_roles = { run_viewer = "roles/run.viewer", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id }
+      # model_aliases: an approved promotion moves a Vertex AI alias (MergeVersionAliases).
+      # run.invoker: predictions go to the served models (private services that on_deploy_request creates at run
+      # time, so no per-service binding can be written here; IAM Conditions' resource attributes do not cover
+      # Cloud Run, so the grant is project-wide). Only ready services with Registrar's labels are called.
+      project_roles = { run_viewer = "roles/run.viewer", run_invoker = "roles/run.invoker", scheduler_jobs = google_project_iam_custom_role.scheduler_jobs.id, model_aliases = google_project_iam_custom_role.model_aliases.id }
       publish       = ["deploy-requests", "schedule-ticks"]
       read_buckets  = {}
       act_as        = {}
@@ -134,26 +200,68 @@ locals {
     pipeline_jobs = { name = "registrar-pipeline-jobs", topic = "pipeline-events", filter = local.pipeline_job_filter }
   }
 
-  # Composite indexes the registry API's queries need.
-  firestore_indexes = {
+  # Composite indexes the registry's queries need. The models list (registrar.registry.queries) filters by
+  # equality (and by search term) and sorts four ways: Firestore merges, per query, one index for each filter
+  # field with the sort's fields, so each filter field gets one index per sort. tests/terraform derives every
+  # query shape from the code and checks it is served.
+  model_sorts = {
+    latest      = [["listed_at", "DESCENDING"]]
+    oldest      = [["listed_at", "ASCENDING"]]
+    name        = [["name_lower", "ASCENDING"]]
+    best_metric = [["best_metric_rank", "ASCENDING"], ["name_lower", "ASCENDING"]]
+  }
+  model_filter_fields = ["is_live", "registered", "model_type", "blessed", "evaluation", "deployed", "idle", "search_terms"]
+  model_list_indexes = merge([
+    for sort, orders in local.model_sorts : {
+      for field in local.model_filter_fields : "models_${field}_${sort}" => {
+        collection = "models"
+        scope      = "COLLECTION"
+        fields     = concat([[field, field == "search_terms" ? "CONTAINS" : "ASCENDING"]], orders)
+      }
+    }
+  ]...)
+  firestore_indexes = merge(local.model_list_indexes, local.other_firestore_indexes)
+  other_firestore_indexes = {
+    # KPIs: the newest registration.
     models_live_recent = {
       collection = "models"
+      scope      = "COLLECTION"
       fields     = [["is_live", "ASCENDING"], ["latest_registered_at", "DESCENDING"]]
     }
-    models_live_type_recent = {
-      collection = "models"
-      fields     = [["is_live", "ASCENDING"], ["model_type", "ASCENDING"], ["latest_registered_at", "DESCENDING"]]
+    # The sweep of outbound events a crash left pending (on the reconcile tick), oldest first.
+    history_pending = {
+      collection = "history"
+      scope      = "COLLECTION_GROUP"
+      fields     = [["pending", "ASCENDING"], ["recorded_at", "ASCENDING"]]
     }
-    training_runs_model_recent = {
-      collection = "training_runs"
-      fields     = [["model_name", "ASCENDING"], ["occurred_at", "DESCENDING"]]
+    # A training run's history: every event naming it, newest first.
+    history_runs = {
+      collection = "history"
+      scope      = "COLLECTION_GROUP"
+      fields     = [["training_run_ids", "CONTAINS"], ["occurred_at", "DESCENDING"]]
     }
   }
 
   # Firestore TTL policies: collection => timestamp field.
   ttl_fields = {
     idempotency = "expire_at"
-    outbox      = "expire_at"
+  }
+
+  # Fields no query reads, kept out of the single-field indexes: maps that grow with the aggregate (a model's
+  # versions, the idempotency keys on every aggregate, an event's changes and payloads) would spend index entries
+  # on every write, and always-increasing timestamps written on every event make write hot spots.
+  unindexed_fields = {
+    models_versions          = { collection = "models", field = "versions" }
+    models_applied           = { collection = "models", field = "applied" }
+    models_updated_at        = { collection = "models", field = "updated_at" }
+    training_runs_applied    = { collection = "training_runs", field = "applied" }
+    training_runs_updated_at = { collection = "training_runs", field = "updated_at" }
+    schedules_applied        = { collection = "schedules", field = "applied" }
+    schedules_updated_at     = { collection = "schedules", field = "updated_at" }
+    deployments_applied      = { collection = "deployments", field = "applied" }
+    history_changes          = { collection = "history", field = "changes" }
+    history_events           = { collection = "history", field = "events" }
+    history_recorded_at      = { collection = "history", field = "recorded_at" }
   }
 
   # Function source: functions/** and schemas/** (placed at schemas/ inside the archive), text files only.
@@ -213,15 +321,28 @@ resource "google_firestore_index" "main" {
   project     = var.project_id
   database    = google_firestore_database.main.name
   collection  = each.value.collection
-  query_scope = "COLLECTION"
+  query_scope = each.value.scope
 
   dynamic "fields" {
     for_each = each.value.fields
     content {
-      field_path = fields.value[0]
-      order      = fields.value[1]
+      field_path   = fields.value[0]
+      order        = fields.value[1] == "CONTAINS" ? null : fields.value[1]
+      array_config = fields.value[1] == "CONTAINS" ? "CONTAINS" : null
     }
   }
+}
+
+# Single-field indexes switched off where no query needs them (empty index_config).
+resource "google_firestore_field" "unindexed" {
+  for_each = local.unindexed_fields
+
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  index_config {}
 }
 
 # TTL on the expiry field. The field's single-field indexes are switched off (empty index_config):
@@ -252,7 +373,7 @@ resource "google_pubsub_topic" "topic" {
   kms_key_name               = var.kms_key_name
   message_retention_duration = "604800s"
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
@@ -265,7 +386,7 @@ resource "google_pubsub_topic" "dead_letter" {
   kms_key_name               = var.kms_key_name
   message_retention_duration = "604800s"
 
-  depends_on = [google_project_service.main]
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # The subscription on each dead-letter topic keeps failed messages for inspection and replay. It is the
@@ -360,6 +481,8 @@ resource "google_storage_bucket" "source" {
       log_bucket = logging.value
     }
   }
+
+  depends_on = [google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_storage_bucket" "artifacts" {
@@ -388,6 +511,8 @@ resource "google_storage_bucket" "artifacts" {
       log_bucket = logging.value
     }
   }
+
+  depends_on = [google_kms_crypto_key_iam_member.service_agents]
 }
 
 resource "google_artifact_registry_repository" "serving" {
@@ -400,7 +525,39 @@ resource "google_artifact_registry_repository" "serving" {
   labels        = var.labels
   kms_key_name  = var.kms_key_name
 
+  depends_on = [google_project_service.main, google_kms_crypto_key_iam_member.service_agents]
+}
+
+# Customer-managed encryption (var.kms_key_name): each service that encrypts with the key does so as its own service
+# agent, which must hold roles/cloudkms.cryptoKeyEncrypterDecrypter on it before the resources are created —
+# Pub/Sub for the topics (https://cloud.google.com/pubsub/docs/encryption), Cloud Storage for the buckets
+# (https://cloud.google.com/storage/docs/encryption/using-customer-managed-keys), Artifact Registry for the image
+# repository (https://cloud.google.com/artifact-registry/docs/cmek). Firestore and Vertex AI resources are not
+# given the key here (they keep Google-managed keys), so their agents need nothing. Readers need no key access:
+# the service that stored the data decrypts it for them.
+data "google_storage_project_service_account" "main" {
+  project = var.project_id
+}
+
+resource "google_project_service_identity" "artifact_registry" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "artifactregistry.googleapis.com"
+
   depends_on = [google_project_service.main]
+}
+
+resource "google_kms_crypto_key_iam_member" "service_agents" {
+  for_each = var.kms_key_name == null ? {} : {
+    pubsub            = "serviceAccount:${google_project_service_identity.pubsub.email}"
+    storage           = "serviceAccount:${data.google_storage_project_service_account.main.email_address}"
+    artifact_registry = "serviceAccount:${google_project_service_identity.artifact_registry.email}"
+  }
+
+  crypto_key_id = var.kms_key_name
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = each.value
 }
 
 # Builds the functions' containers (Cloud Functions 2nd gen builds with Cloud Build): writes build logs,
@@ -474,7 +631,9 @@ resource "google_pubsub_topic_iam_member" "pipeline_publisher" {
   member  = "serviceAccount:${google_service_account.pipeline.email}"
 }
 
-# Registering a model version needs these Vertex AI permissions, not the whole of roles/aiplatform.user.
+# Registering a model version needs these Vertex AI permissions, not the whole of roles/aiplatform.user: list the
+# model's versions (is one labelled with the run already?), upload, and read the new version (waiting on the upload
+# operation is a `get` too).
 resource "google_project_iam_custom_role" "model_registrar" {
   project     = var.project_id
   role_id     = "registrarModelRegistrar"
@@ -483,15 +642,47 @@ resource "google_project_iam_custom_role" "model_registrar" {
   permissions = [
     "aiplatform.models.get",
     "aiplatform.models.list",
-    "aiplatform.models.update",
     "aiplatform.models.upload",
-    "aiplatform.pipelineJobs.get",
   ]
 }
 
-# The API keeps one Cloud Scheduler job per retraining schedule in step with it (create, update, pause, resume,
-# delete): these job permissions only, not roles/cloudscheduler.admin. Jobs publish to schedule-ticks as the
-# Cloud Scheduler service agent (below), so no actAs on any service account is needed.
+# Promotions move version aliases: MergeVersionAliases needs aiplatform.models.update on the model. Not
+# roles/aiplatform.user, which could also upload, deploy and delete.
+resource "google_project_iam_custom_role" "model_aliases" {
+  project     = var.project_id
+  role_id     = "registrarModelAliases"
+  title       = "Registrar model aliases"
+  description = "Move the version aliases of Vertex AI models (promotions)."
+  permissions = [
+    "aiplatform.models.update",
+  ]
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+# Groups named in var.release_roles: an ID token names a person, not their groups, so the policy is seeded with
+# the members (looked up when applied; the seed is stored once, later joiners are granted with the CLI).
+data "google_cloud_identity_group_lookup" "release_role" {
+  for_each = local.release_role_groups
+
+  group_key {
+    id = each.value
+  }
+}
+
+data "google_cloud_identity_group_memberships" "release_role" {
+  for_each = local.release_role_groups
+
+  group = data.google_cloud_identity_group_lookup.release_role[each.key].name
+}
+
+# The API keeps one Cloud Scheduler job per retraining schedule in step with it (create, get, update, pause,
+# resume, delete): these job permissions only, not roles/cloudscheduler.admin. Jobs publish as the Cloud Scheduler
+# service agent, so no actAs on any service account is needed. Note what this grants (Google's words: "any custom
+# role with the permission cloudscheduler.jobs.create can create jobs that publish to any Pub/Sub topics within the
+# project"): whoever holds it can have any message published on any topic of the project, not only schedule-ticks.
 resource "google_project_iam_custom_role" "scheduler_jobs" {
   project     = var.project_id
   role_id     = "registrarSchedulerJobs"
@@ -502,9 +693,29 @@ resource "google_project_iam_custom_role" "scheduler_jobs" {
     "cloudscheduler.jobs.delete",
     "cloudscheduler.jobs.enable",
     "cloudscheduler.jobs.get",
+    "cloudscheduler.jobs.pause",
+    "cloudscheduler.jobs.update",
+  ]
+}
+
+resource "google_project_iam_custom_role" "reconciler" {
+  project     = var.project_id
+  role_id     = "registrarReconciler"
+  title       = "Registrar reconciler"
+  description = "Compare the registry with the audit log, Cloud Run and Cloud Scheduler; repair jobs and undeploy orphans."
+  permissions = [
+    "cloudscheduler.jobs.create",
+    "cloudscheduler.jobs.delete",
+    "cloudscheduler.jobs.enable",
+    "cloudscheduler.jobs.get",
     "cloudscheduler.jobs.list",
     "cloudscheduler.jobs.pause",
     "cloudscheduler.jobs.update",
+    "logging.logEntries.list",
+    "run.operations.get",
+    "run.services.delete",
+    "run.services.get",
+    "run.services.list",
   ]
 }
 
@@ -547,6 +758,7 @@ module "event_function" {
   build_service_account = google_service_account.build.id
   environment_variables = local.function_environment
   labels                = var.labels
+  timeout_seconds       = try(local.function_timeouts[each.key], 300)
 
   topic_id              = google_pubsub_topic.topic[each.value.topic].id
   subscription_name     = each.value.subscription
@@ -568,7 +780,8 @@ module "event_function" {
   depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_source_reader]
 }
 
-# HTTP functions (registry_api): own service account each; callable only by var.api_invokers.
+# HTTP functions (registry_api): own service account each; callable only by var.api_invokers and the members of
+# var.release_roles (IAM lets them in; the API then checks the role each route needs).
 resource "google_service_account" "http_function" {
   for_each = local.http_functions
 
@@ -603,7 +816,7 @@ resource "google_cloudfunctions2_function" "http" {
 
   service_config {
     service_account_email          = google_service_account.http_function[each.key].email
-    environment_variables          = local.function_environment
+    environment_variables          = merge(local.function_environment, local.api_environment)
     available_memory               = "512M"
     timeout_seconds                = 60
     max_instance_count             = 10
@@ -647,7 +860,7 @@ resource "google_pubsub_topic_iam_member" "http_function_publisher" {
 resource "google_cloud_run_v2_service_iam_member" "http_invoker" {
   for_each = merge([
     for ep, f in local.http_functions : {
-      for member in var.api_invokers : "${ep} ${member}" => { entry_point = ep, member = member }
+      for member in local.api_invoker_members : "${ep} ${member}" => { entry_point = ep, member = member }
     }
   ]...)
 
@@ -678,8 +891,12 @@ module "reconcile_tick" {
   depends_on = [google_project_service.main]
 }
 
-# Cloud Scheduler publishes the ticks as its service agent: publisher on exactly the tick topics, nothing else
-# (the agent needs no token and no invoker binding for a Pub/Sub target).
+# Cloud Scheduler publishes the ticks as its service agent (no token and no invoker binding for a Pub/Sub target).
+# These bindings are not a boundary: Google grants the agent roles/cloudscheduler.serviceAgent on the project when
+# the API is enabled, and that role holds pubsub.topics.publish on every topic of the project, so a job may target
+# any of them (https://cloud.google.com/iam/docs/roles-permissions/cloudscheduler). What limits the targets is who
+# may create or change jobs (registrarSchedulerJobs, held by registry_api only). The bindings keep the ticks
+# flowing where that project-wide grant has been taken away.
 resource "google_project_service_identity" "cloudscheduler" {
   provider = google-beta
 

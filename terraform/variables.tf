@@ -86,7 +86,7 @@ variable "artifacts_bucket_name" {
 
 variable "pipeline_template_uri" {
   type        = string
-  description = "gs:// URI of the compiled TFX pipeline (python -m pipeline.runners.vertex) that scheduled runs submit as Vertex AI PipelineJobs. Null: gs://<artifacts bucket>/pipelines/registrar-pipeline.json."
+  description = "gs:// URI of the compiled TFX pipeline (python -m pipeline.runners.vertex) that scheduled runs submit as Vertex AI PipelineJobs; on_schedule_tick may read the artifacts bucket only, so keep it there. Null: gs://<artifacts bucket>/pipelines/registrar-pipeline.json."
   default     = null
 }
 
@@ -98,7 +98,7 @@ variable "artifact_registry_repository" {
 
 variable "kms_key_name" {
   type        = string
-  description = "Optional Cloud KMS key (projects/.../cryptoKeys/...) for customer-managed encryption of topics, buckets and the image repository. Null: Google-managed keys."
+  description = "Optional Cloud KMS key (projects/.../cryptoKeys/...) for customer-managed encryption of the topics, the buckets and the image repository (in their region); the Pub/Sub, Cloud Storage and Artifact Registry service agents are granted encrypt/decrypt on it. Firestore and Vertex AI keep Google-managed keys. Null: Google-managed keys everywhere."
   default     = null
 }
 
@@ -118,4 +118,56 @@ variable "labels" {
   type        = map(string)
   description = "Labels applied to every labelled resource."
   default     = { app = "registrar" }
+}
+
+variable "release_roles" {
+  type = object({
+    viewers   = optional(list(string), [])
+    operators = optional(list(string), [])
+    approvers = optional(list(string), [])
+  })
+  description = <<-EOT
+    Who holds Registrar's roles (viewer reads; operator deploys, undeploys, edits schedules and promotes; approver
+    decides promotions to protected aliases and edits the policy). Seeds the access policy the first time the API
+    needs it; afterwards approvers edit it with `registrar policy`. Members: user:EMAIL, serviceAccount:EMAIL,
+    domain:DOMAIN, or group:EMAIL — a group is expanded to its members (Cloud Identity) when applied, since an ID
+    token names a person, not their groups (the seed is stored once; later joiners are granted with the CLI).
+    Every member is also given run.invoker on registry_api.
+  EOT
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for m in concat(var.release_roles.viewers, var.release_roles.operators, var.release_roles.approvers) :
+      can(regex("^(user|serviceAccount|group|domain):[^:]+$", m))
+    ])
+    error_message = "Each member is user:EMAIL, serviceAccount:EMAIL, group:EMAIL or domain:DOMAIN."
+  }
+}
+
+variable "protected_aliases" {
+  type = map(object({
+    require_blessed  = optional(bool, true)
+    compare_metric   = optional(bool, true)
+    metric_tolerance = optional(number, 0)
+  }))
+  description = "Vertex AI aliases a promotion to which needs an approval by another principal, and what else it requires: a blessed version, and a primary metric not worse than the current holder's by more than metric_tolerance. Seeds the access policy with the roles."
+  default     = { production = {} }
+}
+
+variable "promotion_ttl_hours" {
+  type        = number
+  description = "Hours a promotion to a protected alias waits for a decision before it expires (seeds the access policy)."
+  default     = 72
+
+  validation {
+    condition     = var.promotion_ttl_hours >= 1 && var.promotion_ttl_hours <= 720 && floor(var.promotion_ttl_hours) == var.promotion_ttl_hours
+    error_message = "promotion_ttl_hours is a whole number of hours between 1 and 720."
+  }
+}
+
+variable "api_extra_audiences" {
+  type        = list(string)
+  description = "ID-token audiences registry_api accepts besides its own URLs (which are always accepted), e.g. the OAuth client id of a dashboard that calls it."
+  default     = []
 }

@@ -63,4 +63,4 @@ def firestore_store(firestore_emulator):
     from registrar.adapters.firestore import FirestoreStore
 
     processes.reset_firestore_emulator(firestore_emulator, TEST_PROJECT)
-    return FirestoreStore.from_env()
+    return FirestoreStore.connect(TEST_PROJECT)

@@ -6,6 +6,9 @@
     GET    /v2/{name=projects/*/locations/*/services/*}
     PATCH  /v2/{service.name=projects/*/locations/*/services/*}?updateMask=&allowMissing=&validateOnly=
     DELETE /v2/{name=projects/*/locations/*/services/*}?etag=&validateOnly=
+    GET    /v2/{parent=projects/*/locations/*/services/*}/revisions?pageSize=&pageToken=
+    GET    /v2/{name=projects/*/locations/*/services/*/revisions/*}
+    DELETE /v2/{name=projects/*/locations/*/services/*/revisions/*}?validateOnly=
     GET    /v2/{name=projects/*/locations/*}/operations
     GET    /v2/{name=projects/*/locations/*/operations/*}
     DELETE /v2/{name=projects/*/locations/*/operations/*}
@@ -23,6 +26,7 @@ from localcloud.cloudrun_emulator.services import CloudRunState
 from localcloud.emulator import ApiError, create_flask_app, invalid, json_body, location_relative, unsupported
 
 SERVICE_PATH = re.compile(r"^services/(?P<service>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
+REVISION_PATH = re.compile(r"^services/(?P<service>[^/:]+)/revisions(?:/(?P<revision>[^/:]+))?$")
 OPERATION_PATH = re.compile(r"^operations/(?P<op>[^/:]+)(?::(?P<verb>[A-Za-z]+))?$")
 
 
@@ -68,6 +72,14 @@ def create_app(state_path, project: str, location: str, *, restore: bool = True)
                                             flag("validateOnly")))
             if method == "DELETE":
                 return jsonify(state.delete(service_id, args.get("etag", ""), flag("validateOnly")))
+        if revision := REVISION_PATH.match(rest):
+            service_id, name = revision["service"], revision["revision"]
+            if name is None and method == "GET":
+                return jsonify(state.list_revisions(service_id, args.get("pageSize"), args.get("pageToken")))
+            if name is not None and method == "GET":
+                return jsonify(state.get_revision(service_id, name))
+            if name is not None and method == "DELETE":
+                return jsonify(state.delete_revision(service_id, name, flag("validateOnly")))
         if operation := OPERATION_PATH.match(rest):
             operation_id, verb = operation["op"], operation["verb"]
             if verb is None and method == "GET":

@@ -36,6 +36,7 @@ MAX_TIMEOUT_SECONDS = 3600
 MAX_CONCURRENCY = 1000
 
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 ENUMS = {
     "ingress": ["INGRESS_TRAFFIC_UNSPECIFIED", "INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY",
                 "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_NONE"],
@@ -43,7 +44,7 @@ ENUMS = {
                     "UNIMPLEMENTED", "PRELAUNCH"],
     "executionEnvironment": ["EXECUTION_ENVIRONMENT_UNSPECIFIED", "EXECUTION_ENVIRONMENT_GEN1",
                              "EXECUTION_ENVIRONMENT_GEN2"],
-    "trafficType": ["TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED", LATEST, "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"],
+    "trafficType": ["TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED", LATEST, REVISION],
     "scalingMode": ["SCALING_MODE_UNSPECIFIED", "AUTOMATIC", "MANUAL"],
 }
 
@@ -237,18 +238,36 @@ def normalize_template(template: Any, service_id: str) -> dict[str, Any]:
 
 
 def normalize_traffic(traffic: Any) -> list[dict[str, Any]]:
+    """The service's traffic: all of it to the latest ready revision (the default, also for an empty list), or all
+    of it to one named revision (`TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION`, short or full name). Targets at 0% are
+    dropped; splitting traffic between revisions and tags are not supported. Whether a named revision exists and
+    is ready is the service's to check (`revisions`)."""
     if not traffic:
         return [{"type": LATEST, "percent": 100}]
     targets = []
     for index, target in enumerate(traffic):
-        kind = enum_name("trafficType", target.get("type", 0), f"traffic[{index}].type")
-        if kind != LATEST or target.get("revision") or target.get("tag"):
-            raise unsupported("traffic: the local Cloud Run routes all traffic to the latest ready revision; "
-                              "revision targets and tags are not supported")
-        targets.append({"type": LATEST, "percent": _int(target.get("percent"), f"traffic[{index}].percent")})
+        where = f"traffic[{index}]"
+        kind = enum_name("trafficType", target.get("type", 0), f"{where}.type")
+        if target.get("tag"):
+            raise unsupported(f"{where}.tag: revision tags are not supported by the local Cloud Run")
+        revision = str(target.get("revision") or "").rsplit("/", 1)[-1]
+        if kind == REVISION and not revision:
+            raise invalid(f"{where}.revision is required for {REVISION}")
+        if kind == LATEST and revision:
+            raise invalid(f"{where}.revision must be empty for {LATEST}")
+        if kind not in (LATEST, REVISION):
+            raise invalid(f"{where}.type must be {LATEST} or {REVISION}")
+        percent = _int(target.get("percent"), f"{where}.percent")
+        if percent > 100:
+            raise invalid(f"{where}.percent must be at most 100, got {percent}")
+        if percent:
+            targets.append({"type": kind, "percent": percent, **({"revision": revision} if kind == REVISION else {})})
     if sum(t["percent"] for t in targets) != 100:
         raise invalid("traffic: the percentages must add up to 100")
-    return [{"type": LATEST, "percent": 100}]
+    if len(targets) > 1:
+        raise unsupported("traffic: the local Cloud Run sends all traffic to one revision; splitting it between "
+                          "revisions is not supported")
+    return targets
 
 
 def normalize_spec(body: dict[str, Any], service_id: str, project: str) -> dict[str, Any]:

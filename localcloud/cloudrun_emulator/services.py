@@ -4,7 +4,8 @@ A change to a service's template creates a revision and starts a rollout: the re
 started (see `runtime`) and watched until its model is AVAILABLE, it exits, or it times out. Then the service's
 conditions say so, traffic moves to the new process (the old one is stopped), and the operation completes with
 the service, as Cloud Run's operations do whether or not the revision became ready. Re-applying an identical
-template changes nothing: same generation, same revision.
+template changes nothing: same generation, same revision. A change of `traffic` alone to another revision
+(`revisions`: a rollback) starts that revision's process the same way, without creating a revision.
 
 State is persisted to a JSON file after every change, including which revision serves each service and on which
 port, so a restarted emulator starts those revisions again (CONDITION_PENDING and `reconciling` until ready).
@@ -29,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.cloudrun_emulator import runtime
+from localcloud.cloudrun_emulator.revisions import RevisionsAndTraffic, pinned_revision, short_name
 from localcloud.cloudrun_emulator.rules import (
-    LATEST,
     MUTABLE_FIELDS,
     SPEC_FIELDS,
     apply_mask,
@@ -38,7 +39,7 @@ from localcloud.cloudrun_emulator.rules import (
     template_changed,
     validate_service_id,
 )
-from localcloud.emulator import ApiError, EmulatorState, listing, rfc3339, utc_now
+from localcloud.emulator import ApiError, EmulatorState, invalid, listing, rfc3339, unsupported, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,10 @@ class Rollout:
     port_hint: int | None = None
     after_restart: dict[str, Any] | None = None  # the Ready condition to put back once a restarted revision serves
     instance: runtime.Instance | None = None
+    switch: bool = False  # moving traffic to an existing revision: no revision is created or made the latest
 
 
-class CloudRunState(EmulatorState):
+class CloudRunState(RevisionsAndTraffic, EmulatorState):
     """All services of one project and location. One lock serialises changes; rollouts run in threads."""
 
     def __init__(self, state_path: str | os.PathLike, project: str, location: str,
@@ -78,9 +80,10 @@ class CloudRunState(EmulatorState):
         self.running: dict[str, runtime.Instance] = {}
         self.rollouts: dict[str, Rollout] = {}
         # services: the REST resources; serving: which revision serves each service, on which port, with which
-        # template (to start it again after a restart); revisions: every revision name a service has had
+        # template (to start it again after a restart); revisions: every revision name a service has had;
+        # revision_resources: the revisions a service still has (`revisions.py`)
         self.data: dict[str, Any] = self.load_data({"services": {}, "serving": {}, "revisions": {},
-                                                    "operations": {}})
+                                                    "revision_resources": {}, "operations": {}})
 
     # -- names and persistence ----------------------------------------------------------------------------------
 
@@ -179,6 +182,9 @@ class CloudRunState(EmulatorState):
                 "createTime": now, "updateTime": now, "creator": LOCAL_CLIENT, "lastModifier": LOCAL_CLIENT,
                 **spec, "observedGeneration": "0", "uri": "", "urls": [], "reconciling": True,
             }
+            if pinned_revision(service) is not None:
+                raise invalid(f"traffic: service '{self.service_name(service_id)}' has no revision yet to send "
+                              "traffic to")
             revision = self._revision_for(service_id, service, 1, record=not validate_only)
             service["latestCreatedRevision"] = self.revision_name(service_id, revision)
             self._set_conditions(service, RECONCILING, f"Deploying revision {revision}.", routes=RECONCILING)
@@ -209,6 +215,7 @@ class CloudRunState(EmulatorState):
             for key in MUTABLE_FIELDS:
                 service.pop(key, None)
             service.update(spec)
+            self.check_traffic(service_id, service)
             spec_changed = any(service.get(k) != current.get(k) for k in SPEC_FIELDS)
             new_revision = template_changed(current["template"], spec["template"])
             if not spec_changed and service == current:
@@ -221,15 +228,27 @@ class CloudRunState(EmulatorState):
             if spec_changed:
                 generation = int(current["generation"]) + 1
                 service["generation"] = str(generation)
+                serving_now = self._serving_revision(service_id)
+                target = self.wanted_revision(service)
                 if new_revision:
+                    pinned = pinned_revision(service)
+                    if pinned is not None and pinned != serving_now:
+                        raise unsupported("the local Cloud Run cannot create a revision and move the traffic to "
+                                          "another one in one update: change the traffic in an update of its own")
                     revision = self._revision_for(service_id, service, generation, record=not validate_only)
                     service["latestCreatedRevision"] = self.revision_name(service_id, revision)
                     service["reconciling"] = True
                     self._set_conditions(service, RECONCILING, f"Deploying revision {revision}.",
                                          routes=SUCCEEDED if service_id in self.running else RECONCILING)
                     rollout = Rollout(service_id, revision, copy.deepcopy(service["template"]))
+                elif target and target != serving_now:
+                    service["reconciling"] = True
+                    self._set_conditions(service, RECONCILING, f"Routing traffic to revision {target}.",
+                                         routes=RECONCILING)
+                    rollout = Rollout(service_id, target, self.revision_template(service_id, target), switch=True)
                 elif not service.get("reconciling"):
                     service["observedGeneration"] = service["generation"]
+                    service["trafficStatuses"] = self.traffic_statuses(service)
             self._stamp(service)
             if validate_only:
                 return self._validated(service)
@@ -254,6 +273,7 @@ class CloudRunState(EmulatorState):
             del self.data["services"][service_id]
             self.data["serving"].pop(service_id, None)
             self.data["revisions"].pop(service_id, None)
+            self._forget_revisions(service_id)
             stopping = [r.instance for r in [self.rollouts.pop(service_id, None)] if r and r.instance]
             if service_id in self.running:
                 stopping.append(self.running.pop(service_id))
@@ -283,6 +303,7 @@ class CloudRunState(EmulatorState):
             revision = f"{service_id}-{generation:05d}-{''.join(secrets.choice(alphabet) for _ in range(3))}"
         if record:
             self.data["revisions"].setdefault(service_id, []).append(revision)
+            self._keep_revision(service_id, revision, service, generation)
         return revision
 
     def _stamp(self, service: dict[str, Any]) -> None:
@@ -370,11 +391,17 @@ class CloudRunState(EmulatorState):
             if self.rollouts.get(rollout.service_id) is not rollout or service is None:
                 return
             del self.rollouts[rollout.service_id]
+            if not rollout.switch:
+                self._revision_outcome(rollout.service_id, rollout.revision, True)
+                service["latestReadyRevision"] = self.revision_name(rollout.service_id, rollout.revision)
+            if self.wanted_revision(service) != rollout.revision:
+                self._ready_without_traffic(rollout, service)
+                instance.stop()
+                return
             previous = self.running.get(rollout.service_id)
             self.running[rollout.service_id] = instance
             service.update(uri=instance.uri, urls=[instance.uri], reconciling=False,
-                           latestReadyRevision=self.revision_name(rollout.service_id, rollout.revision),
-                           trafficStatuses=[{"type": LATEST, "percent": 100}],
+                           trafficStatuses=self.traffic_statuses(service),
                            observedGeneration=service["generation"])
             restored = rollout.after_restart
             if restored and restored.get("state") == FAILED:
@@ -391,6 +418,23 @@ class CloudRunState(EmulatorState):
         if previous is not None and previous is not instance:
             previous.stop()
 
+    def _ready_without_traffic(self, rollout: Rollout, service: dict[str, Any]) -> None:
+        """A new revision became ready while the traffic is pinned to another one: it stays without traffic."""
+        service.update(reconciling=False, observedGeneration=service["generation"])
+        self._set_conditions(service, SUCCEEDED, f"Revision {rollout.revision} is ready; the traffic stays on "
+                                                 f"revision {pinned_revision(service)}.")
+        self._stamp(service)
+        self._finish_operations(rollout.operations, service)
+        self.save()
+        log.info("%s: revision %s is ready without traffic", rollout.service_id, rollout.revision)
+
+    def _serving_revision(self, service_id: str) -> str | None:
+        """The revision whose process serves the service now (or served it before the emulator restarted)."""
+        instance = self.running.get(service_id)
+        if instance is not None:
+            return instance.revision
+        return (self.data["serving"].get(service_id) or {}).get("revision")
+
     def _failed(self, rollout: Rollout, reason: str, instance: runtime.Instance | None = None) -> None:
         tail = instance.log_tail() if instance is not None else ""
         if instance is not None:
@@ -405,6 +449,8 @@ class CloudRunState(EmulatorState):
                 del self.rollouts[rollout.service_id]
             serving = self.running.get(rollout.service_id)
             message = f"Revision '{rollout.revision}' is not ready and cannot serve traffic. {reason}"
+            if not rollout.switch and not rollout.restart:
+                self._revision_outcome(rollout.service_id, rollout.revision, False, message)
             if instance is not None:
                 message += f" Logs: {instance.log_path}"
                 if tail:
@@ -434,16 +480,21 @@ class CloudRunState(EmulatorState):
                     pending_ops.setdefault(service_id, []).append(name)
             for service_id, service in sorted(self.data["services"].items()):
                 serving = self.data["serving"].get(service_id)
-                latest = service.get("latestCreatedRevision", "").rsplit("/", 1)[-1]
-                if service.get("reconciling") or (serving is None and service["terminalCondition"]["state"]
-                                                  != FAILED):
+                latest = short_name(service.get("latestCreatedRevision", ""))
+                pinned = pinned_revision(service)
+                if service.get("reconciling") and pinned is not None and pinned != (serving or {}).get("revision"):
+                    rollout = Rollout(service_id, pinned, self.revision_template(service_id, pinned),
+                                      pending_ops.get(service_id, []), restart=True, switch=True,
+                                      port_hint=(serving or {}).get("port"))
+                elif service.get("reconciling") or (serving is None and service["terminalCondition"]["state"]
+                                                    != FAILED):
                     rollout = Rollout(service_id, latest, copy.deepcopy(service["template"]),
                                       pending_ops.get(service_id, []), restart=True,
                                       port_hint=(serving or {}).get("port"))
                 elif serving is not None:
                     rollout = Rollout(service_id, serving["revision"], copy.deepcopy(serving["template"]),
                                       pending_ops.get(service_id, []), restart=True, port_hint=serving["port"],
-                                      after_restart=copy.deepcopy(service["terminalCondition"]))
+                                      after_restart=copy.deepcopy(service["terminalCondition"]), switch=True)
                 else:
                     continue  # its only revision failed: nothing to start
                 service.update(reconciling=True, uri="", urls=[], trafficStatuses=[])

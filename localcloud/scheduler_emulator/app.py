@@ -10,6 +10,13 @@
 Emulator-only test hooks, under /emulator/v1/:
     POST projects/P/locations/L/jobs/ID:fire   {"times": 2} → {"messageIds": [...]}: the same delivery, repeated
     GET|POST clock                             {"time": RFC 3339 | null}: read or move the emulator's clock
+    GET  firings?job=NAME                      {"firings": [{"job", "trigger": schedule|run|fire, "slot",
+                                               "attemptTime", "messageId", "error"}, ...]}: the delivery attempts,
+                                               oldest first (the last 1000); `slot` is the cron slot a schedule
+                                               firing was due for
+    POST dispatcher:sync                       {} → {"synced": true} once a whole pass of the firing thread that
+                                               began after the request has run: a job due when the request came
+                                               has been fired by then (503 UNAVAILABLE if the thread is stuck)
 """
 
 from __future__ import annotations
@@ -84,6 +91,16 @@ def create_app(state_path, project: str, location: str, publisher: MessagePublis
         state.check_name(match["name"])
         return jsonify({"messageIds": dispatcher.fire(match["name"], times)})
 
+    @app.get("/emulator/v1/firings")
+    def firings():
+        return jsonify({"firings": dispatcher.firings(request.args.get("job") or None)})
+
+    @app.post("/emulator/v1/dispatcher:sync")
+    def sync():
+        if not dispatcher.sync():
+            raise ApiError("UNAVAILABLE", "the firing thread did not complete a pass")
+        return jsonify({"synced": True})
+
     @app.route("/emulator/v1/clock", methods=["GET", "POST"])
     def emulator_clock():
         """Move the clock (slots skipped by the jump are not fired, as if the emulator had been down)."""
@@ -97,8 +114,9 @@ def create_app(state_path, project: str, location: str, publisher: MessagePublis
                     moment = parse_rfc3339(str(body["time"]))
                 except ValueError:
                     raise invalid(f"time {body['time']!r} is not an RFC 3339 timestamp with an offset") from None
-            clock.set(moment)
-            state.skip_missed_slots(all_jobs=True)
+            with state.lock:  # the firing thread sees the old clock and slots, or the new ones: never a mix
+                clock.set(moment)
+                state.skip_missed_slots(all_jobs=True)
             dispatcher.wake()
         return jsonify({"time": rfc3339(clock())})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import collections
 import logging
 import threading
 from datetime import datetime, timedelta, timezone
@@ -10,12 +11,13 @@ from typing import Any
 
 import requests
 
-from localcloud.emulator import ApiError
+from localcloud.emulator import ApiError, rfc3339
 from localcloud.scheduler_emulator.jobs import SchedulerState
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
+FIRING_LOG_SIZE = 1000
 
 
 class EmulatorClock:
@@ -87,7 +89,14 @@ class PubSubRestPublisher(MessagePublisher):
 
 
 class Dispatcher:
-    """Delivers jobs: when their cron slot comes (a background thread), and on demand (`run`, `:fire`)."""
+    """Delivers jobs: when their cron slot comes (a background thread), and on demand (`run`, `:fire`).
+
+    For tests, it keeps what it did and lets them wait for it rather than for time to pass:
+    - `firings()`: every delivery attempt (the last FIRING_LOG_SIZE), in order, with what caused it and, for a
+      cron firing, the slot it was due for;
+    - `sync()`: returns once a whole pass of the background thread has run that began after the call, so any job
+      due when `sync` was called has been fired by then (or was not due: nothing else will fire it for that slot).
+    """
 
     def __init__(self, state: SchedulerState, publisher: MessagePublisher, *, poll_seconds: float = POLL_SECONDS):
         self.state = state
@@ -96,6 +105,11 @@ class Dispatcher:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler-dispatcher", daemon=True)
+        self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=FIRING_LOG_SIZE)
+        self._log_lock = threading.Lock()
+        self._passes = threading.Condition()
+        self._started = 0  # passes of the background thread begun, and finished
+        self._finished = 0
 
     def start(self) -> Dispatcher:
         self._thread.start()
@@ -113,32 +127,57 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            with self._passes:
+                self._started += 1
             try:
                 for job in self.state.take_due():
                     log.info("firing %s for its slot %s", job["name"], job.get("scheduleTime"))
-                    self.deliver(job)
+                    self.deliver(job, "schedule")
             except Exception:  # keep firing other jobs; the failure is in the log
                 log.exception("dispatching due jobs failed")
+            with self._passes:
+                self._finished += 1
+                self._passes.notify_all()
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
-    def deliver(self, job: dict[str, Any]) -> str | None:
-        """Publish the job's message once; record the outcome in the job's `status`. The message id, or None."""
+    def sync(self, timeout: float = 60.0) -> bool:
+        """Wait until a pass of the background thread that began after this call has finished; False on timeout
+        (the thread is stopped or stuck)."""
+        with self._passes:
+            target = self._started + 1
+        self.wake()
+        with self._passes:
+            return self._passes.wait_for(lambda: self._finished >= target, timeout=timeout)
+
+    def firings(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The delivery attempts kept, oldest first; only those of job `name` if given."""
+        with self._log_lock:
+            return [dict(f) for f in self._log if name is None or f["job"] == name]
+
+    def deliver(self, job: dict[str, Any], trigger: str = "schedule") -> str | None:
+        """Publish the job's message once; record the outcome in the job's `status` and in the firing log
+        (`trigger`: schedule, run or fire). The message id, or None."""
         target = job["pubsubTarget"]
+        error = None
         try:
             message_id = self.publisher.publish(target["topicName"], target.get("data", ""),
                                                 target.get("attributes", {}))
         except PublishError as exc:
             log.warning("delivering %s failed: %s", job["name"], exc)
-            self.state.record_attempt(job["name"], str(exc))
-            return None
-        self.state.record_attempt(job["name"], None)
+            message_id, error = None, str(exc)
+        self.state.record_attempt(job["name"], error)
+        with self._log_lock:
+            self._log.append({"job": job["name"], "trigger": trigger,
+                              "slot": job.get("scheduleTime") if trigger == "schedule" else None,
+                              "attemptTime": job.get("lastAttemptTime") or rfc3339(self.state.clock()),
+                              "messageId": message_id, "error": error})
         return message_id
 
     def run(self, name: str) -> dict[str, Any]:
         """`jobs.run`: deliver now, whatever the job's state or schedule (the job keeps its next slot)."""
         job = self.state.mark_attempt(name)
-        self.deliver(job)
+        self.deliver(job, "run")
         return self.state.get(name)
 
     def fire(self, name: str, times: int) -> list[str]:
@@ -146,7 +185,7 @@ class Dispatcher:
         job = self.state.mark_attempt(name)
         ids = []
         for _ in range(times):
-            message_id = self.deliver(job)
+            message_id = self.deliver(job, "fire")
             if message_id is None:
                 raise ApiError("UNAVAILABLE", f"could not publish {name}: {self.state.get(name).get('status')}")
             ids.append(message_id)

@@ -2,8 +2,10 @@
 
 Jobs are kept in the JSON shape the v1 REST API returns (camelCase), so responses are the stored dicts. Only
 Pub/Sub targets are supported (the only kind Registrar creates). Schedules are unix-cron (five fields) read in the
-job's IANA time zone with croniter, minute precision, so DST changes shift the UTC firing time as Cloud Scheduler
-does.
+job's IANA time zone, minute precision, on wall-clock time as Cloud Scheduler documents it ("Cloud Scheduler runs
+on wall clock time": https://cloud.google.com/scheduler/docs/configuring/cron-job-schedules#time_zone): a job fires
+whenever the zone's clocks show a time its cron names, so a time in the hour a fall-back day repeats fires twice,
+and a time in the hour a spring-forward day skips does not fire at all.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,13 +65,39 @@ def validate_schedule(schedule: Any) -> str:
     return schedule
 
 
+# How far before a moment's own wall time the search for its next firing starts: far enough to see the first pass
+# through a repeated hour when the moment is in its second pass (a clock change moves the clocks back at most 2h).
+_FOLD_REACH = timedelta(hours=3)
+
+
+def _wall_instants(zone: ZoneInfo, wall: datetime) -> list[datetime]:
+    """The UTC instants at which the zone's clocks show the naive `wall`: none, one, or two (a repeated hour)."""
+    found = []
+    for fold in (0, 1):
+        moment = wall.replace(tzinfo=zone, fold=fold).astimezone(timezone.utc)
+        if moment.astimezone(zone).replace(tzinfo=None) == wall and moment not in found:
+            found.append(moment)
+    return found
+
+
 def next_firing(schedule: str, time_zone: str, after: datetime) -> datetime:
-    """The first cron slot strictly after `after`, as an aware UTC datetime."""
+    """The first instant strictly after `after` at which the zone's clocks show a time the cron names, as an aware
+    UTC datetime (wall-clock time: twice in a repeated hour, never in a skipped one)."""
+    zone = zone_for(time_zone)
+    after = after.astimezone(timezone.utc)
+    start = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0) - _FOLD_REACH
     try:
-        local = croniter(schedule, after.astimezone(zone_for(time_zone))).get_next(datetime)
+        walls = croniter(schedule, start)  # naive: croniter steps through the clock's fields, no zone rules
+        best = None
+        while True:
+            wall = walls.get_next(datetime)
+            if best is not None and wall - _FOLD_REACH > best.astimezone(zone).replace(tzinfo=None):
+                return best
+            for moment in _wall_instants(zone, wall):
+                if moment > after and (best is None or moment < best):
+                    best = moment
     except (CroniterBadCronError, CroniterBadDateError, CroniterError) as exc:
         raise invalid(f"Invalid schedule {schedule!r}: it never fires ({exc})") from None
-    return local.astimezone(timezone.utc).replace(second=0, microsecond=0)
 
 
 # -- validation of the writable fields ------------------------------------------------------------------------------
@@ -209,14 +237,15 @@ class SchedulerState(EmulatorState):
 
     def take_due(self) -> list[dict[str, Any]]:
         """Jobs whose slot has come: each is moved on to its next slot after now (so a stall never fires a job
-        twice for slots it slept through) and returned as it was when due."""
+        twice for slots it slept through) and returned as it was when due (`scheduleTime`: the slot), with this
+        attempt's `lastAttemptTime`."""
         with self.lock:
             now = self.clock()
             due = []
             for job in self.jobs.values():
                 if job["state"] == "ENABLED" and "scheduleTime" in job and parse_rfc3339(job["scheduleTime"]) <= now:
-                    due.append(copy.deepcopy(job))
                     job["lastAttemptTime"] = rfc3339(now)
+                    due.append(copy.deepcopy(job))
                     self._reschedule(job, now)
             if due:
                 self.save()

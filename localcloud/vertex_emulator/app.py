@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from localcloud.emulator import ApiError, create_flask_app, invalid, json_body, location_relative
+from localcloud.vertex_emulator.activity_log import ActivityLog, log_path_for
 from localcloud.vertex_emulator.publishing import AuditPublisher, NullPublisher
 from localcloud.vertex_emulator.registry import ModelRegistryState
 
@@ -27,11 +28,13 @@ ADMIN_PATH = re.compile(r"^(?P<console>console/)?models/(?P<ref>[^/:]+):(?P<verb
 def create_app(state_path, project: str, location: str, publisher: AuditPublisher | None = None) -> Flask:
     state = ModelRegistryState(state_path, project, location)
     audit = publisher or NullPublisher()
+    activity = ActivityLog(log_path_for(state_path))
     app = create_flask_app(__name__, project, location)
     app.extensions["vertex_emulator"] = state
     app.extensions["vertex_audit_publisher"] = audit
 
     def publish(entries: list[dict[str, Any]]) -> None:
+        activity.append(entries)  # kept like Cloud Logging keeps them, whether or not the sink delivers them
         for entry in entries:
             try:
                 audit.publish(entry)
@@ -80,10 +83,24 @@ def create_app(state_path, project: str, location: str, publisher: AuditPublishe
                 return changed(state.merge_aliases(ref, json_body(), namespace))
         raise ApiError("NOT_FOUND", f"{method} /{namespace}/{path} is not part of the emulated API")
 
+    @app.post("/v2/entries:list")
+    def list_log_entries():
+        """Cloud Logging's `entries.list` over the audit entries this emulator wrote (see activity_log)."""
+        return jsonify(activity.list(json_body(), project))
+
     @app.post("/emulator/<path:path>")
     def admin(path: str):
-        """Test hooks: mark a version deployed, and delete the way the console does (logged in the `ui` namespace)."""
+        """Test hooks: mark a version deployed; delete the way the console does (logged in the `ui` namespace); a
+        delete whose operation fails after it started; hold uploads running, and release them."""
+        if path == "uploads:hold":
+            body = json_body()
+            if not isinstance(body.get("hold"), bool):
+                raise invalid('body must be {"hold": true|false}')
+            return changed(state.hold_uploads(body["hold"]))
         match = ADMIN_PATH.match(path)
+        if match and not match["console"] and match["verb"] == "failDelete":
+            message = json_body().get("message") or "INTERNAL: the delete operation failed"
+            return changed(state.fail_delete(match["ref"], str(message)))
         if match and not match["console"] and match["verb"] == "setDeployed":
             body = json_body()
             if not isinstance(body.get("deployed"), bool):

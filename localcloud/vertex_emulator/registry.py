@@ -57,6 +57,10 @@ def validate_alias(alias: str) -> None:
         raise invalid(f"version alias {alias!r} is invalid: it must match [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9]")
 
 
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def parse_filter(expression: str) -> list[tuple[str, str]]:
     """`display_name="x" AND labels.k="v"` → [("display_name", "x"), ("labels.k", "v")]."""
     terms: list[tuple[str, str]] = []
@@ -130,8 +134,11 @@ class ModelRegistryState(EmulatorState):
                 return model_id, model, version_id
         raise ApiError("NOT_FOUND", f'The Model "{self.model_name(model_id)}@{version_ref}" does not exist.')
 
-    def _render(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _render(self, model: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        """A version as the API returns it: the model's own labels merged into the version's (a key the version
+        holds keeps the version's value), as google.cloud.aiplatform.v1.UpdateModelRequest describes."""
         resource = copy.deepcopy(record["resource"])
+        resource["labels"] = {**model.get("labels", {}), **resource["labels"]}
         if record.get("deployed"):
             resource["deployedModels"] = [{"endpoint": f"{self.parent}/endpoints/local",
                                            "deployedModelId": record["resource"]["versionId"]}]
@@ -140,7 +147,7 @@ class ModelRegistryState(EmulatorState):
     def get(self, ref: str) -> dict[str, Any]:
         with self.lock:
             _, model, version_id = self._resolve(ref)
-            return self._render(model["versions"][version_id])
+            return self._render(model, model["versions"][version_id])
 
     def _default_version(self, model: dict[str, Any]) -> dict[str, Any]:
         for record in model["versions"].values():
@@ -151,7 +158,7 @@ class ModelRegistryState(EmulatorState):
     def list_models(self, filter_expr: str, page_size: Any, page_token: str | None) -> dict[str, Any]:
         with self.lock:
             terms = parse_filter(filter_expr or "")
-            rows = [self._render(self._default_version(m)) for m in self.data["models"].values()]
+            rows = [self._render(m, self._default_version(m)) for m in self.data["models"].values()]
             return listing("models", [r for r in rows if matches(r, terms)], page_size, page_token,
                            max_size=MAX_PAGE_SIZE)
 
@@ -162,7 +169,7 @@ class ModelRegistryState(EmulatorState):
                 raise invalid("listVersions takes the model name without a version")
             model = self._model(model_id)
             terms = parse_filter(filter_expr or "")
-            rows = [self._render(r) for _, r in sorted(model["versions"].items(), key=lambda kv: int(kv[0]))]
+            rows = [self._render(model, r) for _, r in sorted(model["versions"].items(), key=lambda kv: int(kv[0]))]
             return listing("models", [r for r in rows if matches(r, terms)], page_size, page_token,
                            max_size=MAX_PAGE_SIZE)
 
@@ -193,72 +200,130 @@ class ModelRegistryState(EmulatorState):
         return copy.deepcopy(done)
 
     def upload(self, body: dict[str, Any], namespace: str = "v1") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """UploadModel: the operation and its audit entries. The operation finishes at once, unless uploads are
+        held (`hold_uploads`): then it runs — only its `first` entry is logged, `get_operation` answers not done,
+        the version does not exist yet — until they are released."""
         with self.lock:
-            model_in = body.get("model")
-            if not isinstance(model_in, dict):
-                raise invalid("model is required")
-            if not model_in.get("displayName"):
-                raise invalid("model.displayName is required")
-            labels = validate_labels(model_in.get("labels"))
-            aliases = list(dict.fromkeys(model_in.get("versionAliases") or []))
-            for alias in aliases:
-                validate_alias(alias)
-            parent_model = body.get("parentModel") or ""
-            requested_id = body.get("modelId") or ""
+            model_id = self._check_upload(body)
             started = self.clock()
-            if parent_model:
-                prefix = f"{self.parent}/models/"
-                if not parent_model.startswith(prefix) or "@" in parent_model:
-                    raise invalid(f"parentModel {parent_model!r} is not a model of {self.parent}")
-                model_id = parent_model.removeprefix(prefix)
-                if requested_id and requested_id != model_id:
-                    raise invalid("modelId and parentModel name different models")
-                model = self._model(model_id)
-            else:
-                if requested_id:
-                    if not MODEL_ID_RE.match(requested_id):
-                        raise invalid(f"modelId {requested_id!r} is invalid: up to 63 characters of [a-z0-9_-], "
-                                      "not starting with a digit or '-'")
-                    if requested_id in self.data["models"]:
-                        raise ApiError("ALREADY_EXISTS", f'The Model "{self.model_name(requested_id)}" already '
-                                       "exists; upload a new version with parentModel.")
-                    model_id = requested_id
-                else:
-                    model_id = self._generate_model_id()
-                model = {"createTime": auditlog.rfc3339(started), "nextVersion": 1, "versions": {}}
-                self.data["models"][model_id] = model
-            version_id = str(model["nextVersion"])
-            model["nextVersion"] += 1
-            if not model["versions"] and DEFAULT_ALIAS not in aliases:
-                aliases.append(DEFAULT_ALIAS)
-            ts = auditlog.rfc3339(started)
-            resource: dict[str, Any] = {k: copy.deepcopy(model_in[k]) for k in UPLOADED_FIELDS if k in model_in}
-            resource.update({
-                "name": self.model_name(model_id),
-                "labels": labels,
-                "versionId": version_id,
-                "versionAliases": [],
-                "createTime": model["createTime"],
-                "updateTime": ts,
-                "versionCreateTime": ts,
-                "versionUpdateTime": ts,
-            })
-            resource.setdefault("artifactUri", "")
-            resource.setdefault("containerSpec", {})
-            model["versions"][version_id] = {"resource": resource, "deployed": False}
-            self._move_aliases(model, version_id, aliases, ts)
             operation_id, op_name, operation = self._new_operation(model_id, UPLOAD_METADATA_TYPE, started)
-            done = self._finish_operation(op_name, operation, {
-                "@type": UPLOAD_RESPONSE_TYPE, "model": self.model_name(model_id), "modelVersionId": version_id})
-            first, last = auditlog.upload_model_entries(
-                project=self.project, location=self.location, model_id=model_id, version_id=version_id,
-                display_name=resource["displayName"], artifact_uri=resource["artifactUri"], labels=labels,
-                started_at=started, finished_at=self.clock(), operation_id=operation_id,
-                parent_model=bool(parent_model), version_aliases=list(model_in.get("versionAliases") or []),
-                container_image=resource["containerSpec"].get("imageUri", ""), namespace=namespace,
-            )
+            self.data["operations"][op_name] = operation
+            pending = {"name": op_name, "operationId": operation_id, "body": copy.deepcopy(body),
+                       "namespace": namespace, "modelId": model_id, "started": auditlog.rfc3339(started)}
+            first = self._upload_entries(pending, "")[0]
+            if self.data.get("holdUploads"):
+                self.data.setdefault("pendingUploads", []).append(pending)
+                self.save()
+                return copy.deepcopy(operation), [first]
+            done, last = self._complete_upload(pending)
             self.save()
             return done, [first, last]
+
+    def hold_uploads(self, hold: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Hold the uploads started from now on (they run until released), or release them: each held operation
+        finishes, in the order they started, and logs its `last` entry."""
+        with self.lock:
+            self.data["holdUploads"] = bool(hold)
+            released, entries = [], []
+            if not hold:
+                for pending in self.data.pop("pendingUploads", []):
+                    done, last = self._complete_upload(pending)
+                    released.append(done["name"])
+                    entries.append(last)
+            self.save()
+            return {"held": bool(hold), "released": released}, entries
+
+    def _check_upload(self, body: dict[str, Any]) -> str:
+        """Validate an UploadModel request (a refusal is the call's error, before any operation); the model id."""
+        model_in = body.get("model")
+        if not isinstance(model_in, dict):
+            raise invalid("model is required")
+        if not model_in.get("displayName"):
+            raise invalid("model.displayName is required")
+        validate_labels(model_in.get("labels"))
+        for alias in model_in.get("versionAliases") or []:
+            validate_alias(alias)
+        parent_model = body.get("parentModel") or ""
+        requested_id = body.get("modelId") or ""
+        if parent_model:
+            prefix = f"{self.parent}/models/"
+            if not parent_model.startswith(prefix) or "@" in parent_model:
+                raise invalid(f"parentModel {parent_model!r} is not a model of {self.parent}")
+            model_id = parent_model.removeprefix(prefix)
+            if requested_id and requested_id != model_id:
+                raise invalid("modelId and parentModel name different models")
+            self._model(model_id)
+            return model_id
+        if requested_id:
+            if not MODEL_ID_RE.match(requested_id):
+                raise invalid(f"modelId {requested_id!r} is invalid: up to 63 characters of [a-z0-9_-], "
+                              "not starting with a digit or '-'")
+            if requested_id in self.data["models"]:
+                raise ApiError("ALREADY_EXISTS", f'The Model "{self.model_name(requested_id)}" already '
+                               "exists; upload a new version with parentModel.")
+            return requested_id
+        return self._generate_model_id()
+
+    def _complete_upload(self, pending: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Create the version an upload operation uploads; (the finished operation, its `last` entry)."""
+        body, model_id = pending["body"], pending["modelId"]
+        model_in = body["model"]
+        started = pending["started"]
+        operation = self.data["operations"][pending["name"]]
+        if body.get("parentModel"):
+            model = self.data["models"].get(model_id)
+            if model is None:
+                return self._fail_upload(pending, operation, 5, f'The Model "{self.model_name(model_id)}" does not '
+                                                                "exist (it was deleted while the upload ran).")
+        else:
+            if model_id in self.data["models"]:
+                return self._fail_upload(pending, operation, 6, f'The Model "{self.model_name(model_id)}" already '
+                                                                "exists.")
+            model = {"createTime": started, "nextVersion": 1, "versions": {}, "labels": {}}
+            self.data["models"][model_id] = model
+        version_id = str(model["nextVersion"])
+        model["nextVersion"] += 1
+        aliases = list(dict.fromkeys(model_in.get("versionAliases") or []))
+        if not model["versions"] and DEFAULT_ALIAS not in aliases:
+            aliases.append(DEFAULT_ALIAS)
+        resource: dict[str, Any] = {k: copy.deepcopy(model_in[k]) for k in UPLOADED_FIELDS if k in model_in}
+        resource.update({
+            "name": self.model_name(model_id),
+            "labels": validate_labels(model_in.get("labels")),
+            "versionId": version_id,
+            "versionAliases": [],
+            "createTime": model["createTime"],
+            "updateTime": started,
+            "versionCreateTime": started,
+            "versionUpdateTime": started,
+        })
+        resource.setdefault("artifactUri", "")
+        resource.setdefault("containerSpec", {})
+        model["versions"][version_id] = {"resource": resource, "deployed": False}
+        self._move_aliases(model, version_id, aliases, started)
+        done = self._finish_operation(pending["name"], operation, {
+            "@type": UPLOAD_RESPONSE_TYPE, "model": self.model_name(model_id), "modelVersionId": version_id})
+        return done, self._upload_entries(pending, version_id)[1]
+
+    def _fail_upload(self, pending, operation, code: int, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        done = {**operation, "done": True, "error": {"code": code, "message": message}}
+        self.data["operations"][pending["name"]] = done
+        last = self._upload_entries(pending, "")[1]
+        last["protoPayload"].pop("response", None)
+        last["protoPayload"]["status"] = {"code": code, "message": message}
+        return copy.deepcopy(done), last
+
+    def _upload_entries(self, pending: dict[str, Any], version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        body = pending["body"]
+        model_in = body["model"]
+        return auditlog.upload_model_entries(
+            project=self.project, location=self.location, model_id=pending["modelId"], version_id=version_id,
+            display_name=model_in["displayName"], artifact_uri=model_in.get("artifactUri", ""),
+            labels=dict(model_in.get("labels") or {}), started_at=_parse_time(pending["started"]),
+            finished_at=self.clock(), operation_id=pending["operationId"], parent_model=bool(body.get("parentModel")),
+            version_aliases=list(model_in.get("versionAliases") or []),
+            container_image=(model_in.get("containerSpec") or {}).get("imageUri", ""), namespace=pending["namespace"],
+        )
 
     def _generate_model_id(self) -> str:
         while True:
@@ -312,9 +377,11 @@ class ModelRegistryState(EmulatorState):
                 aliases=list(requested), at=at, resulting_aliases=list(resource["versionAliases"]),
                 namespace=namespace)
             self.save()
-            return self._render(model["versions"][version_id]), [entry]
+            return self._render(model, model["versions"][version_id]), [entry]
 
     def update(self, ref: str, update_mask: str, body: dict[str, Any], namespace: str = "v1") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """UpdateModel. `models/M@V` (or `@alias`) updates that version; `models/M` or `models/M@-` updates the
+        model itself, whose labels every version returns merged with its own (UpdateModelRequest)."""
         with self.lock:
             paths = [p.strip() for p in (update_mask or "").split(",") if p.strip()]
             if not paths:
@@ -323,49 +390,74 @@ class ModelRegistryState(EmulatorState):
             if unsupported:
                 raise invalid(f"updateMask paths {unsupported} are not supported by this emulator")
             labels = validate_labels(body.get("labels")) if "labels" in paths else None
-            model_id, model, version_id = self._resolve(ref)
+            for path in paths:
+                if path in ("displayName", "display_name") and not body.get("displayName"):
+                    raise invalid("displayName must not be empty")
+            model_id, sep, reference = ref.partition("@")
             at = self.clock()
             ts = auditlog.rfc3339(at)
+            if not sep or reference == "-":
+                model = self._model(model_id)
+                if labels is not None:
+                    model["labels"] = labels
+                for record in model["versions"].values():  # display name and description are the model's
+                    resource = record["resource"]
+                    if "displayName" in paths or "display_name" in paths:
+                        resource["displayName"] = body["displayName"]
+                    if "description" in paths:
+                        resource["description"] = body.get("description", "")
+                    resource["updateTime"] = ts
+                returned = self._render(model, self._default_version(model))
+                entry = auditlog.update_model_entry(
+                    project=self.project, location=self.location, model_id=model_id,
+                    version_id=returned["versionId"], labels=dict(model.get("labels", {})), at=at,
+                    namespace=namespace, reference=reference if sep else "", response_labels=returned["labels"])
+                self.save()
+                return returned, [entry]
+            model_id, model, version_id = self._resolve(ref)
             resource = model["versions"][version_id]["resource"]
             if labels is not None:
                 resource["labels"] = labels
             for path in paths:
                 if path in ("displayName", "display_name"):
-                    if not body.get("displayName"):
-                        raise invalid("displayName must not be empty")
                     resource["displayName"] = body["displayName"]
                 elif path == "description":
                     resource["description"] = body.get("description", "")
             resource["versionUpdateTime"] = resource["updateTime"] = ts
+            returned = self._render(model, model["versions"][version_id])
             entry = auditlog.update_model_entry(project=self.project, location=self.location, model_id=model_id,
                                                 version_id=version_id, labels=dict(resource["labels"]), at=at,
-                                                namespace=namespace)
+                                                namespace=namespace, reference=reference,
+                                                response_labels=returned["labels"])
             self.save()
-            return self._render(model["versions"][version_id]), [entry]
+            return returned, [entry]
 
     def delete_version(self, ref: str, namespace: str = "v1") -> tuple[dict[str, Any], list[dict[str, Any]]]:
         with self.lock:
             model_id, model, version_id = self._resolve(ref, require_version=True)
-            record = model["versions"][version_id]
-            name = f"{self.model_name(model_id)}@{version_id}"
-            if record.get("deployed"):
-                raise ApiError("FAILED_PRECONDITION", f"Model version {name} is deployed to an endpoint; "
-                               "undeploy it before deleting it.")
-            if len(model["versions"]) == 1:
-                raise ApiError("FAILED_PRECONDITION", f"{name} is the only version of the model; deleting the only "
-                               "version is not allowed, delete the model instead.")
-            if DEFAULT_ALIAS in record["resource"]["versionAliases"]:
-                raise ApiError("FAILED_PRECONDITION", f"{name} is the default version and cannot be deleted; "
-                               "move the default alias to another version first.")
+            self._check_deletable_version(model_id, model, version_id)
             at = self.clock()
             del model["versions"][version_id]
             operation_id, op_name, operation = self._new_operation(model_id, DELETE_METADATA_TYPE, at)
             done = self._finish_operation(op_name, operation, {"@type": EMPTY_TYPE})
-            entry = auditlog.delete_model_version_entry(project=self.project, location=self.location,
-                                                        model_id=model_id, version_id=version_id, at=at,
-                                                        operation_id=operation_id, namespace=namespace)
+            entries = auditlog.delete_model_version_entries(
+                project=self.project, location=self.location, model_id=model_id, version_id=version_id, at=at,
+                operation_id=operation_id, namespace=namespace, finished_at=self.clock())
             self.save()
-            return done, [entry]
+            return done, list(entries)
+
+    def _check_deletable_version(self, model_id: str, model: dict[str, Any], version_id: str) -> None:
+        record = model["versions"][version_id]
+        name = f"{self.model_name(model_id)}@{version_id}"
+        if record.get("deployed"):
+            raise ApiError("FAILED_PRECONDITION", f"Model version {name} is deployed to an endpoint; "
+                           "undeploy it before deleting it.")
+        if len(model["versions"]) == 1:
+            raise ApiError("FAILED_PRECONDITION", f"{name} is the only version of the model; deleting the only "
+                           "version is not allowed, delete the model instead.")
+        if DEFAULT_ALIAS in record["resource"]["versionAliases"]:
+            raise ApiError("FAILED_PRECONDITION", f"{name} is the default version and cannot be deleted; "
+                           "move the default alias to another version first.")
 
     def delete_model(self, ref: str, namespace: str = "v1") -> tuple[dict[str, Any], list[dict[str, Any]]]:
         with self.lock:
@@ -381,14 +473,36 @@ class ModelRegistryState(EmulatorState):
             del self.data["models"][model_id]
             operation_id, op_name, operation = self._new_operation(model_id, DELETE_METADATA_TYPE, at)
             done = self._finish_operation(op_name, operation, {"@type": EMPTY_TYPE})
-            entry = auditlog.delete_model_entry(project=self.project, location=self.location, model_id=model_id,
-                                                at=at, operation_id=operation_id, namespace=namespace)
+            entries = auditlog.delete_model_entries(project=self.project, location=self.location, model_id=model_id,
+                                                    at=at, operation_id=operation_id, namespace=namespace,
+                                                    finished_at=self.clock())
             self.save()
-            return done, [entry]
+            return done, list(entries)
+
+    def fail_delete(self, ref: str, message: str, namespace: str = "v1") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A delete whose operation starts and then fails (as Vertex's can, after its first entry is logged): the
+        version (or model) stays; the operation ends with an error, and both its entries are logged."""
+        with self.lock:
+            model_id, _, version = ref.partition("@")
+            if version:
+                model_id, model, version_id = self._resolve(ref, require_version=True)
+            else:
+                self._model(model_id)
+            at = self.clock()
+            operation_id, op_name, operation = self._new_operation(model_id, DELETE_METADATA_TYPE, at)
+            error = {"code": 13, "message": message}
+            self.data["operations"][op_name] = done = {**operation, "done": True, "error": error}
+            common = {"project": self.project, "location": self.location, "model_id": model_id, "at": at,
+                      "operation_id": operation_id, "namespace": namespace, "finished_at": self.clock(),
+                      "error": error}
+            entries = (auditlog.delete_model_version_entries(version_id=version_id, **common) if version
+                       else auditlog.delete_model_entries(**common))
+            self.save()
+            return copy.deepcopy(done), list(entries)
 
     def set_deployed(self, ref: str, deployed: bool) -> dict[str, Any]:
         with self.lock:
             _, model, version_id = self._resolve(ref, require_version=True)
             model["versions"][version_id]["deployed"] = bool(deployed)
             self.save()
-            return self._render(model["versions"][version_id])
+            return self._render(model, model["versions"][version_id])

@@ -141,7 +141,8 @@ def _threshold(value: float) -> float | None:
 def run(args) -> int:
     import datetime as dt
 
-    version = int(time.time())  # decided once; every path and the event use it
+    # Decided once, in unix microseconds (seconds collide for two runs in one second); every path and event use it.
+    version = time.time_ns() // 1_000
     training_run_id = events.sanitise_run_id(args.training_run_id or f"local-{version}")
     model_name = args.model_name or f"{args.model_type}-local"
     output = os.path.abspath(args.output)

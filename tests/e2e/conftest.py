@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import time
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from flow_helpers import Deliveries
 
 from localcloud import stack
 from localcloud.demo import Publisher
 
 E2E_PROJECT = "registrar-e2e"
-REGISTRY_EVENTS_PULL = "e2e-registry-events"
 
 
 class LocalStack:
@@ -23,7 +24,6 @@ class LocalStack:
         self.api = env["REGISTRAR_API_URL"]
         self.pubsub = f"http://{env['PUBSUB_EMULATOR_HOST']}/v1/projects/{env['GOOGLE_CLOUD_PROJECT']}"
         self.publisher = Publisher(env)
-        self.registry_events_pull = REGISTRY_EVENTS_PULL
 
     def publish(self, topic: str, payload: dict[str, Any] | bytes) -> str:
         return self.publisher.publish(topic, payload)
@@ -35,29 +35,44 @@ class LocalStack:
         response.raise_for_status()
         return response.json()
 
-    def pull_all(self, subscription: str, *, quiet_for: float = 3.0, timeout: float = 60.0) -> list[dict[str, Any]]:
-        """Pull and ack until nothing has arrived for `quiet_for` seconds."""
+    def deliveries(self, topics: Iterable[str] | None = None) -> Deliveries:
+        """Watch what the push subscriptions of `topics` (default: every consumed topic) do with the messages
+        published from now on (flow_helpers.Deliveries); close it when done."""
+        return Deliveries(self.pubsub, self.env["GOOGLE_CLOUD_PROJECT"], topics)
+
+    def subscribe(self, topic: str) -> str:
+        """A new pull subscription on `topic`: it holds what is published from now on."""
+        name = f"e2e-{topic}-{uuid.uuid4().hex[:8]}"
+        requests.put(f"{self.pubsub}/subscriptions/{name}",
+                     json={"topic": f"projects/{self.env['GOOGLE_CLOUD_PROJECT']}/topics/{topic}",
+                           "ackDeadlineSeconds": 600}, timeout=10).raise_for_status()
+        return name
+
+    def pull_all(self, subscription: str) -> list[dict[str, Any]]:
+        """Pull and acknowledge until the subscription is empty: everything published to it so far. (No
+        waiting: settle the publishers first, e.g. with `deliveries().settle()`, so that all is there.)"""
         messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        last_seen = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - last_seen < quiet_for:
+        while True:
             response = requests.post(f"{self.pubsub}/subscriptions/{subscription}:pull",
                                      json={"maxMessages": 500, "returnImmediately": True}, timeout=30)
             response.raise_for_status()
             received = response.json().get("receivedMessages") or []
-            if received:
-                last_seen = time.monotonic()
-                messages.extend(r["message"] for r in received)
-                requests.post(f"{self.pubsub}/subscriptions/{subscription}:acknowledge",
-                              json={"ackIds": [r["ackId"] for r in received]}, timeout=15).raise_for_status()
-            else:
-                time.sleep(0.5)
-        return messages
+            if not received:
+                return messages
+            messages.extend(r["message"] for r in received)
+            requests.post(f"{self.pubsub}/subscriptions/{subscription}:acknowledge",
+                          json={"ackIds": [r["ackId"] for r in received]}, timeout=15).raise_for_status()
 
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory) -> LocalStack:
     yield from _running_stack(tmp_path_factory, vertex=False)  # audit entries carry their versions
+
+
+@pytest.fixture
+def own_local_stack(tmp_path_factory) -> LocalStack:
+    """A stack of the test's own, as `local_stack` is, for a test that takes it down."""
+    yield from _running_stack(tmp_path_factory, vertex=False)
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +86,39 @@ def _running_stack(tmp_path_factory, *, vertex: bool):
     env = stack.up(state_dir=state_dir, project=E2E_PROJECT, vertex=vertex)
     try:
         running = LocalStack(state_dir, env)
-        requests.put(f"{running.pubsub}/subscriptions/{REGISTRY_EVENTS_PULL}",
-                     json={"topic": f"projects/{E2E_PROJECT}/topics/registry-events", "ackDeadlineSeconds": 60},
-                     timeout=10).raise_for_status()
+        redeliver_without_emulator_backoff(running)
         yield running
     finally:
         logs = state_dir / "logs"
         stack.down(state_dir)
         _print_errors(logs)
+
+
+# The most delivery attempts Pub/Sub allows before dead-lettering.
+MAX_DELIVERY_ATTEMPTS = 100
+
+
+def redeliver_without_emulator_backoff(running: LocalStack) -> None:
+    """Take the retry policy off the stack's push subscriptions, and allow the most attempts before dead-lettering.
+
+    The Pub/Sub emulator (0.8.x) stops redelivering a subscription's refused messages for good when it has a retry
+    policy and two of them are refused at about the same time (two duplicates, say, while a registration holds
+    its lease): one of them gets scheduled for redelivery twice, the second schedule finds its ack id gone, and
+    the exception ends the subscription's only redelivery task. Those messages then stay unacknowledged forever,
+    which a test that waits for every delivery to be handled (flow_helpers.Deliveries) sees as a hang. Without a
+    retry policy the emulator redelivers a refused message after a second, every time, so the 10 attempts the
+    topology allows would pass in about ten seconds instead of the half minute the backoff spreads them over:
+    the attempt limit goes up so that a duplicate waiting for a slow registration is not dead-lettered."""
+    for _, consumer in stack.consumers(stack.load_topology()):
+        url = f"{running.pubsub}/subscriptions/{consumer['subscription']}"
+        current = requests.get(url, timeout=10)
+        current.raise_for_status()
+        update: dict[str, Any] = {"subscription": {}, "updateMask": "retryPolicy"}
+        dead_letter = current.json().get("deadLetterPolicy")
+        if dead_letter:
+            update["subscription"]["deadLetterPolicy"] = {**dead_letter, "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS}
+            update["updateMask"] += ",deadLetterPolicy"
+        requests.patch(url, json=update, timeout=10).raise_for_status()
 
 
 def _print_errors(logs: Path) -> None:

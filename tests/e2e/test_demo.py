@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
+from registrar_cli.main import cli
 
 from localcloud import demo
 
@@ -32,6 +34,10 @@ def test_demo_story_leaves_the_expected_registry(vertex_stack, capsys):
 
     run = vertex_stack.get(f"/training-runs/{run_id}")
     assert run["status"] == "SUCCEEDED"
+    # The demo makes its run up: the run and the version it registered say so; version 2 (another team's) does not.
+    assert run["simulated"] is True and deleted["simulated"] is True
+    assert next(v for v in model["versions"] if v["version_id"] == "2")["simulated"] is False
+    assert model["simulated"] is False
     registration = run["registration"]
     assert registration["status"] == "registered"
     assert (registration["model_id"], registration["version_id"]) == (model_id, "1")
@@ -42,3 +48,17 @@ def test_demo_story_leaves_the_expected_registry(vertex_stack, capsys):
 
     printed = capsys.readouterr().out
     assert model_id in printed and "quarantine" in printed
+    assert f"Operator console: {vertex_stack.api}/console/" in printed
+
+    # `registrar compare` prints the two versions side by side: version 1 (deleted; its metrics from its run)
+    # against version 2 (uploaded by another team, without metrics).
+    compared = CliRunner().invoke(cli, ["compare", model_id, "1", "2", "--api", vertex_stack.api],
+                                  catch_exceptions=False)
+    assert compared.exit_code == 0, compared.output
+    lines = compared.stdout.splitlines()
+    assert f"{model_id}: version 1 vs 2 (retrieval)" in compared.stdout
+    recall = next(line for line in lines if "recall_at_100" in line)
+    assert "0.412" in recall
+    assert any(line.split("│")[1].strip() == "state" and "deleted" in line and "live" in line for line in lines
+               if "│" in line)
+    assert any("training run" in line and run_id in line for line in lines)

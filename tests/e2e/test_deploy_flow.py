@@ -12,7 +12,8 @@ import pytest
 import requests
 from flow_helpers import eventually, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
-from registrar.registration import MODEL_NOT_FOUND_MESSAGE, model_id_for
+from registrar.registration.upload import model_id_for
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE
 from serving_bundle import ServingBundle, build_serving_bundle
 
 from localcloud.demo import pipeline_run_event
@@ -39,14 +40,15 @@ def artifacts(tmp_path, run_id: str, bundle: ServingBundle) -> dict[str, str]:
             "serving_bundle_uri": f"{base}/pushed_model_serving_bundle/{VERSION_DIR}/"}
 
 
-def register_run(stack, run_id: str, run_artifacts: dict[str, str], when: datetime) -> str:
+def register_run(stack, run_id: str, run_artifacts: dict[str, str], when: datetime, *,
+                 model_name: str = MODEL_NAME, recall: float = 0.5) -> str:
     stack.publish("pipeline-events", pipeline_run_event(
-        run_id, "SUCCEEDED", when, model_name=MODEL_NAME, model_type="retrieval", stage="Pusher",
-        artifacts=run_artifacts, metrics={"recall_at_100": 0.5}, blessed=True, retrieval_algorithm="scann"))
+        run_id, "SUCCEEDED", when, model_name=model_name, model_type="retrieval", stage="Pusher",
+        artifacts=run_artifacts, metrics={"recall_at_100": recall}, blessed=True, retrieval_algorithm="scann"))
     run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}"))
                      and (r.get("registration") or {}).get("status") == "registered" and r, what=f"{run_id} registered")
     version_id = run["registration"]["version_id"]
-    eventually(lambda: (m := stack.get(f"/models/{model_id_for(MODEL_NAME)}"))
+    eventually(lambda: (m := stack.get(f"/models/{model_id_for(model_name)}"))
                and any(v["version_id"] == version_id and v["state"] == "live" for v in m["versions"]),
                what=f"version {version_id} in the registry")
     return version_id
@@ -83,7 +85,7 @@ def test_deploy_predict_undeploy_and_refusals(vertex_stack, tmp_path, bundle):
     eventually(lambda: kpis_are(stack, 0, 1), timeout=30, what="/kpis idle before the deploy")
 
     # Deploy from the registry API; the function checks Vertex AI, applies the service, records the outcome.
-    accepted = deploy(stack, model_id, version_id, preset="development", requested_by="e2e")
+    accepted = deploy(stack, model_id, version_id, preset="development")
     assert accepted["service_name"] == SERVICE
     done = outcome(stack, accepted["request_id"])
     assert done["status"] == "deployed", done
@@ -117,7 +119,7 @@ def test_deploy_predict_undeploy_and_refusals(vertex_stack, tmp_path, bundle):
     assert [e["service_id"] for e in endpoints] == [SERVICE] and endpoints[0]["serving"]["status"] == "ready"
 
     # Undeploy: the service is deleted, the URL stops answering, the model is idle again.
-    response = requests.post(f"{stack.api}/models/{model_id}:undeploy", json={"requested_by": "e2e"}, timeout=30)
+    response = requests.post(f"{stack.api}/models/{model_id}:undeploy", json={}, timeout=30)
     assert response.status_code == 202, response.text
     undone = outcome(stack, response.json()["request_id"])
     assert (undone["status"], undone["services"]) == ("undeployed", [SERVICE])

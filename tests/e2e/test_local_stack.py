@@ -1,4 +1,10 @@
-"""End to end: publish to the Pub/Sub emulator → push → functions-framework → Firestore → registry API / CLI."""
+"""End to end: publish to the Pub/Sub emulator → push → functions-framework → Firestore → registry API / CLI.
+
+Each test starts from an empty registry with nothing in flight, publishes everything it looks at, and ends when
+everything it published has been handled, so the tests do not depend on each other's order or leftovers. That
+nothing changes the registry after it was right is shown by a marker published after the duplicates and by the
+Pub/Sub emulator having every message acknowledged (flow_helpers.Deliveries), not by watching it for a while.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from flow_helpers import quarantined_marker
 from registrar_cli.main import cli
 
 from localcloud import auditlog, processes
@@ -70,16 +77,15 @@ def kept_labels() -> dict:
                                        at=at(15))
 
 
-def publish_redelivered(local_stack, topic: str, entries: list, seed: int) -> None:
-    """Each entry 2 or 3 times, all shuffled (deletes may come before their uploads)."""
+def publish_redelivered(local_stack, topic: str, entries: list, seed: int) -> list[str]:
+    """Each entry 2 or 3 times, all shuffled (deletes may come before their uploads); the message ids."""
     rng = random.Random(seed)
     copies = [entry for entry in entries for _ in range(rng.choice((2, 3)))]
     rng.shuffle(copies)
-    for entry in copies:
-        local_stack.publish(topic, entry)
+    return [local_stack.publish(topic, entry) for entry in copies]
 
 
-def eventually(check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.5, what: str = "") -> Any:
+def eventually(check: Callable[[], Any], *, timeout: float = 120.0, interval: float = 0.5, what: str = "") -> Any:
     """Poll `check` until it returns a truthy value; fail with its last answer after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -95,18 +101,37 @@ def eventually(check: Callable[[], Any], *, timeout: float = 60.0, interval: flo
     pytest.fail(f"not reached within {timeout:.0f}s: {what} (last: {last!r})")
 
 
-def stays(check: Callable[[], bool], *, seconds: float = 3.0, interval: float = 0.5) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert check(), "the registry changed after it was right"
-        time.sleep(interval)
-
-
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def deliveries(request):
+    """For a test on the module's stack: an empty registry and nothing in flight when it starts (the test before
+    it settled its deliveries), and everything it published handled when it ends. The test can settle earlier
+    through this fixture."""
+    if "local_stack" not in request.fixturenames:
+        yield None
+        return
+    local_stack = request.getfixturevalue("local_stack")
+    processes.reset_firestore_emulator(local_stack.env["FIRESTORE_EMULATOR_HOST"], PROJECT)
+    with local_stack.deliveries() as watching:
+        yield watching
+        watching.settle()
+
+
+def publish_audit_story(local_stack) -> list[str]:
+    """The audit stream, every entry redelivered and all reordered; then, once model 7001 has its versions, its
+    labels (also redelivered). The message ids."""
+    published = publish_redelivered(local_stack, "model-audit-events", audit_stream(), seed=7)
+    eventually(lambda: local_stack.get(f"/models/{KEPT}") and
+               sorted(v["version_id"] for v in local_stack.get(f"/models/{KEPT}")["versions"] if v["state"] == "live") == ["1", "3"],
+               what="model 7001 with live versions 1 and 3")
+    # Labels name a version that must already exist (an UpdateModel on an unknown version is ignored).
+    return published + publish_redelivered(local_stack, "model-audit-events", [kept_labels()], seed=8)
 
 
 def registry_is_exactly_right(local_stack) -> bool:
@@ -125,16 +150,14 @@ def registry_is_exactly_right(local_stack) -> bool:
             and model["aliases"] == {"production": "3", "default": "3"} and model["blessed"] is True)
 
 
-def test_duplicated_reordered_audit_entries_leave_the_registry_exactly_right(local_stack):
-    processes.reset_firestore_emulator(local_stack.env["FIRESTORE_EMULATOR_HOST"], PROJECT)
-    publish_redelivered(local_stack, "model-audit-events", audit_stream(), seed=7)
-    eventually(lambda: local_stack.get(f"/models/{KEPT}") and
-               sorted(v["version_id"] for v in local_stack.get(f"/models/{KEPT}")["versions"] if v["state"] == "live") == ["1", "3"],
-               what="model 7001 with live versions 1 and 3")
-    # Labels name a version that must already exist (an UpdateModel on an unknown version is ignored).
-    publish_redelivered(local_stack, "model-audit-events", [kept_labels()], seed=8)
+def test_duplicated_reordered_audit_entries_leave_the_registry_exactly_right(local_stack, deliveries):
+    published = publish_audit_story(local_stack)
     eventually(lambda: registry_is_exactly_right(local_stack), what="exact /kpis and /models")
-    stays(lambda: registry_is_exactly_right(local_stack))
+    # And it stays so: a marker published after every copy has been handled, and so has every copy (none is in
+    # flight or waiting to be retried), so nothing of this story can change the registry any more.
+    marker = quarantined_marker(local_stack, "model-audit-events")
+    deliveries.settle(expect=[*published, marker])
+    assert registry_is_exactly_right(local_stack), "the registry changed after it was right"
 
     gone = local_stack.get(f"/models/{GONE}")
     assert gone["live_version_count"] == 0 and {v["state"] for v in gone["versions"]} == {"deleted"}
@@ -157,26 +180,39 @@ def pipeline_job_log_entry(run_id: str, insert_id: str, when: datetime) -> dict:
     }
 
 
-def test_a_run_finishing_by_both_routes_is_recorded_once(local_stack):
-    metrics = {"recall_at_100": 0.37, "loss": 2.5}
-    event = pipeline_run_event(RUN_ID, "SUCCEEDED", at(3), metrics=metrics, blessed=True, stage="Pusher")
+RUN_METRICS = {"recall_at_100": 0.37, "loss": 2.5}
+
+
+def publish_run_by_both_routes(local_stack) -> list[str]:
+    """The run's completion three times as our event and three times as the PipelineJob log entry, shuffled."""
+    event = pipeline_run_event(RUN_ID, "SUCCEEDED", at(3), metrics=RUN_METRICS, blessed=True, stage="Pusher")
     messages = [event] * 3 + [pipeline_job_log_entry(RUN_ID, f"log-{i}", at(3) + timedelta(seconds=2)) for i in range(3)]
     random.Random(3).shuffle(messages)
-    for message in messages:
-        local_stack.publish("pipeline-events", message)
+    return [local_stack.publish("pipeline-events", message) for message in messages]
 
-    def finished_run():
-        run = local_stack.get(f"/training-runs/{RUN_ID}")
-        return run if run and run["status"] == "SUCCEEDED" and run.get("metrics") == metrics and \
-            set(run.get("routes") or []) == {"event", "log"} else None
 
-    run = eventually(finished_run, what="the run SUCCEEDED with the event's metrics, by both routes")
-    stays(lambda: [e["kind"] for e in local_stack.get(f"/training-runs/{RUN_ID}")["history"]].count("run.finished") == 1,
-          seconds=2)
+def finished_run(local_stack):
+    run = local_stack.get(f"/training-runs/{RUN_ID}")
+    return run if run and run["status"] == "SUCCEEDED" and run.get("metrics") == RUN_METRICS and \
+        set(run.get("routes") or []) == {"event", "log"} else None
+
+
+def test_a_run_finishing_by_both_routes_is_recorded_once(local_stack, deliveries):
+    published = publish_run_by_both_routes(local_stack)
+
+    eventually(lambda: finished_run(local_stack), what="the run SUCCEEDED with the event's metrics, by both routes")
+    marker = quarantined_marker(local_stack, "pipeline-events")
+    deliveries.settle(expect=[*published, marker])  # every copy handled: the history is final
+    run = finished_run(local_stack)
+    assert run, "the run changed after it had finished"
     assert [e["kind"] for e in run["history"]].count("run.finished") == 1
 
 
 def test_a_malformed_message_is_quarantined_and_later_messages_still_flow(local_stack):
+    for entry in uploads(KEPT, ["1"], start_minute=0):
+        local_stack.publish("model-audit-events", entry)
+    eventually(lambda: (local_stack.get(f"/models/{KEPT}") or {}).get("latest_version_id") == "1",
+               what="model 7001 version 1")
     bad_id = local_stack.publish("model-audit-events", b"this is {not json")
     later = auditlog.merge_version_aliases_entry(project=PROJECT, location=LOCATION, model_id=KEPT, version_id="1",
                                                  aliases=["staging"], at=at(30))
@@ -194,8 +230,37 @@ def test_a_malformed_message_is_quarantined_and_later_messages_still_flow(local_
                what="the later pipeline event")
 
 
-def test_outbound_registry_events_have_unique_deterministic_ids(local_stack):
-    messages = local_stack.pull_all(local_stack.registry_events_pull)
+# JSON nested deeper than Python's parser goes: RecursionError in decoding used to answer 500, so Pub/Sub redelivered
+# the message until the dead-letter topic.
+DEEPLY_NESTED = b"[" * 5000 + b"]" * 5000
+
+
+def test_a_payload_nested_too_deeply_is_quarantined_on_every_topic(local_stack, deliveries):
+    from localcloud import stack
+
+    topics = [topic for topic, _ in stack.consumers(stack.load_topology())]
+    assert len(topics) == 5
+    published = {topic: local_stack.publish(topic, DEEPLY_NESTED) for topic in topics}
+
+    def quarantined():
+        items = {q["message_id"]: q for q in local_stack.get("/quarantine", limit=500)["messages"]}
+        return all(message_id in items for message_id in published.values()) and items
+
+    items = eventually(quarantined, what="the deeply nested message of every topic in /quarantine")
+    for topic, message_id in published.items():
+        item = items[message_id]
+        assert item["topic"] == topic and item["kind"] == "unparseable", item
+        assert "nested too deeply" in item["reason"] and item["raw"] == DEEPLY_NESTED.decode()
+    deliveries.settle(expect=list(published.values()))  # each acknowledged once quarantined: nothing in flight
+
+
+def test_outbound_registry_events_have_unique_deterministic_ids(local_stack, deliveries):
+    registry_events = local_stack.subscribe("registry-events")
+    published = publish_audit_story(local_stack) + publish_run_by_both_routes(local_stack)
+    # Every copy handled, so every event the handlers relay (after their commit, before they answer) is published.
+    deliveries.settle(expect=published)
+
+    messages = local_stack.pull_all(registry_events)
     payloads = [json.loads(base64.b64decode(m["data"])) for m in messages]
     by_id: dict[str, set] = {}
     for message, payload in zip(messages, payloads, strict=True):
@@ -216,7 +281,12 @@ def run_cli(local_stack, *args: str):
     return CliRunner().invoke(cli, [*args, "--api", local_stack.api], catch_exceptions=False)
 
 
-def test_the_cli_reads_the_running_stack(local_stack):
+def test_the_cli_reads_the_running_stack(local_stack, deliveries):
+    published = publish_audit_story(local_stack)
+    marker = quarantined_marker(local_stack, "model-audit-events")  # an unparseable message in /quarantine
+    deliveries.settle(expect=[*published, marker])  # the registry no longer changes while the CLI and API read it
+    assert registry_is_exactly_right(local_stack)
+
     kpis = run_cli(local_stack, "kpis", "--json")
     assert kpis.exit_code == 0, kpis.output
     assert json.loads(kpis.stdout) == local_stack.get("/kpis")
@@ -244,14 +314,15 @@ def process_groups_in_use(groups: set[int]) -> set[int]:
             if int(pgid) in groups and not stat.startswith("Z")}
 
 
-def test_local_down_stops_every_process_it_started(local_stack):
+def test_local_down_stops_every_process_it_started(own_local_stack):
     from localcloud import stack
 
-    pids = [record["pid"] for record in stack.read_processes(local_stack.state_dir)]
+    state_dir = own_local_stack.state_dir
+    pids = [record["pid"] for record in stack.read_processes(state_dir)]
     assert len(pids) >= 5 and all(processes.alive(pid) for pid in pids)
-    result = CliRunner().invoke(cli, ["local", "down", "--state-dir", str(local_stack.state_dir)])
+    result = CliRunner().invoke(cli, ["local", "down", "--state-dir", str(state_dir)])
     assert result.exit_code == 0, result.output
     assert not any(processes.alive(pid) for pid in pids)
     assert not process_groups_in_use(set(pids)), "a child (gunicorn worker, emulator JVM) outlived its group"
-    assert not (local_stack.state_dir / "processes.json").exists()
-    assert not (local_stack.state_dir / "local.env").exists()
+    assert not (state_dir / "processes.json").exists()
+    assert not (state_dir / "local.env").exists()

@@ -19,7 +19,7 @@ import pytest
 import requests
 from flow_helpers import eventually, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
-from registrar.registration import model_id_for
+from registrar.registration.upload import model_id_for
 from serving_bundle import pipeline_python
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]

@@ -6,13 +6,12 @@ and frees the model name."""
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from flow_helpers import eventually
-from registrar.schedules import parse_timing, slot_for, training_run_id
+from flow_helpers import eventually, quarantined_marker
+from registrar.schedules.timing import parse_timing, slot_for, training_run_id
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +45,11 @@ def job_url(stack, job_id: str, *, emulator: bool = False) -> str:
 
 
 def test_a_slot_fired_twice_runs_once_and_delete_frees_the_name(stack):
+    with stack.deliveries() as deliveries:  # watched from before the schedule exists
+        slot_fired_twice_runs_once_and_delete_frees_the_name(stack, deliveries)
+
+
+def slot_fired_twice_runs_once_and_delete_frees_the_name(stack, deliveries):
     # Daily, twelve hours away: both deliveries of the firing below fall in the same (previous) slot.
     at = (datetime.now(timezone.utc) + timedelta(hours=12)).strftime("%H:%M")
     timing = {"schedule_type": "daily", "schedule_time": at, "timezone": "UTC"}
@@ -73,9 +77,15 @@ def test_a_slot_fired_twice_runs_once_and_delete_frees_the_name(stack):
                      what=f"scheduled run {run_id} submitted and succeeded")
     assert run["schedule_id"] == sid and run["model_name"] == MODEL_NAME and run["run_number"] == 1
     assert run["training_config"]["model_type"] == "retrieval"
+    assert run["simulated"] is True  # the events runner ran no pipeline, and the registry says so
     eventually(lambda: stack.get(f"/schedules/{sid}")["statistics"] == {"total": 1, "successful": 1, "failed": 0},
                what="statistics counted once")
-    time.sleep(5)  # let any duplicate delivery or redelivery land
+    # Nothing else comes of the duplicated firing: a marker tick published after both firings is handled, and so
+    # is every tick (none in flight or waiting for a retry), so every pipeline event they caused is published;
+    # then a marker after those, and every pipeline event handled too.
+    tick_marker = quarantined_marker(stack, "schedule-ticks")
+    deliveries.settle(expect=[*fired.json()["messageIds"], tick_marker])
+    deliveries.settle(expect=[quarantined_marker(stack, "pipeline-events")])
     doc = stack.get(f"/schedules/{sid}")
     assert doc["statistics"] == {"total": 1, "successful": 1, "failed": 0} and doc["last_run_id"] == run_id
     kinds = [e["kind"] for e in stack.get(f"/schedules/{sid}/history")["history"]]

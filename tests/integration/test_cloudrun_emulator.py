@@ -17,8 +17,8 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from registrar.adapters.cloudrun import CloudRunServing
-from registrar.errors import PermanentError
-from registrar.ports import ServiceSpec
+from registrar.kernel.errors import PermanentError
+from registrar.kernel.ports import ServiceSpec
 from serving_bundle import ServingBundle, build_serving_bundle, pipeline_python
 
 from localcloud import processes
@@ -317,7 +317,7 @@ def test_list_pages_through_every_service(serving, client):
 
 
 def test_unreachable_cloud_run_is_transient():
-    from registrar.errors import TransientError
+    from registrar.kernel.errors import TransientError
 
     unreachable = CloudRunServing(PROJECT, LOCATION, api_endpoint=f"http://127.0.0.1:{processes.free_port()}")
     with pytest.raises(TransientError):

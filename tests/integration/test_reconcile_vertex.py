@@ -11,9 +11,10 @@ import pytest
 from fakes import RecordingPublisher
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
-from registrar import reconcile
 from registrar.adapters.vertex import VertexModelRegistry
 from registrar.bootstrap import bootstrap
+from registrar.reconcile.report import latest_report
+from registrar.reconcile.tick import run_reconcile
 from test_reconcile import (
     AUDIT_AT,
     DELETED_MODEL,
@@ -82,19 +83,19 @@ def test_seeded_drift_against_the_emulators_gives_the_exact_report_and_fix_conve
                                               credentials=AnonymousCredentials())
     client.delete_model(name=vertex.model_name(DELETED_MODEL.model_id)).result(timeout=30)
 
-    report = reconcile.run_reconcile(services, fix=False, now=AUDIT_AT)
+    report = run_reconcile(services, fix=False, now=AUDIT_AT)
     assert rows(report) == expected_rows()
     assert report.counts == EXPECTED_COUNTS
-    assert reconcile.latest_report(firestore_store)["counts"] == EXPECTED_COUNTS
+    assert latest_report(firestore_store)["counts"] == EXPECTED_COUNTS
     foreign = report.of("unrecorded_foreign")
     assert [d.data["artifact_uri"].split("/")[2] for d in foreign] == ["b2b-recs-quicktest-artifacts"] * 2
 
-    fixed = reconcile.run_reconcile(services, fix=True, now=AUDIT_AT + timedelta(minutes=1))
+    fixed = run_reconcile(services, fix=True, now=AUDIT_AT + timedelta(minutes=1))
     assert fixed.repairs == 5
-    after = reconcile.run_reconcile(services, fix=False, now=AUDIT_AT + timedelta(minutes=2))
+    after = run_reconcile(services, fix=False, now=AUDIT_AT + timedelta(minutes=2))
     assert after.is_clean, rows(after)
     assert after.counts["vertex_models"] == after.counts["registry_models"] == 9
-    assert reconcile.latest_report(firestore_store)["is_clean"] is True
+    assert latest_report(firestore_store)["is_clean"] is True
     assert firestore_store.get(f"models/{DELETED_MODEL.model_id}")["is_live"] is False
     for seed in TEST_MODELS:
         assert firestore_store.get(f"models/{seed.model_id}")["resource_name"] == vertex.model_name(seed.model_id)
@@ -125,4 +126,4 @@ def test_cli_audits_and_fixes_with_the_settings_of_local_env(firestore_emulator,
     fixed = CliRunner().invoke(audit, ["--fix", "--state-dir", str(tmp_path)])
     assert fixed.exit_code == 0, fixed.output
     assert "audit after the repair: clean" in fixed.output
-    assert reconcile.latest_report(firestore_store)["is_clean"] is True
+    assert latest_report(firestore_store)["is_clean"] is True

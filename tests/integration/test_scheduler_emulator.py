@@ -3,6 +3,10 @@
 
 The emulator's clock hook (`/emulator/v1/clock`) moves it to dates on both sides of DST changes and to just before
 a job's slot, so firing on the cron is seen without waiting for it; one slow test waits for a real minute.
+
+No test waits for time to pass to conclude that something did not happen. The emulator says what it fired and why
+(`/emulator/v1/firings`) and when its firing thread has looked for due jobs again (`/emulator/v1/dispatcher:sync`);
+what reached Pub/Sub is read up to a marker message published after that (`others_until_marker`).
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import scheduler_v1
-from registrar import schedules
 from registrar.adapters.scheduler import CloudSchedulerJobs, JobRejected
-from registrar.ports import SchedulerJobSpec
+from registrar.kernel.ports import SchedulerJobSpec
+from registrar.schedules import timing as schedules
 
 from localcloud import processes
 from localcloud.scheduler_emulator import SchedulerState
@@ -50,7 +55,7 @@ class EmulatorProcess:
             [sys.executable, "-m", "localcloud.scheduler_emulator", "--port", str(self.port), "--state", str(state),
              "--project", PROJECT, "--location", LOCATION, "--pubsub-emulator-host", pubsub_host],
             log_path=log, cwd=ROOT)
-        processes.wait_http(f"{self.url}/healthz", timeout=30, pid=self.pid, log_path=log)
+        processes.wait_http(f"{self.url}/healthz", timeout=90, pid=self.pid, log_path=log)
 
     def stop(self) -> None:
         processes.stop(self.pid)
@@ -78,6 +83,20 @@ class EmulatorProcess:
                                  timeout=30)
         response.raise_for_status()
         return response.json()["messageIds"]
+
+    def firings(self, job_id: str) -> list[dict]:
+        """The emulator's record of each delivery of the job, oldest first; `slot` parsed (None unless a cron
+        firing)."""
+        response = requests.get(f"{self.url}/emulator/v1/firings", params={"job": f"{PARENT}/jobs/{job_id}"},
+                                timeout=10)
+        response.raise_for_status()
+        return [{**f, "slot": f["slot"] and parse_time(f["slot"]), "attemptTime": parse_time(f["attemptTime"])}
+                for f in response.json()["firings"]]
+
+    def sync(self) -> None:
+        """Return once the firing thread has run a whole pass that began after this call: whatever was due by now
+        has been fired (and published) by then."""
+        requests.post(f"{self.url}/emulator/v1/dispatcher:sync", json={}, timeout=90).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -121,27 +140,73 @@ def subscription(pubsub_emulator):
     requests.delete(url, timeout=10)
 
 
-def pull(subscription_url: str, want: int, timeout: float = 20.0) -> list[dict]:
-    """Up to `want` messages as {"data": parsed JSON, "attributes": …, "messageId": …, "publishTime": …}."""
+def pull_once(subscription_url: str) -> list[dict]:
+    """What the subscription holds now (up to 10), acknowledged, as {"data": parsed JSON, "attributes": …,
+    "messageId": …, "publishTime": …}."""
+    # returnImmediately: without it the emulator holds an empty pull open
+    response = requests.post(f"{subscription_url}:pull", json={"maxMessages": 10, "returnImmediately": True},
+                             timeout=10)
+    response.raise_for_status()
+    received = response.json().get("receivedMessages", [])
+    if received:
+        requests.post(f"{subscription_url}:acknowledge", json={"ackIds": [m["ackId"] for m in received]},
+                      timeout=10).raise_for_status()
+    return [{"data": json.loads(base64.b64decode(item["message"].get("data", ""))),
+             "attributes": item["message"].get("attributes", {}), "messageId": item["message"]["messageId"],
+             "publishTime": item["message"]["publishTime"]} for item in received]
+
+
+def pull(subscription_url: str, want: int, timeout: float = 60.0) -> list[dict]:
+    """At least `want` messages, or AssertionError after `timeout` seconds (a safety net: it returns as soon as
+    they are there)."""
     messages: list[dict] = []
     deadline = time.monotonic() + timeout
-    while len(messages) < want and time.monotonic() < deadline:
-        # returnImmediately: without it the emulator holds an empty pull open (checks for "nothing" would hang)
-        response = requests.post(f"{subscription_url}:pull", json={"maxMessages": 10, "returnImmediately": True},
-                                 timeout=10)
-        response.raise_for_status()
-        received = response.json().get("receivedMessages", [])
-        if received:
-            requests.post(f"{subscription_url}:acknowledge", json={"ackIds": [m["ackId"] for m in received]},
-                          timeout=10).raise_for_status()
-        for item in received:
-            message = item["message"]
-            messages.append({"data": json.loads(base64.b64decode(message.get("data", ""))),
-                             "attributes": message.get("attributes", {}), "messageId": message["messageId"],
-                             "publishTime": message["publishTime"]})
-        if not received:
+    while len(messages) < want:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(messages)} of {want} messages after {timeout:.0f}s: {messages}")
+        batch = pull_once(subscription_url)
+        messages += batch
+        if not batch:
             time.sleep(0.2)
     return messages
+
+
+def others_until_marker(subscription_url: str, timeout: float = 60.0) -> list[dict]:
+    """Publish a marker to the subscription's topic now, then pull (acknowledging) until the marker has come and a
+    pull finds the subscription empty: the messages other than the marker, i.e. everything published to the topic
+    before the marker that the test had not pulled yet.
+
+    Whatever order the emulator delivers in: every message published before the marker is in the subscription
+    when the marker is; nobody else pulls it and everything pulled is acknowledged, so once the marker has come
+    and a pull comes back empty, nothing published before the marker is left."""
+    topic_url = subscription_url.rsplit("/subscriptions/", 1)[0] + f"/topics/{TOPIC}"
+    marker = {"marker": uuid.uuid4().hex}
+    requests.post(f"{topic_url}:publish", json={"messages": [{"data": base64.b64encode(json.dumps(marker).encode())
+                                                                .decode()}]}, timeout=10).raise_for_status()
+    others: list[dict] = []
+    seen_marker = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = pull_once(subscription_url)
+        if seen_marker and not batch:
+            return others
+        seen_marker = seen_marker or marker in [m["data"] for m in batch]
+        others += [m for m in batch if m["data"] != marker]
+        if not batch:
+            time.sleep(0.2)
+    raise AssertionError(f"the marker did not come through within {timeout:.0f}s (others so far: {others})")
+
+
+def wait_until(check, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout:.0f}s: {what}")
+        time.sleep(0.1)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def tick_spec(job_id: str | None = None, timing: dict | None = None, **changes) -> SchedulerJobSpec:
@@ -354,17 +419,23 @@ def test_run_publishes_the_payload_now(emulator, subscription):
     spec = tick_spec()
     jobs = emulator.jobs()
     scheduled = jobs.apply_job(spec)
+    before = emulator.now()
 
     jobs.run_job(spec.job_id)
 
+    after = emulator.now()
     [message] = pull(subscription, want=1)
     assert message["data"] == spec.payload
     assert message["attributes"] == {"schedule_id": spec.job_id}
     job = jobs.get_job(spec.job_id)
-    assert job.last_attempt_time is not None
-    assert abs(job.last_attempt_time - emulator.now()) < timedelta(minutes=1)
+    assert before <= job.last_attempt_time <= after
+    [firing] = emulator.firings(spec.job_id)
+    assert (firing["trigger"], firing["messageId"], firing["attemptTime"]) == \
+        ("run", message["messageId"], job.last_attempt_time)
     assert job.schedule_time == scheduled.schedule_time  # a forced run keeps the next slot
-    assert pull(subscription, want=1, timeout=1.5) == []
+    emulator.sync()  # nor does it leave the job due: a pass of the firing thread after the run fires nothing
+    assert others_until_marker(subscription) == []
+    assert len(emulator.firings(spec.job_id)) == 1
 
 
 def test_run_delivers_a_paused_job_too(emulator, subscription):
@@ -392,6 +463,8 @@ def test_fire_twice_publishes_the_same_message_twice(emulator, subscription):
     slots = {schedules.slot_for(timing, datetime.fromisoformat(m["publishTime"].replace("Z", "+00:00")))
              for m in messages}
     assert len(slots) == 1
+    assert others_until_marker(subscription) == []  # two, not more
+    assert [(f["trigger"], f["messageId"]) for f in emulator.firings(spec.job_id)] == [("fire", i) for i in ids]
 
 
 def test_fire_of_a_missing_job_is_not_found(emulator):
@@ -408,12 +481,65 @@ def test_an_enabled_job_fires_by_itself_when_its_slot_comes(emulator, subscripti
 
     emulator.set_clock(slot - timedelta(seconds=2))
 
-    [message] = pull(subscription, want=1, timeout=15)
+    [message] = pull(subscription, want=1)
     assert message["data"] == spec.payload
+    [firing] = emulator.firings(spec.job_id)  # fired for that slot, by the clock, once it had come
+    assert (firing["trigger"], firing["slot"], firing["messageId"]) == ("schedule", slot, message["messageId"])
     job = jobs.get_job(spec.job_id)
-    assert slot <= job.last_attempt_time < slot + timedelta(seconds=10)
+    assert slot <= job.last_attempt_time == firing["attemptTime"]
     assert job.schedule_time == slot + timedelta(days=7)  # no DST change between these Mondays
-    assert pull(subscription, want=1, timeout=1.5) == []
+    emulator.sync()  # a whole pass after the firing: a job left due would have fired again in it
+    assert others_until_marker(subscription) == []
+    assert len(emulator.firings(spec.job_id)) == 1
+
+
+# A daily job across the days the clocks change, in two zones: Cloud Scheduler runs on wall-clock time, so the
+# emulator fires twice in a repeated hour and not at all in a skipped one; the recovery hour `cron` adds for a time
+# the zone skips fires on the spring-forward day. Every firing of a day maps to that day's one slot.
+DST_JOBS = [
+    pytest.param("America/New_York", "01:30", utc(2026, 10, 31, 12),
+                 [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30), utc(2026, 11, 2, 6, 30)], id="new-york-fall-back"),
+    pytest.param("Europe/Berlin", "02:30", utc(2026, 10, 24, 12),
+                 [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30), utc(2026, 10, 25, 2, 30),
+                  utc(2026, 10, 26, 1, 30)], id="berlin-fall-back"),
+    pytest.param("America/New_York", "02:30", utc(2026, 3, 7, 12),
+                 [utc(2026, 3, 8, 7, 30), utc(2026, 3, 9, 6, 30)], id="new-york-spring-forward"),
+    pytest.param("Europe/Berlin", "02:30", utc(2026, 3, 28, 12),
+                 [utc(2026, 3, 29, 1, 30), utc(2026, 3, 30, 0, 30)], id="berlin-spring-forward"),
+]
+
+
+@pytest.mark.parametrize(("zone", "at", "start", "firings"), DST_JOBS)
+def test_a_daily_job_fires_on_wall_clock_time_across_a_clock_change(emulator, subscription, zone, at, start,
+                                                                    firings):
+    emulator.set_clock(start)
+    timing = {"schedule_type": "daily", "schedule_time": at, "timezone": zone}
+    spec = tick_spec(timing=timing)
+    jobs = emulator.jobs()
+    assert jobs.apply_job(spec).schedule_time == firings[0]
+
+    for number, expected in enumerate(firings, start=1):
+        assert jobs.get_job(spec.job_id).schedule_time == expected
+        emulator.set_clock(expected - timedelta(seconds=2))
+        pull(subscription, want=1)
+        wait_until(lambda n=number: len(emulator.firings(spec.job_id)) == n, f"firing {number} recorded")
+
+    fired = [f["slot"] for f in emulator.firings(spec.job_id)]
+    assert fired == firings
+    schedule = schedules.parse_timing(timing)
+    slots = [schedules.slot_for(schedule, moment) for moment in fired]
+    days = [slot.astimezone(ZoneInfo(zone)).date() for slot in slots]
+    assert len(set(slots)) == len(set(days))  # one slot per local day, whatever fired that day
+    assert sorted(set(slots)) == schedules.runs_between(schedule, start, firings[-1] + timedelta(minutes=1))
+
+
+def test_a_time_the_zone_skips_does_not_fire_on_the_spring_forward_day(emulator):
+    emulator.set_clock(utc(2026, 3, 7, 12))
+    spec = tick_spec(cron="30 2 * * *", time_zone="America/New_York")  # without the recovery hour
+
+    job = emulator.jobs().apply_job(spec)
+
+    assert job.schedule_time == utc(2026, 3, 9, 6, 30)  # 02:30 on 8 March never shows on the clocks
 
 
 def test_a_paused_job_does_not_fire(emulator, subscription):
@@ -423,8 +549,11 @@ def test_a_paused_job_does_not_fire(emulator, subscription):
     jobs.apply_job(dataclasses.replace(spec, paused=True))
 
     emulator.set_clock(slot - timedelta(seconds=1))
+    wait_until(lambda: emulator.now() > slot, "the slot passed on the emulator's clock")
+    emulator.sync()  # the firing thread has looked for due jobs since the slot came
 
-    assert pull(subscription, want=1, timeout=4) == []
+    assert emulator.firings(spec.job_id) == []
+    assert others_until_marker(subscription) == []
     assert jobs.get_job(spec.job_id).last_attempt_time is None
 
 
@@ -434,8 +563,10 @@ def test_slots_jumped_over_are_not_fired(emulator, subscription):
     slot = jobs.apply_job(spec).schedule_time
 
     emulator.set_clock(slot + timedelta(hours=1))
+    emulator.sync()  # a pass on the moved clock: a slot still pending would be due in it
 
-    assert pull(subscription, want=1, timeout=3) == []
+    assert emulator.firings(spec.job_id) == []
+    assert others_until_marker(subscription) == []
     assert jobs.get_job(spec.job_id).schedule_time == slot + timedelta(days=7)
 
 
@@ -444,14 +575,19 @@ def test_an_every_minute_job_fires_on_the_real_clock(emulator, subscription):
     emulator.set_clock(None)
     every_minute = dataclasses.replace(tick_spec(), cron="* * * * *", time_zone="UTC")
     job = emulator.jobs().apply_job(every_minute)
-    wait = (job.schedule_time - datetime.now(timezone.utc)).total_seconds()
-    assert 0 < wait <= 60
+    created = emulator.client().get_job(name=f"{PARENT}/jobs/{job.job_id}").user_update_time
+    # the first whole minute after the job was created
+    assert (job.schedule_time.second, job.schedule_time.microsecond) == (0, 0)
+    assert timedelta(0) < job.schedule_time - created <= timedelta(minutes=1)
 
-    [message] = pull(subscription, want=1, timeout=wait + 10)
+    messages = pull(subscription, want=1, timeout=180)
 
+    firing = next(f for f in emulator.firings(job.job_id) if f["slot"] == job.schedule_time)
+    assert firing["trigger"] == "schedule" and firing["error"] is None
+    [message] = [m for m in messages if m["messageId"] == firing["messageId"]]
     published = datetime.fromisoformat(message["publishTime"].replace("Z", "+00:00"))
     assert message["data"] == every_minute.payload
-    assert job.schedule_time <= published < job.schedule_time + timedelta(seconds=5)
+    assert job.schedule_time <= firing["attemptTime"] and job.schedule_time <= published
 
 
 # -- persistence ----------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import threading
 import time
 
 import pytest
-from registrar.errors import TransientError
-from registrar.schedules import training_run_id
+from registrar.kernel.errors import TransientError
+from registrar.schedules.timing import training_run_id
 from test_scheduling import Env, utc
 
 pytestmark = pytest.mark.emulator
@@ -23,7 +23,7 @@ def env(firestore_store) -> Env:
     env.services = bootstrap(store=firestore_store, publisher=env.publisher, registry=env.services.registry,
                              now=env.clock, scheduler=env.scheduler, runner=env.runner, sleep=time.sleep,
                              max_attempts=3)
-    from registrar.api import create_app
+    from registrar.api.app import create_app
 
     app = create_app(lambda: env.store, lambda: env.services)
     app.testing = True

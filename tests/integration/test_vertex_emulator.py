@@ -14,9 +14,9 @@ from flask import Flask, request
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform_v1
-from registrar import schemas
 from registrar.adapters.vertex import VertexModelRegistry
-from registrar.errors import TransientError
+from registrar.kernel import schemas
+from registrar.kernel.errors import TransientError
 from werkzeug.serving import make_server
 
 from localcloud.vertex_emulator import AuditPublisher, PubSubRestPublisher, create_app
@@ -341,9 +341,10 @@ def test_every_change_is_audited(emulator, client):
     client.delete_model(name=f"{PARENT}/models/recs").result(timeout=30)
 
     entries = emulator.publisher.entries
+    # Long-running operations (uploads, deletes) are logged when they start and when they end, as Vertex logs them.
     assert emulator.publisher.methods() == ["UploadModel", "UploadModel", "UploadModel", "UploadModel",
                                             "MergeVersionAliases", "UpdateModel", "DeleteModelVersion",
-                                            "DeleteModel"]
+                                            "DeleteModelVersion", "DeleteModel", "DeleteModel"]
     assert all(e["protoPayload"]["methodName"].startswith("google.cloud.aiplatform.v1.") for e in entries)
     first, last = entries[2], entries[3]
     assert first["operation"]["first"] is True and "last" not in first["operation"]
@@ -352,6 +353,10 @@ def test_every_change_is_audited(emulator, client):
     assert "modelVersionId" not in first["protoPayload"]["response"]
     assert first["protoPayload"]["request"]["parentModel"] == f"{PARENT}/models/recs"
     assert entries[6]["protoPayload"]["resourceName"] == f"{PARENT}/models/recs@2"
+    for started, ended in (entries[6:8], entries[8:10]):
+        assert started["operation"]["first"] is True and ended["operation"]["last"] is True
+        assert started["operation"]["id"] == ended["operation"]["id"] == started["protoPayload"]["response"]["name"]
+        assert "status" not in ended["protoPayload"] or not ended["protoPayload"]["status"].get("code")
     assert entries[4]["protoPayload"]["response"]["versionAliases"] == ["champion"]
     assert len({e["insertId"] for e in entries}) == len(entries)
     for entry in entries:  # the same contract the audit handler decodes with

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TF_ROOT = ROOT / "terraform"
 TOPOLOGY_FILE = ROOT / "schemas" / "topology.json"
 MAIN_PY = ROOT / "functions" / "main.py"
-DECODE_PY = ROOT / "functions" / "registrar" / "decode.py"
+DECODE_PY = ROOT / "functions" / "registrar" / "registry" / "decode.py"
 MODULE_DIRS = [
     TF_ROOT,
     *sorted(p for p in (TF_ROOT / "modules").iterdir() if p.is_dir()),
@@ -591,7 +591,7 @@ def test_every_subscription_has_a_dead_letter_policy(tf, topology):
 
 def test_sink_filters_name_the_methods_the_handler_understands(tf):
     handled = handled_audit_methods(DECODE_PY.read_text())
-    assert handled, "no ModelService methods found in functions/registrar/decode.py"
+    assert handled, "no ModelService methods found in functions/registrar/registry/decode.py"
     assert check_log_sinks(tf, handled) == []
 
 
@@ -624,15 +624,86 @@ def test_function_source_archive_holds_functions_and_schemas(tf):
     assert "local.function_files" in json.dumps(archive) and "local.schema_files" in json.dumps(archive)
 
 
-def test_firestore_indexes_and_ttl(tf):
+MODEL_LIST_INDEXES = ('${merge([for sort, orders in local.model_sorts : {for field in local.model_filter_fields : '
+                      '"models_${field}_${sort}" => {collection = "models", scope = "COLLECTION", fields = '
+                      'concat([[field, field == "search_terms" ? "CONTAINS" : "ASCENDING"]], orders)}}] ...)}')
+FIRESTORE_INDEXES = "${merge(local.model_list_indexes, local.other_firestore_indexes)}"
+
+
+def declared_indexes(local: dict) -> set[tuple]:
+    """(collection, scope, ((field, ASCENDING | DESCENDING | CONTAINS), ...)) of every composite index the root
+    module declares, with the models list's generated ones worked out as Terraform does."""
+    assert local["model_list_indexes"] == MODEL_LIST_INDEXES, "the generated indexes changed: teach the test"
+    assert local["firestore_indexes"] == FIRESTORE_INDEXES
+    generated = {("models", "COLLECTION", ((field, "CONTAINS" if field == "search_terms" else "ASCENDING"),
+                                           *map(tuple, orders)))
+                 for orders in local["model_sorts"].values() for field in local["model_filter_fields"]}
+    others = {(i["collection"], i["scope"], tuple(map(tuple, i["fields"])))
+              for i in local["other_firestore_indexes"].values()}
+    return generated | others
+
+
+def code_query_shapes() -> list[tuple[str, str, tuple, str | None, tuple]]:
+    """(collection, scope, equality fields, array-contains field, order) of every query the code can send that
+    needs a composite index: the models list and KPIs (queries.query_shapes), a run's history, the event sweep."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "functions"))
+    from registrar.registry.queries import query_shapes
+
+    shapes = [("models", "COLLECTION", eq, contains, order) for eq, contains, order in query_shapes()]
+    shapes.append(("history", "COLLECTION_GROUP", (), "training_run_ids", (("occurred_at", True),)))
+    shapes.append(("history", "COLLECTION_GROUP", ("pending",), None, (("recorded_at", False),)))
+    return shapes
+
+
+def unserved_shapes(indexes: set[tuple], shapes) -> list:
+    """Shapes no index serves: a query is served when each of its filter fields has an index of that field (its
+    mode) followed by the query's order — one index, or several that Firestore merges."""
+    missing = []
+    for collection, scope, equalities, contains, order in shapes:
+        orders = tuple((field, "DESCENDING" if descending else "ASCENDING") for field, descending in order)
+        wanted = [(f, "ASCENDING") for f in equalities] + ([(contains, "CONTAINS")] if contains else [])
+        if not all((collection, scope, (w, *orders)) in indexes for w in wanted):
+            missing.append((collection, scope, equalities, contains, order))
+    return missing
+
+
+def unused_indexes(indexes: set[tuple], shapes) -> list:
+    used = set()
+    for collection, scope, equalities, contains, order in shapes:
+        orders = tuple((field, "DESCENDING" if descending else "ASCENDING") for field, descending in order)
+        used |= {(collection, scope, ((f, "ASCENDING"), *orders)) for f in equalities}
+        if contains:
+            used.add((collection, scope, ((contains, "CONTAINS"), *orders)))
+    return sorted(indexes - used)
+
+
+def test_every_query_the_code_sends_has_its_indexes_and_no_index_is_unused(tf):
+    indexes, shapes = declared_indexes(tf["root"]["locals"]), code_query_shapes()
+    assert len(shapes) > 40
+    assert unserved_shapes(indexes, shapes) == []
+    assert unused_indexes(indexes, shapes) == []
+
+
+def test_a_missing_or_an_unused_index_is_reported(tf):
+    indexes, shapes = declared_indexes(tf["root"]["locals"]), code_query_shapes()
+    dropped = next(i for i in indexes if i[0] == "models" and i[2][0] == ("search_terms", "CONTAINS"))
+    assert unserved_shapes(indexes - {dropped}, shapes)
+    assert unused_indexes(indexes | {("models", "COLLECTION", (("name_lower", "DESCENDING"),))}, shapes)
+
+
+def test_ttl_and_unindexed_fields(tf):
     local = tf["root"]["locals"]
-    assert local["ttl_fields"] == {"idempotency": "expire_at", "outbox": "expire_at"}
-    indexes = {(i["collection"], tuple(map(tuple, i["fields"]))) for i in local["firestore_indexes"].values()}
-    assert indexes == {
-        ("models", (("is_live", "ASCENDING"), ("latest_registered_at", "DESCENDING"))),
-        ("models", (("is_live", "ASCENDING"), ("model_type", "ASCENDING"), ("latest_registered_at", "DESCENDING"))),
-        ("training_runs", (("model_name", "ASCENDING"), ("occurred_at", "DESCENDING"))),
-    }
+    assert local["ttl_fields"] == {"idempotency": "expire_at"}
+    unindexed = {(f["collection"], f["field"]) for f in local["unindexed_fields"].values()}
+    assert {("models", "versions"), ("models", "applied"), ("history", "events"), ("history", "changes")} <= unindexed
+    # What single-field indexes serve (a filter or order on one field, or equality filters merged): none of it may
+    # be switched off. Composite indexes are not affected by a field's single-field setting.
+    single_field = {("models", "is_live"), ("models", "blessed"), ("models", "deployed"), ("models", "idle"),
+                    ("history", "occurred_at"), ("training_runs", "calendar_at"), ("quarantine", "received_at"),
+                    ("schedules", "status"), ("schedules", "model_name"), ("endpoints", "model_id")}
+    assert not unindexed & single_field
 
 
 # ----------------------------------------------------------------------------------------------------------

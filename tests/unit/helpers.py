@@ -10,21 +10,31 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at  # noqa: F401
-from registrar import consume
-from registrar.bootstrap import Services, bootstrap
-from registrar.commands import (
+import main
+from cloudevents.http import CloudEvent
+from fakes import (  # noqa: F401
+    LOCATION,
+    PROJECT,
+    FakeModelRegistry,
+    FakeScheduler,
+    FakeServingPlatform,
+    RecordingPublisher,
+    at,
+)
+from registrar.adapters.memory import InMemoryStore
+from registrar.bootstrap import ENTRY_POINTS, Services, bootstrap
+from registrar.config import Config, IdentitySettings
+from registrar.kernel.ids import stable_id
+from registrar.kernel.ports import ModelVersionInfo
+from registrar.kernel.store import DocumentStore
+from registrar.registration.commands import RecordPipelineRun
+from registrar.registry.commands import (
     DeleteModel,
     DeleteVersion,
     MergeAliases,
-    RecordPipelineRun,
     RegisterUploadedVersion,
     UpdateLabels,
 )
-from registrar.domain import stable_id
-from registrar.inmemory import InMemoryStore
-from registrar.ports import ModelVersionInfo
-from registrar.store import DocumentStore
 
 from localcloud import auditlog
 
@@ -50,6 +60,24 @@ def envelope(payload: Any, message_id: str | None = None, *, raw: bytes | None =
     if attributes:
         msg["attributes"] = dict(attributes)
     return {"message": msg, "subscription": f"projects/{PROJECT}/subscriptions/x"}
+
+
+def pubsub_cloud_event(envelope_data: Mapping[str, Any], topic: str) -> CloudEvent:
+    """The CloudEvent Eventarc delivers for a Pub/Sub message (functions-framework builds the same from a push)."""
+    message = envelope_data.get("message") if isinstance(envelope_data, Mapping) else None
+    message_id = (message or {}).get("messageId") if isinstance(message, Mapping) else None
+    return CloudEvent({
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/{topic}",
+        "id": str(message_id or stable_id(repr(envelope_data), length=16)),
+    }, envelope_data)
+
+
+def deliver(services: Services, entry_point: str, envelope_data: Any):
+    """Call the entry point in main.py with a real CloudEvent, as Cloud Functions would, on `services`; returns
+    what the message did (the bus outcome, or None when it was ignored or quarantined)."""
+    main._services = services  # the instance's services: built by bootstrap, here with this test's fakes
+    return getattr(main, entry_point)(pubsub_cloud_event(envelope_data, ENTRY_POINTS[entry_point].topic))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,9 +168,11 @@ def pipeline_log_entry(run_id: str, state: str, when: datetime, error: str | Non
 
 
 def version_info(model_id: str, version_id: str, created: datetime, *, labels: Mapping[str, str] | None = None,
-                 aliases: tuple[str, ...] = (), display_name: str = "recs") -> ModelVersionInfo:
+                 aliases: tuple[str, ...] = (), display_name: str = "recs",
+                 model_created: datetime | None = None) -> ModelVersionInfo:
     return ModelVersionInfo(PROJECT, LOCATION, model_id, version_id, display_name, created, created, aliases,
-                            dict(labels or {}), f"gs://artifacts/{model_id}/pushed_model/{version_id}/")
+                            dict(labels or {}), f"gs://artifacts/{model_id}/pushed_model/{version_id}/",
+                            model_create_time=model_created)
 
 
 def upload_cmd(model_id: str, version_id: str, created: datetime, **kw: Any) -> RegisterUploadedVersion:
@@ -174,27 +204,41 @@ def run_cmd(run_id: str, state: str, when: datetime, route: str = "event", **kw:
 # ---------------------------------------------------------------------------------------------------------------
 # A wired world
 
+LOCAL_USER = "developer"
+
+
+def local_config(**settings: Any) -> Config:
+    """A configuration as on the local stack: an API caller without a token is `local:developer` (who holds every
+    role until a policy is saved); tokens are verified by the verifier a test passes (`identity=`)."""
+    return Config(identity=IdentitySettings(mode="local", local_user=LOCAL_USER), **settings)
+
+
 
 class World:
     def __init__(self, store: DocumentStore | None = None, *, publisher: RecordingPublisher | None = None,
-                 registry: FakeModelRegistry | None = None, **bus_options: Any) -> None:
+                 registry: FakeModelRegistry | None = None, now=lambda: NOW, **bus_options: Any) -> None:
         self.store = store if store is not None else InMemoryStore()
         self.publisher = publisher or RecordingPublisher()
         self.registry = registry or FakeModelRegistry()
         bus_options.setdefault("sleep", lambda seconds: None)
+        # Cloud Run and Cloud Scheduler with nothing in them, unless the test brings its own.
+        bus_options.setdefault("serving", FakeServingPlatform())
+        bus_options.setdefault("scheduler", FakeScheduler())
+        bus_options.setdefault("config", local_config())
         self.services: Services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry,
-                                            now=lambda: NOW, **bus_options)
+                                            now=now, **bus_options)
         self.bus = self.services.bus
 
     def audit(self, entry_or_envelope: Mapping[str, Any], message_id: str | None = None):
         env = entry_or_envelope if _is_envelope(entry_or_envelope) else envelope(entry_or_envelope, message_id)
-        return consume.consume_message(self.services, env, topic=AUDIT_TOPIC, entry_point="on_model_audit_event",
-                                       to_command=consume.model_audit_command)
+        return deliver(self.services, "on_model_audit_event", env)
 
     def pipeline(self, payload_or_envelope: Mapping[str, Any], message_id: str | None = None):
         env = payload_or_envelope if _is_envelope(payload_or_envelope) else envelope(payload_or_envelope, message_id)
-        return consume.consume_message(self.services, env, topic=PIPELINE_TOPIC, entry_point="on_pipeline_event",
-                                       to_command=consume.pipeline_event_command)
+        return deliver(self.services, "on_pipeline_event", env)
+
+    def deliver(self, entry_point: str, envelope_data: Any):
+        return deliver(self.services, entry_point, envelope_data)
 
     def handle(self, cmd):
         return self.bus.handle(cmd)
@@ -204,22 +248,83 @@ class World:
         return self.store.get(f"models/{model_id}")
 
     def versions(self, model_id: str) -> dict[str, dict]:
-        return dict(self.store.list(f"models/{model_id}/versions"))
+        return versions_of(self.store, model_id)
 
     def live_versions(self, model_id: str) -> set[str]:
         return {vid for vid, v in self.versions(model_id).items() if v["state"] == "live"}
 
     def history(self, parent: str) -> dict[str, dict]:
-        return dict(self.store.list(f"{parent}/history"))
+        return history_of(self.store, parent)
 
     def outbox(self) -> dict[str, dict]:
-        return dict(self.store.list("outbox"))
+        return outbound_events(self.store)
+
+    def applied_keys(self) -> int:
+        return applied_keys(self.store)
 
     def quarantined(self) -> dict[str, dict]:
         return dict(self.store.list("quarantine"))
 
     def published_types(self) -> list[str]:
         return [p["type"] for _, _, p in self.publisher.published]
+
+
+def versions_of(store: DocumentStore, model_id: str) -> dict[str, dict]:
+    """A model's versions (as the model document holds them), each with the aliases the model gives it."""
+    doc = store.get(f"models/{model_id}") or {}
+    aliases: dict[str, list[str]] = {}
+    for alias, vid in (doc.get("aliases") or {}).items():
+        aliases.setdefault(vid, []).append(alias)
+    return {vid: {**v, "aliases": sorted(aliases.get(vid, []))} for vid, v in (doc.get("versions") or {}).items()}
+
+
+def history_of(store: DocumentStore, parent: str) -> dict[str, dict]:
+    """entry id → entry of every change in the history of a model, training run or schedule (`kind/id`)."""
+    from registrar.messaging import history
+
+    kind, _, doc_id = parent.partition("/")
+    read = {"models": history.model_history, "training_runs": history.run_history,
+            "schedules": history.schedule_history}[kind]
+    return {e["entry_id"]: e for e in read(store, doc_id, 100_000)}
+
+
+def history_events(store: DocumentStore) -> list:
+    """Every event's history document (snapshots), in any collection."""
+    from registrar.kernel.store import Query
+
+    return store.query(Query("history", group=True))
+
+
+def outbound_events(store: DocumentStore) -> dict[str, dict]:
+    """event id → {payload, relayed} of every outbound registry event the history documents hold."""
+    return {payload["event_id"]: {"event_id": payload["event_id"], "payload": payload,
+                                  "relayed": not snap.data.get("pending")}
+            for snap in history_events(store) for payload in snap.data.get("events") or ()}
+
+
+def applied_keys(store: DocumentStore) -> int:
+    """How many facts the registry holds idempotency keys for (on aggregates, or in the ledger)."""
+    from registrar.kernel.store import Query
+
+    kept = sum(len(snap.data.get("applied") or {}) for collection in ("models", "training_runs", "schedules",
+                                                                         "deployments")
+               for snap in store.query(Query(collection)))
+    return kept + len(store.query(Query("idempotency")))
+
+
+def without_keys(store: InMemoryStore) -> dict[str, Any]:
+    """The store's documents without what idempotency keeps (the ledger, and the keys on aggregates)."""
+    return {path: {k: v for k, v in doc.items() if k != "applied"} for path, doc in snapshot(store).items()
+            if not path.startswith("idempotency/")}
+
+
+def forget_keys(store: InMemoryStore) -> None:
+    """Drop every idempotency key, so that only the handlers' own idempotency can recognise a repeated fact."""
+    for path, doc in list(store.docs.items()):
+        if path.startswith("idempotency/"):
+            store.delete(path)
+        elif "applied" in doc:
+            store.set(path, {k: v for k, v in doc.items() if k != "applied"})
 
 
 def _is_envelope(value) -> bool:

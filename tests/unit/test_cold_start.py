@@ -28,12 +28,13 @@ def _probe(imports: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("imports", [
     "import main",
-    "import main\nfrom registrar import bootstrap, api, consume, decode, messagebus, deployment, scheduling",
+    "import main\nimport registrar.bootstrap, registrar.api.app",
     "import registrar.adapters.cloudrun",
     "import registrar.adapters.scheduler",
     "import registrar.adapters.pipelines",
     "import registrar.adapters.vertex",
     "import registrar.adapters.artifacts",
+    "import registrar.adapters.model_server",
 ])
 def test_import_loads_no_heavy_client(imports):
     result = _probe(imports)

@@ -1,4 +1,4 @@
-"""Decoding real-shaped entries, and every kind of malformed payload through `consume.consume_message`."""
+"""Decoding real-shaped entries, and every kind of malformed payload through the entry points."""
 
 from __future__ import annotations
 
@@ -18,16 +18,21 @@ from helpers import (
     pipeline_log_entry,
     upload_entries,
 )
-from registrar import decode
-from registrar.commands import (
+from registrar.bootstrap import ENTRY_POINTS
+from registrar.kernel.errors import Ignored, PermanentError, TransientError
+from registrar.kernel.messages import json_payload
+from registrar.messaging.consume import EntryPoint
+from registrar.registration.commands import RecordPipelineRun
+from registrar.registration.decode import pipeline_command
+from registrar.registry.commands import (
     DeleteModel,
     DeleteVersion,
     MergeAliases,
-    RecordPipelineRun,
     RegisterUploadedVersion,
     UpdateLabels,
+    UpdateModelLabels,
 )
-from registrar.errors import PermanentError, TransientError
+from registrar.registry.decode import audit_command
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NAMESPACES = ("v1", "v1beta1", "ui")
@@ -55,28 +60,38 @@ def registry_for(ns: str) -> FakeModelRegistry:
 @pytest.mark.parametrize("ns", NAMESPACES)
 def test_fixtures_decode_to_commands(ns):
     mid, reg = MODEL_IDS[ns], registry_for(ns)
-    first = decode.audit_command(fixture(f"audit_{ns}_UploadModel_first"), reg)
-    last = decode.audit_command(fixture(f"audit_{ns}_UploadModel_last"), reg)
+    first = audit_command(fixture(f"audit_{ns}_UploadModel_first"), reg)
+    last = audit_command(fixture(f"audit_{ns}_UploadModel_last"), reg)
     assert isinstance(first, RegisterUploadedVersion) and first.model_id == mid
     assert first.version is not None and first.version.version_id == "2", "resolved through the registry port"
     assert first.idempotency_key == last.idempotency_key, "first and last entries are one business fact"
     assert first.occurred_at == at(0).replace(microsecond=0), "nanosecond timestamps parse, in UTC"
     assert first.occurred_at.tzinfo is not None and first.principal.endswith("gserviceaccount.com")
-    unresolved = decode.audit_command(fixture(f"audit_{ns}_UploadModel_first"), FakeModelRegistry())
+    with pytest.raises(TransientError, match="unknown to Vertex AI"):  # Vertex cannot tell the version yet
+        audit_command(fixture(f"audit_{ns}_UploadModel_first"), FakeModelRegistry())
+    unresolved = audit_command(fixture(f"audit_{ns}_UploadModel_first"), None)  # nothing asked
     assert unresolved.version is None and unresolved.version_id is None
     assert unresolved.labels["model_type"] == "retrieval"
-    no_registry = decode.audit_command(fixture(f"audit_{ns}_UploadModel_last"), None)
+    no_registry = audit_command(fixture(f"audit_{ns}_UploadModel_last"), None)
     assert no_registry.version is None and no_registry.version_id == "2"
 
-    dv = decode.audit_command(fixture(f"audit_{ns}_DeleteModelVersion"), reg)
+    # Deletes: applied on the entry that reports them done, or on the first once Vertex confirms them.
+    dv = audit_command(fixture(f"audit_{ns}_DeleteModelVersion"), reg)  # version 1 is not in Vertex: confirmed
     assert isinstance(dv, DeleteVersion) and (dv.model_id, dv.version_id, dv.occurred_at) == (mid, "1", at(10))
-    dm = decode.audit_command(fixture(f"audit_{ns}_DeleteModel"), reg)
-    assert isinstance(dm, DeleteModel) and dm.model_id == mid and dm.occurred_at == at(20)
-    ma = decode.audit_command(fixture(f"audit_{ns}_MergeVersionAliases"), reg)
+    dv_last = audit_command(fixture(f"audit_{ns}_DeleteModelVersion_last"), reg)
+    assert isinstance(dv_last, DeleteVersion) and dv_last.occurred_at == at(10.5)
+    with pytest.raises(Ignored, match="has started and Vertex AI still has it"):  # the model has version 2
+        audit_command(fixture(f"audit_{ns}_DeleteModel"), reg)
+    dm = audit_command(fixture(f"audit_{ns}_DeleteModel_last"), reg)
+    assert isinstance(dm, DeleteModel) and dm.model_id == mid and dm.occurred_at == at(20.5)
+    ma = audit_command(fixture(f"audit_{ns}_MergeVersionAliases"), reg)
     assert isinstance(ma, MergeAliases) and ma.version_id == "2" and ma.aliases == ("prod", "-candidate")
-    ul = decode.audit_command(fixture(f"audit_{ns}_UpdateModel"), reg)
+    ul = audit_command(fixture(f"audit_{ns}_UpdateModel"), reg)
     assert isinstance(ul, UpdateLabels) and ul.labels == {"training_run_id": "run-20261102-0900", "blessed": "false"}
     assert ul.method == f"google.cloud.aiplatform.{ns}.ModelService.UpdateModel"
+    um = audit_command(fixture(f"audit_{ns}_UpdateModel_model"), reg)
+    assert isinstance(um, UpdateModelLabels), "the model's name without @: the model, not its default version"
+    assert (um.model_id, um.labels, um.occurred_at) == (mid, {"team": "recs"}, at(7))
 
 
 @pytest.mark.parametrize("ns", NAMESPACES)
@@ -84,20 +99,25 @@ def test_fixture_story_applies_in_each_namespace(ns):
     w = World(registry=registry_for(ns))
     mid = MODEL_IDS[ns]
     w.audit(fixture(f"audit_{ns}_DeleteModelVersion"))  # version 1 deleted out of band, before we saw it
-    for name in ("UploadModel_first", "UploadModel_last", "MergeVersionAliases", "UpdateModel"):
+    for name in ("UploadModel_first", "UploadModel_last", "MergeVersionAliases", "UpdateModel", "UpdateModel_model"):
         w.audit(fixture(f"audit_{ns}_{name}"))
     doc = w.model(mid)
     assert doc["is_live"] and doc["live_version_count"] == 1
     assert doc["aliases"] == {"default": "2", "prod": "2"}
     assert doc["blessed"] is False, "the label update re-evaluated the version"
     assert w.versions(mid)["1"]["state"] == "deleted"
-    w.audit(fixture(f"audit_{ns}_DeleteModel"))
+    assert w.versions(mid)["2"]["labels"] == {"training_run_id": "run-20261102-0900", "blessed": "false",
+                                             "team": "recs"}, "the model's labels merged into the version's"
+    w.audit(fixture(f"audit_{ns}_DeleteModel"))  # started; Vertex still has the model
+    assert w.model(mid)["is_live"] is True
+    w.registry.versions.clear()  # the operation ends: the model is gone
+    w.audit(fixture(f"audit_{ns}_DeleteModel_last"))
     assert w.model(mid)["is_live"] is False and w.quarantined() == {}
 
 
 def test_pipeline_fixtures_decode_to_the_same_run():
-    event = decode.pipeline_command(fixture("pipeline_run_event"))
-    log = decode.pipeline_command(fixture("pipeline_job_log_entry"))
+    event = pipeline_command(fixture("pipeline_run_event"))
+    log = pipeline_command(fixture("pipeline_job_log_entry"))
     assert isinstance(event, RecordPipelineRun) and isinstance(log, RecordPipelineRun)
     assert event.training_run_id == log.training_run_id == "run-20261102-0900"
     assert (event.state, log.state) == ("SUCCEEDED", "SUCCEEDED")
@@ -110,8 +130,8 @@ def test_pipeline_fixtures_decode_to_the_same_run():
 def test_untracked_pipeline_state_is_ignored():
     entry = pipeline_log_entry("run-1", "RUNNING", at(1))
     entry["jsonPayload"]["state"] = "PIPELINE_STATE_QUEUED"
-    with pytest.raises(decode.Ignored, match="QUEUED"):
-        decode.pipeline_command(entry)
+    with pytest.raises(Ignored, match="QUEUED"):
+        pipeline_command(entry)
     w = World()
     assert w.pipeline(entry) is None
     assert w.quarantined() == {} and w.store.docs == {}
@@ -145,8 +165,16 @@ def _set(path, value):
     return mutate
 
 
+# JSON nested deeper than any parser goes (5,000 arrays), bare and inside an object.
+DEEP = b"[" * 5000 + b"]" * 5000
+DEEP_IN_OBJECT = b'{"protoPayload": {"request": ' + DEEP + b"}}"
+
 MALFORMED = {
     # name: (topic, envelope, substrings in the reason, kind)
+    "deeply_nested": ("audit", envelope(None, "m", raw=DEEP), ["nested too deeply"], "unparseable"),
+    "deeply_nested_in_object": ("audit", envelope(None, "m", raw=DEEP_IN_OBJECT), ["nested too deeply"],
+                                "unparseable"),
+    "deeply_nested_event": ("pipeline", envelope(None, "m", raw=DEEP), ["nested too deeply"], "unparseable"),
     "not_base64": ("audit", envelope(None, "m", data="%%% not base64 %%%"), ["not base64"], "unparseable"),
     "not_utf8": ("audit", envelope(None, "m", raw=b"\xff\xfe{\x00"), ["not UTF-8"], "unparseable"),
     "not_json": ("audit", envelope(None, "m", raw=b"{'single': quotes}"), ["not JSON"], "unparseable"),
@@ -224,6 +252,52 @@ def test_malformed_payload_is_quarantined_once_with_reason_and_flow_continues(na
         assert w.store.get("training_runs/run-2")["status"] == "RUNNING"
 
 
+@pytest.mark.parametrize("payload", [DEEP, DEEP_IN_OBJECT], ids=["array", "in_object"])
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_a_deeply_nested_payload_is_quarantined_on_every_topic(entry_point, payload):
+    """Python's JSON parser raises RecursionError on it: that is the message's fault, not a reason to redeliver it
+    until the dead-letter topic."""
+    w = World()
+    for _ in range(2):  # redelivered: acknowledged again, stored once
+        assert w.deliver(entry_point, envelope(None, "deep", raw=payload)) is None
+    [doc] = w.quarantined().values()
+    assert doc["topic"] == ENTRY_POINTS[entry_point].topic and doc["entry_point"] == entry_point
+    assert doc["kind"] == "unparseable" and "nested too deeply" in doc["reason"]
+    assert doc["raw_size"] == len(payload) and doc["raw"] == payload.decode()
+    assert [p for p in w.store.docs if not p.startswith("quarantine/")] == [], "nothing else written"
+
+
+@pytest.mark.parametrize("raised", [KeyError("protoPayload"), TypeError("'NoneType' object is not subscriptable"),
+                                    RecursionError("maximum recursion depth exceeded"), ValueError("bad")],
+                         ids=lambda e: type(e).__name__)
+def test_any_exception_while_decoding_is_a_quarantined_permanent_failure(raised):
+    w = World()
+
+    def decode(payload, message, services):
+        raise raised
+
+    w.services.entry_points = {**ENTRY_POINTS, "on_model_audit_event": EntryPoint("model-audit-events", decode)}
+    for _ in range(2):
+        assert w.audit(envelope({"any": "payload"}, "m")) is None
+    [doc] = w.quarantined().values()
+    assert doc["kind"] == "undecodable" and type(raised).__name__ in doc["reason"]
+    assert json.loads(doc["raw"]) == {"any": "payload"}
+
+
+@pytest.mark.parametrize("raised", [TransientError("Vertex AI 503"), ConnectionError("connection reset"),
+                                    TimeoutError("read timed out")], ids=lambda e: type(e).__name__)
+def test_a_dependency_failing_while_decoding_is_redelivered(raised):
+    w = World()
+
+    def decode(payload, message, services):
+        raise raised
+
+    w.services.entry_points = {**ENTRY_POINTS, "on_model_audit_event": EntryPoint("model-audit-events", decode)}
+    with pytest.raises(type(raised)):
+        w.audit(envelope({"any": "payload"}, "m"))
+    assert w.store.docs == {}, "nothing quarantined"
+
+
 def test_raw_payload_kept_verbatim_and_large_payload_truncated():
     w = World()
     env = envelope(None, "m1", raw=b'{"not": "an audit entry"}', attributes={"logging.googleapis.com/timestamp": "x"})
@@ -271,7 +345,7 @@ class FlakyRegistry(FakeModelRegistry):
     def get_version(self, model_id, version_id):
         raise TransientError("Vertex AI 503")
 
-    def uploaded_version(self, operation_name):
+    def upload_operation(self, operation_name):
         raise TransientError("Vertex AI 503")
 
 
@@ -286,10 +360,10 @@ def test_transient_registry_error_propagates_for_redelivery(which):
 
 def test_permanent_error_carries_kind():
     with pytest.raises(PermanentError) as info:
-        decode.json_payload(b"[]")
+        json_payload(b"[]")
     assert info.value.kind == "schema"
     with pytest.raises(PermanentError, match="empty"):
-        decode.json_payload(None)
+        json_payload(None)
 
 
 def test_alias_merge_on_model_name_takes_version_from_response():
@@ -297,5 +371,5 @@ def test_alias_merge_on_model_name_takes_version_from_response():
     entry["protoPayload"]["request"]["name"] = "projects/demo-registrar/locations/us-central1/models/m1"
     entry["protoPayload"]["response"] = {"name": "projects/demo-registrar/locations/us-central1/models/m1",
                                          "versionId": "3"}
-    cmd = decode.audit_command(entry, None)
+    cmd = audit_command(entry, None)
     assert isinstance(cmd, MergeAliases) and (cmd.model_id, cmd.version_id, cmd.aliases) == ("m1", "3", ("prod",))

@@ -9,19 +9,37 @@ import re
 
 import pytest
 from fakes import FakeModelRegistry, FakeServingPlatform, RecordingPublisher, at
-from helpers import run_cmd, upload_cmd
+from helpers import deliver, history_of, local_config, run_cmd, upload_cmd, versions_of
 from hypothesis import given
 from hypothesis import strategies as st
-from registrar import deployment as dep
-from registrar import queries
-from registrar.api import create_app
-from registrar.bootstrap import bootstrap
-from registrar.consume import after_deploy_request, consume_message, deploy_request_command
-from registrar.errors import PermanentError, TransientError
-from registrar.handlers import Context
-from registrar.inmemory import InMemoryStore
-from registrar.ports import ServiceState
-from registrar.registration import MODEL_NOT_FOUND_MESSAGE
+from registrar.adapters.memory import InMemoryStore
+from registrar.api.app import create_app
+from registrar.bootstrap import ENTRY_POINTS, bootstrap
+from registrar.config import Config
+from registrar.deployments.commands import (
+    RecordDeployment,
+    RecordUndeployment,
+    RefuseDeployment,
+    RequestDeployment,
+    RequestUndeployment,
+)
+from registrar.deployments.handlers import (
+    record_deployment,
+    record_undeployment,
+    refuse_deployment,
+    request_deployment,
+    request_undeployment,
+)
+from registrar.deployments.naming import DEFAULT_ENDPOINT, service_name_for, validate_service_name
+from registrar.deployments.settings import InvalidSetting, resolve_settings
+from registrar.deployments.spec import bundle_path_for, serving_image_for
+from registrar.kernel.changes import Context
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.messages import Message
+from registrar.kernel.ports import ServiceState
+from registrar.kernel.serving import MANAGED_BY_LABEL, VERSION_LABEL, CachedServing, service_labels
+from registrar.registry import queries
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE
 
 SERVICE_RE = re.compile(r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")
 MODEL = "recs-retrieval"
@@ -47,7 +65,7 @@ class Deployments:
         self.publisher = RecordingPublisher()
         self.serving = FakeServingPlatform()
         self.clock = Clock()
-        self.services = bootstrap(store=self.store, publisher=self.publisher, registry=self.registry, now=self.clock,
+        self.services = bootstrap(config=local_config(), store=self.store, publisher=self.publisher, registry=self.registry, now=self.clock,
                                   serving=self.serving, sleep=lambda _: None)
         artifacts = {"pushed_model_uri": PUSHED, **({"serving_bundle_uri": bundle} if bundle else {})}
         self.services.bus.handle(run_cmd("run-1", "SUCCEEDED", at(1), model_name="recs_retrieval",
@@ -65,8 +83,7 @@ class Deployments:
         self.messages += 1
         data = base64.b64encode(json.dumps(payload).encode()).decode()
         envelope = {"message": {"data": data, "messageId": message_id or f"m{self.messages}"}}
-        return consume_message(self.services, envelope, topic="deploy-requests", entry_point="on_deploy_request",
-                               to_command=deploy_request_command, after=after_deploy_request)
+        return deliver(self.services, "on_deploy_request", envelope)
 
     def request(self, payload: dict):
         return self.store.get(f"deployments/{payload['request_id']}")
@@ -99,43 +116,43 @@ def world() -> Deployments:
 
 @given(st.text(min_size=1, max_size=200))
 def test_derived_service_names_are_always_valid(model_id):
-    assert SERVICE_RE.match(dep.service_name_for(model_id))
-    assert len(dep.service_name_for(model_id)) <= 49
+    assert SERVICE_RE.match(service_name_for(model_id))
+    assert len(service_name_for(model_id)) <= 49
 
 
 @given(st.text(min_size=1, max_size=80), st.text(min_size=1, max_size=80))
 def test_derived_service_names_differ_for_different_models(a, b):
     if a != b:
-        assert dep.service_name_for(a) != dep.service_name_for(b)
+        assert service_name_for(a) != service_name_for(b)
 
 
 @given(st.from_regex(r"[a-z0-9-]{1,60}", fullmatch=True), st.from_regex(r"[a-z0-9-]{1,60}", fullmatch=True),
        st.one_of(st.none(), st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)))
 def test_derived_service_names_differ_for_vertex_like_ids_and_endpoints(a, b, endpoint):
-    names = {dep.service_name_for(a), dep.service_name_for(b, endpoint)}
-    assert len(names) == 2 or (a == b and endpoint in (None, dep.DEFAULT_ENDPOINT))
+    names = {service_name_for(a), service_name_for(b, endpoint)}
+    assert len(names) == 2 or (a == b and endpoint in (None, DEFAULT_ENDPOINT))
     assert all(SERVICE_RE.match(n) for n in names)
 
 
 def test_plain_model_ids_get_a_readable_name_and_the_rest_a_hashed_one():
-    assert dep.service_name_for("recs-retrieval") == "recs-retrieval-serving"
-    numeric = dep.service_name_for("5241525861236080640")  # Vertex-generated ids start with a digit
+    assert service_name_for("recs-retrieval") == "recs-retrieval-serving"
+    numeric = service_name_for("5241525861236080640")  # Vertex-generated ids start with a digit
     assert numeric.startswith("m-5241525861236080640-") and SERVICE_RE.match(numeric)
-    assert dep.service_name_for("123") != dep.service_name_for("m-123")
-    long_name = dep.service_name_for("a" * 60)
-    assert len(long_name) == 49 and long_name != dep.service_name_for("a" * 61)
+    assert service_name_for("123") != service_name_for("m-123")
+    long_name = service_name_for("a" * 60)
+    assert len(long_name) == 49 and long_name != service_name_for("a" * 61)
 
 
 @pytest.mark.parametrize("name", ["", "Recs", "1recs", "recs-", "recs_serving", "a" * 50, "recs.serving"])
 def test_explicit_service_names_are_validated_naming_the_rule(name):
-    with pytest.raises(dep.InvalidSetting) as raised:
-        dep.validate_service_name(name)
+    with pytest.raises(InvalidSetting) as raised:
+        validate_service_name(name)
     assert raised.value.field == "service_name"
     assert "lowercase letters, digits and hyphens, 1-49 characters" in raised.value.message
 
 
 def test_a_valid_explicit_name_is_kept():
-    assert dep.validate_service_name("recs-canary-2") == "recs-canary-2"
+    assert validate_service_name("recs-canary-2") == "recs-canary-2"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,14 +161,14 @@ def test_a_valid_explicit_name_is_kept():
 
 def test_presets_match_the_platform_presets():
     assert [(s.min_instances, s.max_instances, s.memory, s.cpu) for s in
-            (dep.resolve_settings(p) for p in ("development", "production", "high-traffic"))] == [
+            (resolve_settings(p) for p in ("development", "production", "high-traffic"))] == [
         (0, 2, "2Gi", "1"), (1, 10, "4Gi", "2"), (2, 50, "8Gi", "4")]
-    assert dep.resolve_settings().preset == "production"
-    assert dep.resolve_settings("High_Traffic").preset == "high-traffic"
+    assert resolve_settings().preset == "production"
+    assert resolve_settings("High_Traffic").preset == "high-traffic"
 
 
 def test_overrides_replace_preset_values():
-    settings = dep.resolve_settings("production", {"min_instances": 0, "max_instances": 3, "memory": "8Gi",
+    settings = resolve_settings("production", {"min_instances": 0, "max_instances": 3, "memory": "8Gi",
                                                    "cpu": 4, "concurrency": 40})
     assert settings.to_doc() == {"preset": "production", "min_instances": 0, "max_instances": 3, "memory": "8Gi",
                                  "cpu": "4", "concurrency": 40, "timeout_seconds": 300}
@@ -174,38 +191,48 @@ def test_overrides_replace_preset_values():
     ("production", {"gpu": 1}, "gpu", "not a deploy setting"),
 ])
 def test_bad_settings_name_the_field(preset, overrides, field, fragment):
-    with pytest.raises(dep.InvalidSetting) as raised:
-        dep.resolve_settings(preset, overrides)
+    with pytest.raises(InvalidSetting) as raised:
+        resolve_settings(preset, overrides)
     assert raised.value.field == field
     assert fragment in raised.value.message
 
 
-def test_image_is_chosen_by_retrieval_algorithm(monkeypatch):
-    monkeypatch.delenv("REGISTRAR_RUN_IMAGE_SCANN", raising=False)
-    monkeypatch.delenv("REGISTRAR_RUN_IMAGE_TF_SERVING", raising=False)
-    assert dep.serving_image_for("brute_force", project="p", region="europe-central2") == \
+def test_image_is_chosen_by_retrieval_algorithm():
+    assert serving_image_for("brute_force", project="p", region="europe-central2") == \
         "europe-central2-docker.pkg.dev/p/registrar-serving/tf-serving-native:latest"
-    assert dep.serving_image_for(None, project="p", region="r").endswith("/tf-serving-native:latest")
-    assert dep.serving_image_for("scann", project="p", region="r") == "r-docker.pkg.dev/p/registrar-serving/scann-server:latest"
-    monkeypatch.setenv("REGISTRAR_RUN_IMAGE_SCANN", "example/scann:1")
-    assert dep.serving_image_for("scann", project="p", region="r") == "example/scann:1"
+    assert serving_image_for(None, project="p", region="r").endswith("/tf-serving-native:latest")
+    assert serving_image_for("scann", project="p", region="r") == "r-docker.pkg.dev/p/registrar-serving/scann-server:latest"
+    overrides = Config.from_environ({"REGISTRAR_RUN_IMAGE_SCANN": "example/scann:1"}).run_images
+    assert serving_image_for("scann", project="p", region="r", overrides=overrides) == "example/scann:1"
+    assert serving_image_for("brute_force", project="p", region="r", overrides=overrides).endswith(
+        "/tf-serving-native:latest")
     with pytest.raises(PermanentError, match="unknown retrieval algorithm 'annoy'"):
-        dep.serving_image_for("annoy", project="p", region="r")
+        serving_image_for("annoy", project="p", region="r")
 
 
 def test_labels_follow_cloud_run_label_rules():
-    labels = dep.service_labels("Recs.Retrieval_V2" + "x" * 80, "12")
-    assert labels[dep.MANAGED_BY_LABEL] == "registrar" and labels[dep.VERSION_LABEL] == "12"
+    labels = service_labels("Recs.Retrieval_V2" + "x" * 80, "12")
+    assert labels[MANAGED_BY_LABEL] == "registrar" and labels[VERSION_LABEL] == "12"
     assert all(re.match(r"^[a-z][a-z0-9_-]{0,62}$", k) and re.match(r"^[a-z0-9_-]{0,63}$", v)
                for k, v in labels.items())
 
 
 def test_bundle_path_falls_back_to_the_pipeline_convention():
-    assert dep.bundle_path_for(PUSHED) == BUNDLE
+    assert bundle_path_for(PUSHED) == BUNDLE
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Deploy
+
+
+def test_deploy_reads_the_version_the_registry_recorded_when_vertex_labels_lost_the_run():
+    world = Deployments()
+    world.registry.add(MODEL, "2", created=at(3), labels={"model_type": "retrieval"}, artifact_uri=PUSHED)
+    world.services.bus.handle(upload_cmd(MODEL, "2", at(3), labels={"model_type": "retrieval", "blessed": "true",
+                                                                   "training_run_id": "run-1"}))
+    world.deliver(deploy_payload(version_id="2"))
+    spec = world.serving.applies[0]
+    assert dict(spec.env)["BUNDLE_PATH"] == BUNDLE and dict(spec.env)["RETRIEVAL_ALGORITHM"] == "scann"
 
 
 def test_deploy_applies_one_service_and_records_who_what_when(world):
@@ -226,7 +253,7 @@ def test_deploy_applies_one_service_and_records_who_what_when(world):
     assert endpoint["deployed_by"] == "ops@example.com" and endpoint["settings"]["max_instances"] == 3
     assert endpoint["deployed_at"].tzinfo is not None
     assert world.store.get(f"models/{MODEL}")["deployed"] is True
-    kinds = sorted(h["kind"] for _, h in world.store.list(f"models/{MODEL}/history") if h["kind"].startswith("model.dep"))
+    kinds = sorted(h["kind"] for _, h in history_of(world.store, f"models/{MODEL}").items() if h["kind"].startswith("model.dep"))
     assert kinds == ["model.deployed", "model.deployment_requested"]
     assert {"model.deployed", "model.deployment_requested"} <= {p["type"] for _, _, p in world.publisher.published}
 
@@ -248,7 +275,7 @@ def test_redelivered_deploy_applies_once_and_keeps_one_endpoint(world):
     assert len(world.serving.applies) == 1
     assert list(world.serving.services) == ["recs-retrieval-serving"]
     assert [p for p, _ in world.store.list("endpoints")] == ["recs-retrieval-serving"]
-    deployed = [h for _, h in world.store.list(f"models/{MODEL}/history") if h["kind"] == "model.deployed"]
+    deployed = [h for _, h in history_of(world.store, f"models/{MODEL}").items() if h["kind"] == "model.deployed"]
     assert len(deployed) == 1
 
 
@@ -256,17 +283,23 @@ class InstanceDied(BaseException):
     """The function instance is gone mid-invocation: nothing after this point runs."""
 
 
-def test_crash_between_apply_and_record_converges_on_redelivery(world):
+def die_before(world, command_type: type) -> None:
+    """The first `command_type` the bus is given from now on dies with the instance (InstanceDied), before its
+    transaction; the next ones go through."""
     original = world.services.bus.handle
     died = []
 
-    def die_before_recording(cmd, **kw):
-        if isinstance(cmd, dep.RecordDeployment) and not died:
+    def handle(cmd, **kw):
+        if isinstance(cmd, command_type) and not died:
             died.append(cmd)
             raise InstanceDied()
         return original(cmd, **kw)
 
-    world.services.bus.handle = die_before_recording
+    world.services.bus.handle = handle
+
+
+def test_crash_between_apply_and_record_converges_on_redelivery(world):
+    die_before(world, RecordDeployment)
     with pytest.raises(InstanceDied):
         world.deliver(deploy_payload(), message_id="m-1")
     assert world.request(deploy_payload())["status"] == "requested"
@@ -297,12 +330,57 @@ def test_deploying_a_version_deleted_from_vertex_is_refused_and_nothing_is_deplo
     assert request["reason"] == MODEL_NOT_FOUND_MESSAGE == (
         "Model not found in Vertex AI Model Registry. It may have been deleted.")
     assert world.serving.applies == [] and world.serving.services == {}
-    assert world.store.get(f"models/{MODEL}/versions/1")["state"] == "deleted"  # cleaned up
+    assert versions_of(world.store, MODEL)["1"]["state"] == "deleted"  # cleaned up
     assert world.store.get("endpoints/recs-retrieval-serving") is None  # the claim is released
     assert list(world.store.list("quarantine")) == []  # answered, not quarantined
-    refused = [h for _, h in world.store.list(f"models/{MODEL}/history") if h["kind"] == "model.deployment_refused"]
+    refused = [h for _, h in history_of(world.store, f"models/{MODEL}").items() if h["kind"] == "model.deployment_refused"]
     assert refused and refused[0]["details"]["reason"] == MODEL_NOT_FOUND_MESSAGE
     world.deliver(deploy_payload())  # a redelivery changes nothing
+    assert world.serving.applies == []
+
+
+def recreate_in_vertex(world, minute: float = 40):
+    """Someone deleted the model in Vertex AI and uploaded one of the same name again: the same derived id, a new
+    "version 1" (other create times, another run's artifacts). The registry has not heard yet."""
+    world.registry.versions.clear()
+    return world.registry.add(MODEL, "1", created=at(minute), model_created=at(minute),
+                              labels={"model_type": "retrieval", "blessed": "true"},
+                              artifact_uri="gs://artifacts/run-9/pushed_model/1762075000000009/")
+
+
+def test_a_version_of_a_model_deleted_and_recreated_under_the_same_name_is_refused(world):
+    """seeds/000 bug 3, with the same ids: existence alone would deploy the re-created model's version 1."""
+    recreate_in_vertex(world)
+    world.deliver(deploy_payload())
+    request = world.request(deploy_payload())
+    assert request["status"] == "refused" and "deleted and re-created under the same name" in request["reason"]
+    assert at(2).isoformat() in request["reason"] and at(40).isoformat() in request["reason"]
+    assert request["version_identity"] == {"version_create_time": at(2), "model_create_time": None}
+    assert world.serving.applies == [] and world.store.get("endpoints/recs-retrieval-serving") is None
+    assert versions_of(world.store, MODEL)["1"]["state"] == "live", "not deleted: Vertex has a version 1"
+    world.deliver(deploy_payload())  # redelivered: still refused, still nothing applied
+    assert world.serving.applies == []
+
+    # The registry learns of the new version 1 from its upload; a request made now refers to it, and is served.
+    world.services.bus.handle(upload_cmd(MODEL, "1", at(40), labels={"model_type": "retrieval", "blessed": "true"}, model_created=at(40)))
+    world.deliver(deploy_payload("req-deploy-2", minute=60))
+    assert world.request(deploy_payload("req-deploy-2"))["status"] == "deployed"
+    assert world.serving.applies[-1].env["MODEL_PATH"].startswith("gs://artifacts/run-9/")
+
+
+def test_the_request_keeps_the_version_it_referred_to(world):
+    """The registry learns of the re-created version 1 between the request and its precondition: the request still
+    refers to the version the registry showed when it was made, so it is refused rather than deploying another."""
+    recreate_in_vertex(world)
+    ask_vertex = world.registry.get_version
+
+    def registry_catches_up_meanwhile(model_id, version_id):
+        world.services.bus.handle(upload_cmd(MODEL, "1", at(40), model_created=at(40)))
+        return ask_vertex(model_id, version_id)
+
+    world.registry.get_version = registry_catches_up_meanwhile
+    world.deliver(deploy_payload())
+    assert world.request(deploy_payload())["status"] == "refused"
     assert world.serving.applies == []
 
 
@@ -415,15 +493,15 @@ def _apply(world, handler, cmd):
 
 
 def test_every_handler_is_idempotent(world):
-    settings = dep.resolve_settings().to_doc()
+    settings = resolve_settings().to_doc()
     commands = [
-        (dep.request_deployment, dep.RequestDeployment("r-1", MODEL, "1", "svc-a", settings, at(50))),
-        (dep.record_deployment, dep.RecordDeployment("r-1", MODEL, "1", "svc-a", "https://a", "svc-a-1", 1, True,
+        (request_deployment, RequestDeployment("r-1", MODEL, "1", "svc-a", settings, at(50))),
+        (record_deployment, RecordDeployment("r-1", MODEL, "1", "svc-a", "https://a", "svc-a-1", 1, True,
                                                      settings, "img", at(51))),
-        (dep.request_undeployment, dep.RequestUndeployment("r-2", MODEL, at(52))),
-        (dep.record_undeployment, dep.RecordUndeployment("r-2", MODEL, ("svc-a",), at(53))),
-        (dep.request_deployment, dep.RequestDeployment("r-3", MODEL, "1", "svc-b", settings, at(54))),
-        (dep.refuse_deployment, dep.RefuseDeployment("r-3", MODEL, "no", "invalid", at(55), "1")),
+        (request_undeployment, RequestUndeployment("r-2", MODEL, at(52))),
+        (record_undeployment, RecordUndeployment("r-2", MODEL, ("svc-a",), at(53))),
+        (request_deployment, RequestDeployment("r-3", MODEL, "1", "svc-b", settings, at(54))),
+        (refuse_deployment, RefuseDeployment("r-3", MODEL, "no", "invalid", at(55), "1")),
     ]
     for handler, cmd in commands:
         assert _apply(world, handler, cmd)
@@ -433,11 +511,11 @@ def test_every_handler_is_idempotent(world):
 
 
 def test_an_older_deploy_outcome_never_overwrites_a_newer_one(world):
-    settings = dep.resolve_settings().to_doc()
-    newer = dep.RecordDeployment("r-new", MODEL, "2", "svc", "https://svc", "svc-00002", 2, True, settings, "i", at(60))
-    older = dep.RecordDeployment("r-old", MODEL, "1", "svc", "https://svc", "svc-00001", 1, True, settings, "i", at(59))
-    _apply(world, dep.record_deployment, newer)
-    changes = _apply(world, dep.record_deployment, older)
+    settings = resolve_settings().to_doc()
+    newer = RecordDeployment("r-new", MODEL, "2", "svc", "https://svc", "svc-00002", 2, True, settings, "i", at(60))
+    older = RecordDeployment("r-old", MODEL, "1", "svc", "https://svc", "svc-00001", 1, True, settings, "i", at(59))
+    _apply(world, record_deployment, newer)
+    changes = _apply(world, record_deployment, older)
     assert changes[0].details["stale"] is True
     endpoint = world.store.get("endpoints/svc")
     assert (endpoint["version_id"], endpoint["revision"]) == ("2", "svc-00002")
@@ -502,7 +580,7 @@ def test_status_is_unknown_when_cloud_run_cannot_be_reached(world):
 def test_cloud_run_is_listed_once_per_cache_period():
     ticks = {"now": 0.0}
     serving = FakeServingPlatform()
-    cache = dep.CachedServing(lambda: serving, ttl=10, clock=lambda: ticks["now"])
+    cache = CachedServing(lambda: serving, ttl=10, clock=lambda: ticks["now"])
     for _ in range(5):
         assert cache.snapshot().known
     assert serving.list_calls == 1
@@ -530,14 +608,13 @@ def test_a_version_served_but_deleted_in_the_registry_is_not_deployed(world):
 
 def test_post_deploy_publishes_a_request_and_answers_202(world):
     client = world.api()
-    response = client.post(f"/models/{MODEL}/versions/1:deploy", json={"preset": "development", "max_instances": 4,
-                                                                     "requested_by": "ana"})
+    response = client.post(f"/models/{MODEL}/versions/1:deploy", json={"preset": "development", "max_instances": 4})
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
     assert body["service_name"] == "recs-retrieval-serving" and body["settings"]["max_instances"] == 4
     topic, event_id, payload = world.publisher.published[-1]
     assert (topic, event_id, payload["action"], payload["requested_by"]) == (
-        "deploy-requests", body["request_id"], "deploy", "ana")
+        "deploy-requests", body["request_id"], "deploy", "local:developer")  # the caller, never the body
     assert client.get(body["status_url"]).status_code == 404  # not recorded until the function receives it
     world.deliver(payload)
     outcome = client.get(body["status_url"]).get_json()
@@ -595,13 +672,15 @@ def test_routes_answer_503_when_nothing_can_publish(world):
 
 
 def test_decoded_deploy_request_carries_resolved_settings():
-    cmd = deploy_request_command(deploy_payload(preset="high-traffic", overrides={"min_instances": 3}), None)
-    assert isinstance(cmd, dep.RequestDeployment)
+    decode = ENTRY_POINTS["on_deploy_request"].decode
+    cmd = decode(deploy_payload(preset="high-traffic", overrides={"min_instances": 3}), Message(b"", {}, "m-1"), None)
+    assert isinstance(cmd, RequestDeployment)
     assert cmd.service_id == "recs-retrieval-serving" and cmd.settings["min_instances"] == 3
     assert cmd.requested_at.tzinfo is not None and cmd.idempotency_key == "deploy-request:req-deploy-1"
 
 
 def test_stored_view_without_a_serving_platform_is_consistent(world):
     world.deliver(deploy_payload())
-    docs = queries.with_deployment(world.store, [world.store.get(f"models/{MODEL}")])
-    assert docs[0]["deployed"] is True and docs[0]["deployment"]["service"] == "recs-retrieval-serving"
+    doc = queries.overlay_deployment(world.store.get(f"models/{MODEL}"), None)
+    assert doc["deployed"] is True and doc["deployment"]["service"] == "recs-retrieval-serving"
+    assert queries.kpis(world.store)["deployed"] == 1

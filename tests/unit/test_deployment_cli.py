@@ -9,7 +9,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 from fakes import RecordingPublisher
-from registrar.registration import MODEL_NOT_FOUND_MESSAGE
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE
 from registrar_cli.main import cli
 from test_deployment import MODEL, Deployments
 from werkzeug.serving import make_server

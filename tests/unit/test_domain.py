@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from helpers import at, run_cmd
-from registrar import domain
-from registrar.domain import DELETED, LIVE, AliasFact, Model, Version
+from registrar.kernel import labels as label_rules
+from registrar.kernel import model as domain
+from registrar.kernel.ids import stable_id
+from registrar.kernel.model import DELETED, LIVE, AliasFact, Model, Version
+from registrar.registration.runs import apply_run_fact
 
 
 def v(vid: str, minute: float, state: str = LIVE, **kw) -> Version:
@@ -86,13 +89,12 @@ def test_best_metric_and_direction():
 def test_label_helpers():
     labels = {"registrar-run-id": "run-7", "blessed": "TRUE", "metric_recall_at_100": "0_42",
               "metric_rmse": "0-91", "metric_bad": "x"}
-    assert domain.run_id_from_labels(labels) == "run-7"
-    assert domain.run_id_from_labels({"training_run_id": "a", "registrar-run-id": "b"}) == "a"
-    assert domain.run_id_from_labels({}) is None
-    assert domain.blessed_from_labels(labels) is True
-    assert domain.blessed_from_labels({"blessed": "false"}) is False
-    assert domain.blessed_from_labels({}) is None
-    assert domain.metrics_from_labels(labels) == {"recall_at_100": 0.42, "rmse": 0.91}
+    assert label_rules.run_id_from_labels(labels) == "run-7"
+    assert label_rules.run_id_from_labels({"training_run_id": "a", "registrar-run-id": "b"}) == "a"
+    assert label_rules.run_id_from_labels({}) is None
+    assert label_rules.blessed_from_labels(labels) is True
+    assert label_rules.blessed_from_labels({"blessed": "false"}) is False
+    assert label_rules.blessed_from_labels({}) is None
 
 
 def test_model_and_version_documents_round_trip():
@@ -104,9 +106,9 @@ def test_model_and_version_documents_round_trip():
 
 
 def test_stable_id_is_deterministic_and_separates_parts():
-    assert domain.stable_id("a", "b") == domain.stable_id("a", "b")
-    assert domain.stable_id("a", "b") != domain.stable_id("ab")
-    assert len(domain.stable_id("x")) == 32
+    assert stable_id("a", "b") == stable_id("a", "b")
+    assert stable_id("a", "b") != stable_id("ab")
+    assert len(stable_id("x")) == 32
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,29 +116,29 @@ def test_stable_id_is_deterministic_and_separates_parts():
 
 
 def test_first_terminal_fact_wins_and_running_after_terminal_is_stale():
-    r = domain.apply_run_fact(None, run_cmd("r", "RUNNING", at(0), stage="Trainer"))
+    r = apply_run_fact(None, run_cmd("r", "RUNNING", at(0), stage="Trainer"))
     assert r.doc["status"] == "RUNNING" and r.doc["started_at"] == at(0) and r.changed and not r.finished_now
-    r = domain.apply_run_fact(r.doc, run_cmd("r", "SUCCEEDED", at(10), metrics={"rmse": 0.9}, blessed=True))
+    r = apply_run_fact(r.doc, run_cmd("r", "SUCCEEDED", at(10), metrics={"rmse": 0.9}, blessed=True))
     assert r.finished_now and r.succeeded_now and r.doc["finished_at"] == at(10)
     assert r.doc["metrics"] == {"rmse": 0.9} and r.doc["blessed"] is True
-    again = domain.apply_run_fact(r.doc, run_cmd("r", "SUCCEEDED", at(10), metrics={"rmse": 0.9}, blessed=True))
+    again = apply_run_fact(r.doc, run_cmd("r", "SUCCEEDED", at(10), metrics={"rmse": 0.9}, blessed=True))
     assert not again.changed and not again.finished_now
-    late = domain.apply_run_fact(r.doc, run_cmd("r", "RUNNING", at(11), stage="Evaluator"))
+    late = apply_run_fact(r.doc, run_cmd("r", "RUNNING", at(11), stage="Evaluator"))
     assert late.doc["status"] == "SUCCEEDED" and late.doc.get("stage") == "Trainer"
-    failed = domain.apply_run_fact(r.doc, run_cmd("r", "FAILED", at(12), error_message="boom"))
+    failed = apply_run_fact(r.doc, run_cmd("r", "FAILED", at(12), error_message="boom"))
     assert failed.doc["status"] == "SUCCEEDED" and "error_message" not in failed.doc and not failed.finished_now
 
 
 def test_log_route_adds_route_without_changing_outcome():
-    r = domain.apply_run_fact(None, run_cmd("r", "SUCCEEDED", at(10), metrics={"rmse": 0.9}, blessed=False))
-    r2 = domain.apply_run_fact(r.doc, run_cmd("r", "SUCCEEDED", at(10.1), route="log"))
+    r = apply_run_fact(None, run_cmd("r", "SUCCEEDED", at(10), metrics={"rmse": 0.9}, blessed=False))
+    r2 = apply_run_fact(r.doc, run_cmd("r", "SUCCEEDED", at(10.1), route="log"))
     assert r2.changed and not r2.finished_now
     assert r2.doc["routes"] == ["event", "log"]
     assert r2.doc["metrics"] == {"rmse": 0.9} and r2.doc["blessed"] is False and r2.doc["finished_at"] == at(10)
 
 
 def test_details_fill_in_from_the_event_after_the_log():
-    r = domain.apply_run_fact(None, run_cmd("r", "FAILED", at(10), route="log", error_message="DAG failed"))
+    r = apply_run_fact(None, run_cmd("r", "FAILED", at(10), route="log", error_message="DAG failed"))
     assert r.finished_now and not r.succeeded_now and r.doc["error_message"] == "DAG failed"
-    r2 = domain.apply_run_fact(r.doc, run_cmd("r", "FAILED", at(9.9), stage="Trainer", model_name="recs"))
+    r2 = apply_run_fact(r.doc, run_cmd("r", "FAILED", at(9.9), stage="Trainer", model_name="recs"))
     assert r2.doc["stage"] == "Trainer" and r2.doc["model_name"] == "recs" and not r2.finished_now

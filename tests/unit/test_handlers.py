@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from helpers import (
     NOW,
@@ -10,14 +12,16 @@ from helpers import (
     at,
     delete_model_cmd,
     delete_version_cmd,
+    history_events,
     labels_cmd,
     run_cmd,
     upload_cmd,
     upload_entries,
 )
-from registrar import schemas
-from registrar.commands import RegisterUploadedVersion
-from registrar.errors import PermanentError
+from registrar.kernel import schemas
+from registrar.kernel.errors import PermanentError
+from registrar.kernel.ids import stable_id
+from registrar.registry.commands import RegisterUploadedVersion
 
 
 def kinds(outcome) -> list[str]:
@@ -191,11 +195,23 @@ def test_schema_rejects_a_bad_registry_event():
                          "events/registry-event.v1.json")
 
 
-def test_ledger_entry_has_ttl_and_names_the_fact(w):
+def test_the_idempotency_key_lives_in_the_aggregate_with_an_expiry_and_the_event_names_the_fact(w):
     w.bus.handle(upload_cmd("m1", "1", at(1)), message_id="abc")
+    key = "upload:m1@1:" + at(1).isoformat()
+    assert w.model("m1")["applied"] == {stable_id(key): NOW + timedelta(days=30)}
+    assert dict(w.store.list("idempotency")) == {}
+    [event] = [snap.data for snap in history_events(w.store)]
+    assert event["fact"] == key and event["recorded_at"] == NOW
+
+
+def test_ledger_entry_has_ttl_and_names_the_fact_when_no_aggregate_is_written(w):
+    unresolved = RegisterUploadedVersion(model_id="m1", operation_id="op-1", occurred_at=at(1), version=None)
+    w.bus.handle(unresolved, message_id="abc")
+    assert w.model("m1") is None
     [entry] = dict(w.store.list("idempotency")).values()
-    assert entry["key"] == "upload:m1@1:" + at(1).isoformat()
+    assert entry["key"] == "upload-op:op-1"
     assert entry["message_id"] == "abc" and entry["expire_at"] > entry["applied_at"] == NOW
+    assert w.bus.handle(unresolved).status == "duplicate"
 
 
 def test_same_upload_operation_resolved_then_unresolvable_is_not_a_second_version(w):
@@ -223,7 +239,7 @@ def test_unresolvable_late_upload_entry_does_not_re_add_a_live_version(w):
     """The registration path recorded version 1 (Vertex's create time). The upload's own audit entry arrives late,
     after someone deleted the version in Vertex (so Vertex cannot resolve it) but before that delete's entry: it
     carries only its later log timestamp, which proves no new incarnation — nothing changes, nothing is re-added."""
-    from registrar.commands import RegisterUploadedVersion
+    from registrar.registry.commands import RegisterUploadedVersion
 
     w.handle(upload_cmd("m1", "1", at(1)))
     late = RegisterUploadedVersion(model_id="m1", operation_id="projects/p/locations/l/models/m1/operations/77",

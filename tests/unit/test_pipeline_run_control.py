@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 from google.api_core import exceptions as gexc
 from registrar.adapters.pipelines import EventEmittingRunner, LocalPipelineRunner, VertexPipelineRunner
-from registrar.errors import TransientError
+from registrar.kernel.errors import TransientError
 
 PROJECT, REGION = "registrar-test", "europe-west4"
 RUN = {"training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval"}

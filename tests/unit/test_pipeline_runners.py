@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from fakes import FakeModelRegistry, RecordingPublisher
 from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
-from registrar import schemas
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from registrar.adapters import pipelines
+from registrar.adapters.memory import InMemoryStore
+from registrar.adapters.no_runner import UnconfiguredPipelineRunner
 from registrar.adapters.pipelines import (
     EventEmittingRunner,
     LocalPipelineRunner,
@@ -27,10 +31,12 @@ from registrar.adapters.pipelines import (
     pipeline_job_body,
     pipeline_job_id,
     pipeline_parameters,
-    runner_from_env,
 )
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import PipelineRunner
+from registrar.bootstrap import bootstrap
+from registrar.config import Config
+from registrar.kernel import schemas
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.ports import PipelineRunner
 
 from pipeline import events as pipeline_events
 
@@ -96,6 +102,27 @@ def test_other_run_ids_become_valid_distinct_deterministic_job_ids(run_id):
 
 def test_run_ids_differing_only_in_invalid_characters_get_different_job_ids():
     assert pipeline_job_id("A_b") != pipeline_job_id("a-b") != pipeline_job_id("a.b")
+
+
+# Vertex AI's rule for pipelineJobId: "less than 128 characters, and valid characters are /[a-z][0-9]-/".
+VERTEX_JOB_ID = re.compile(r"[a-z][a-z0-9-]{0,126}")
+
+
+def test_a_run_id_of_128_valid_characters_is_shortened_below_vertex_limit():
+    run_id = "r" + "0123456789abcdef" * 8  # 129 characters, every one valid
+    for candidate in (run_id[:127], run_id[:128], run_id):
+        job_id = pipeline_job_id(candidate)
+        assert VERTEX_JOB_ID.fullmatch(job_id) and len(job_id) < 128, (len(candidate), len(job_id))
+    assert pipeline_job_id(run_id[:127]) == run_id[:127]  # valid and short enough: kept as it is
+    assert pipeline_job_id(run_id[:128]) != pipeline_job_id(run_id[:128] + "0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=300))
+def test_every_run_id_gets_a_job_id_vertex_accepts(run_id):
+    job_id = pipeline_job_id(run_id)
+    assert VERTEX_JOB_ID.fullmatch(job_id) and len(job_id) < 128
+    assert pipeline_job_id(run_id) == job_id
 
 
 # -- parameters and the PipelineJob body --------------------------------------------------------------------------
@@ -270,13 +297,34 @@ def json_type_fits(value, parameter_type: str) -> bool:
     return isinstance(value, JSON_TYPES[parameter_type])
 
 
-def test_the_model_version_is_the_runs_slot_or_creation_time_as_unix_seconds():
-    assert pipelines.model_version_of({"slot": SLOT, "created_at": T0}) == int(SLOT.timestamp())
-    assert pipelines.model_version_of({"slot": "2027-03-29T07:00:00Z"}) == int(SLOT.timestamp())
-    assert pipelines.model_version_of({"created_at": T0}) == int(T0.timestamp())
+def version_at(moment: datetime, number: int) -> int:
+    return int(moment.timestamp()) * 1_000_000 + number
+
+
+def test_the_model_version_is_the_runs_slot_or_creation_time_and_its_run_number():
+    assert pipelines.model_version_of({"slot": SLOT, "created_at": T0, "run_number": 7}) == version_at(SLOT, 7)
+    assert pipelines.model_version_of({"slot": "2027-03-29T07:00:00Z", "run_number": 7}) == version_at(SLOT, 7)
+    assert pipelines.model_version_of({"created_at": T0, "run_number": 1_000_012}) == version_at(T0, 12)
     assert pipelines.model_version_of({"model_version": 42, "slot": SLOT}) == 42
     assert pipelines.model_version_of({"slot": datetime(2027, 3, 29, 7, 0)}) is None  # naive: no single instant
     assert pipelines.model_version_of({}) is None
+    unnumbered = pipelines.model_version_of({"training_run_id": "run-x", "created_at": T0})
+    assert unnumbered // 1_000_000 == int(T0.timestamp())
+    assert unnumbered == pipelines.model_version_of({"training_run_id": "run-x", "created_at": T0}), "deterministic"
+
+
+def test_two_runs_of_one_model_in_the_same_second_never_share_a_version_directory():
+    """Unix seconds did (a trigger and a slot, or two triggers, in one second): both runs pushed to
+    pushed_model/<seconds>/, and the second overwrote the first's SavedModel."""
+    runs = [{**scheduled_run(run_id=f"sched-{n}"), "created_at": T0 + timedelta(microseconds=n), "run_number": n}
+            for n in range(1, 50)]
+    versions = [pipelines.model_version_of(run) for run in runs]
+    assert len(set(versions)) == len(runs)
+    later = pipelines.model_version_of({**scheduled_run(), "created_at": T0 + timedelta(seconds=1), "run_number": 1})
+    assert max(versions) < later, "a later second sorts later"
+    unnumbered = {pipelines.model_version_of({"training_run_id": f"run-{n}", "created_at": T0}) for n in range(50)}
+    assert len(unnumbered) == 50
+    assert all(str(v).isdigit() and v < 2**53 for v in versions), "a number TF Serving and JSON carry exactly"
 
 
 def test_run_scoped_parameters_come_from_the_run_not_from_its_config():
@@ -285,7 +333,7 @@ def test_run_scoped_parameters_come_from_the_run_not_from_its_config():
     values = pipeline_parameters(run, RUN_SCOPED)
 
     assert values == {"training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval",
-                      "model_version": int(SLOT.timestamp())}
+                      "model_version": version_at(SLOT, 7)}
 
 
 @pytest.mark.parametrize("missing", ["model_name", "slot"])
@@ -320,7 +368,7 @@ def test_the_runner_sends_only_declared_parameters_of_the_declared_types_to_the_
     assert set(pipelines.RUN_SCOPED_PARAMETERS) <= set(declared)
     assert {k: sent[k] for k in pipelines.RUN_SCOPED_PARAMETERS} == {
         "training_run_id": "sched-0123456789abcdefghijklmnop", "model_name": "recs_retrieval",
-        "model_version": int(SLOT.timestamp())}
+        "model_version": version_at(SLOT, 7)}
     assert set(config) - set(declared) == COMPILE_TIME_CONFIG & set(config)
     assert {k: sent[k] for k in config if k in declared} == {k: v for k, v in config.items() if k in declared}
     assert isinstance(sent["learning_rate"], float) and isinstance(sent["rmse_threshold"], float)
@@ -387,7 +435,7 @@ def started(tmp_path: Path, want: int, timeout: float = 10.0) -> list[list[str]]
 def test_local_runner_starts_one_process_per_run(tmp_path, recording_python):
     runs = tmp_path / "runs"
     runner = LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs,
-                                 env={"PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"})
+                                 env={**os.environ, "PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"})
 
     first = runner.submit(scheduled_run())
     second = runner.submit(scheduled_run())
@@ -406,13 +454,13 @@ def test_local_runner_starts_one_process_per_run(tmp_path, recording_python):
 
 def test_a_second_runner_finds_the_marker_of_the_first(tmp_path, recording_python):
     runs = tmp_path / "runs"
-    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs).submit(scheduled_run())
+    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs, env=os.environ).submit(scheduled_run())
 
-    name = LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs).submit(scheduled_run())
+    name = LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs, env=os.environ).submit(scheduled_run())
 
     assert name == "local/sched-0123456789abcdefghijklmnop"
     assert len(started(tmp_path, want=1)) == 1
-    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs).submit(scheduled_run("sched-other"))
+    LocalPipelineRunner(PROJECT, python=recording_python, runs_dir=runs, env=os.environ).submit(scheduled_run("sched-other"))
     assert len(started(tmp_path, want=2)) == 2
 
 
@@ -478,7 +526,7 @@ def test_events_are_shaped_as_the_pipeline_shapes_them(tmp_path):
         occurred_at=datetime.fromisoformat(ours["occurred_at"].replace("Z", "+00:00")), stage="Pusher",
         report={**ours["artifacts"], "metrics": ours["metrics"], "blessed": True, "retrieval_algorithm": "scann"})
 
-    assert ours == theirs
+    assert ours == {**theirs, "simulated": True}  # no pipeline ran: the events say so
 
 
 def test_events_runner_can_fail_runs(tmp_path):
@@ -509,41 +557,44 @@ def test_an_unknown_outcome_is_refused(tmp_path):
 # -- selection ----------------------------------------------------------------------------------------------------
 
 
+def runner_for(env: dict[str, str], repository=None) -> PipelineRunner:
+    """The runner the wiring builds for an environment (as a function instance's services would)."""
+    config = Config.from_environ({"GOOGLE_CLOUD_PROJECT": PROJECT, "GOOGLE_CLOUD_REGION": REGION, **env},
+                                 repository=repository)
+    return bootstrap(config=config, store=InMemoryStore(), publisher=RecordingPublisher(),
+                     registry=FakeModelRegistry()).runner
+
+
 @pytest.mark.parametrize("env, expected", [
     ({"REGISTRAR_PIPELINE_RUNNER": "vertex"}, VertexPipelineRunner),
     ({"REGISTRAR_PIPELINE_RUNNER": "local"}, LocalPipelineRunner),
     ({"REGISTRAR_PIPELINE_RUNNER": "events"}, EventEmittingRunner),
     ({"K_SERVICE": "on_schedule_tick"}, VertexPipelineRunner),
-    ({}, EventEmittingRunner),
+    ({}, UnconfiguredPipelineRunner),  # never a silent simulation: events only when asked for by name
 ])
-def test_runner_from_env(monkeypatch, env, expected):
-    for name in ("REGISTRAR_PIPELINE_RUNNER", "K_SERVICE", "PUBSUB_EMULATOR_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    runner = runner_from_env(PROJECT, REGION)
+def test_runner_from_the_environment(env, expected):
+    runner = runner_for(env)
 
     assert isinstance(runner, expected) and isinstance(runner, PipelineRunner)
 
 
-def test_local_is_the_default_with_the_emulator_and_a_pipeline_venv(monkeypatch, tmp_path):
-    for name in ("REGISTRAR_PIPELINE_RUNNER", "K_SERVICE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8681")
-    monkeypatch.setattr(pipelines, "ROOT", tmp_path)
-    assert isinstance(runner_from_env(PROJECT, REGION), EventEmittingRunner)
+def test_an_unknown_runner_is_refused():
+    with pytest.raises(ValueError, match="vertex, local or events"):
+        Config.from_environ({"REGISTRAR_PIPELINE_RUNNER": "kubeflow"})
+
+
+def test_local_is_the_default_with_the_emulator_and_a_pipeline_venv(tmp_path):
+    env = {"PUBSUB_EMULATOR_HOST": "127.0.0.1:8681"}
+    assert isinstance(runner_for(env, repository=tmp_path), UnconfiguredPipelineRunner)
     (tmp_path / ".venv-pipeline").mkdir()
-    assert isinstance(runner_from_env(PROJECT, REGION), LocalPipelineRunner)
+    assert isinstance(runner_for(env, repository=tmp_path), LocalPipelineRunner)
 
 
-def test_vertex_settings_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("REGISTRAR_PIPELINE_RUNNER", "vertex")
-    monkeypatch.setenv("REGISTRAR_PIPELINE_TEMPLATE", "gs://b/pipeline.json")
-    monkeypatch.setenv("REGISTRAR_PIPELINE_ROOT", "gs://b/root")
-    monkeypatch.setenv("REGISTRAR_PIPELINE_SERVICE_ACCOUNT", "pipelines@p.iam.gserviceaccount.com")
-
-    runner = runner_from_env(PROJECT, REGION)
+def test_vertex_settings_come_from_the_environment():
+    runner = runner_for({"REGISTRAR_PIPELINE_RUNNER": "vertex",
+                         "REGISTRAR_PIPELINE_TEMPLATE": "gs://b/pipeline.json",
+                         "REGISTRAR_PIPELINE_ROOT": "gs://b/root",
+                         "REGISTRAR_PIPELINE_SERVICE_ACCOUNT": "pipelines@p.iam.gserviceaccount.com"})
 
     assert (runner.template_uri, runner.pipeline_root, runner.service_account) == (
         "gs://b/pipeline.json", "gs://b/root", "pipelines@p.iam.gserviceaccount.com")

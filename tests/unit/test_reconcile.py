@@ -3,16 +3,21 @@ converging through the bus with history, alias and resource-name drift, and dry 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from fakes import LOCATION, PROJECT, FakeModelRegistry
-from helpers import World, snapshot
-from registrar import reconcile
-from registrar.commands import MergeAliases, RecordPipelineRun, RecordRegistration, RegisterUploadedVersion
-from registrar.errors import PermanentError
-from registrar.ports import ModelVersionInfo
+from helpers import World, deliver, snapshot
+from registrar.kernel.ports import ModelVersionInfo
+from registrar.reconcile.audit import audit
+from registrar.reconcile.fix import fix
+from registrar.reconcile.report import latest_report
+from registrar.reconcile.tick import run_reconcile
+from registrar.registration.commands import RecordPipelineRun, RecordRegistration
+from registrar.registry.commands import MergeAliases, RegisterUploadedVersion
 
 AUDIT_AT = datetime(2026, 2, 8, 12, 0, tzinfo=timezone.utc)
 TRAINED_AT = datetime(2026, 1, 29, 12, 0, tzinfo=timezone.utc)
@@ -103,8 +108,14 @@ def expected_rows() -> list[tuple]:
 EXPECTED_COUNTS = {
     "vertex_models": 9, "vertex_versions": 9, "registry_models": 8, "registry_records": 10,
     "orphan": 1, "unrecorded_ours": 0, "unrecorded_foreign": 2, "stale_resource_name": 0, "reservation": 2,
-    "alias_mismatch": 0,
+    "alias_mismatch": 0, "label_mismatch": 0, "unapproved_promotion": 0,
+    # Cloud Run and Cloud Scheduler: nothing deployed, nothing scheduled in seeds/000
+    "service_serving_deleted_version": 0, "orphan_service": 0, "deployment_record_without_service": 0,
+    "service_without_deployment_record": 0, "settings_drift": 0,
+    "missing_job": 0, "extra_job": 0, "job_timing_drift": 0, "job_not_applied": 0,
 }
+# A reconcile run (tick, CLI) also lists Cloud Run's services and Cloud Scheduler's jobs.
+RUN_COUNTS = {**EXPECTED_COUNTS, "cloud_run_services": 0, "schedules": 0, "scheduler_jobs": 0}
 
 
 def rows(report) -> list[tuple]:
@@ -135,7 +146,7 @@ def seeded() -> World:
 
 
 def test_seeded_drift_gives_the_exact_seeds_000_report(seeded):
-    report = reconcile.audit(seeded.store, seeded.registry, now=AUDIT_AT)
+    report = audit(seeded.store, seeded.registry, now=AUDIT_AT)
 
     assert rows(report) == expected_rows()
     assert report.counts == EXPECTED_COUNTS
@@ -157,34 +168,34 @@ def test_seeded_drift_gives_the_exact_seeds_000_report(seeded):
 def test_report_document_is_json_and_saved_as_latest(seeded):
     import json
 
-    report = reconcile.run_reconcile(seeded.services, fix=False, now=AUDIT_AT)
-    doc = reconcile.latest_report(seeded.store)
+    report = run_reconcile(seeded.services, fix=False, now=AUDIT_AT)
+    doc = latest_report(seeded.store)
     assert doc == json.loads(json.dumps(report.to_doc()))
     assert seeded.store.get(f"audits/{report.report_id}") == doc
-    assert doc["counts"] == EXPECTED_COUNTS and doc["is_clean"] is False and doc["repairs"] is None
+    assert doc["counts"] == RUN_COUNTS and doc["is_clean"] is False and doc["repairs"] is None
     assert [(d["category"], d["display_name"]) for d in doc["discrepancies"]] == [r[::3] for r in expected_rows()]
 
 
 def test_no_report_before_the_first_audit():
-    assert reconcile.latest_report(World().store) is None
+    assert latest_report(World().store) is None
 
 
 def test_reservations_younger_than_the_threshold_are_not_reported(seeded):
-    report = reconcile.audit(seeded.store, seeded.registry, now=TRAINED_AT + timedelta(hours=3))
+    report = audit(seeded.store, seeded.registry, now=TRAINED_AT + timedelta(hours=3))
     assert report.of("reservation") == []
-    report = reconcile.audit(seeded.store, seeded.registry, now=TRAINED_AT + timedelta(hours=3),
+    report = audit(seeded.store, seeded.registry, now=TRAINED_AT + timedelta(hours=3),
                              reservation_age=timedelta(hours=1))
     assert [d.display_name for d in report.of("reservation")] == [FAILED_RESERVATION, UNREGISTERED_RESERVATION]
 
 
 def test_fix_converges_and_every_repair_is_in_history(seeded):
-    report = reconcile.audit(seeded.store, seeded.registry, now=AUDIT_AT)
-    sent = reconcile.fix(report, seeded.services, now=AUDIT_AT)
+    report = audit(seeded.store, seeded.registry, now=AUDIT_AT)
+    sent = fix(report, seeded.services, now=AUDIT_AT)
     assert [type(c).__name__ for c in sent] == [
         "DeleteVersion", "RegisterUploadedVersion", "RegisterUploadedVersion", "ReleaseReservation",
         "ReleaseReservation"]
 
-    again = reconcile.audit(seeded.store, seeded.registry, now=AUDIT_AT + timedelta(minutes=1))
+    again = audit(seeded.store, seeded.registry, now=AUDIT_AT + timedelta(minutes=1))
     assert again.is_clean, rows(again)
     assert again.counts["vertex_models"] == again.counts["registry_models"] == 9
 
@@ -213,9 +224,9 @@ def test_fix_converges_and_every_repair_is_in_history(seeded):
 
 
 def test_run_reconcile_twice_is_harmless(seeded):
-    first = reconcile.run_reconcile(seeded.services, fix=True, now=AUDIT_AT)
+    first = run_reconcile(seeded.services, fix=True, now=AUDIT_AT)
     after_first = snapshot(seeded.store)
-    redelivered = reconcile.run_reconcile(seeded.services, fix=True, now=AUDIT_AT, report_id=first.report_id)
+    redelivered = run_reconcile(seeded.services, fix=True, now=AUDIT_AT, report_id=first.report_id)
     assert first.repairs == 5 and redelivered.is_clean and redelivered.repairs == 0
     changed = {p for p in set(after_first) | set(seeded.store.docs)
                if after_first.get(p) != seeded.store.docs.get(p)}
@@ -224,9 +235,9 @@ def test_run_reconcile_twice_is_harmless(seeded):
 
 def test_dry_run_changes_nothing(seeded):
     before = snapshot(seeded.store)
-    report = reconcile.audit(seeded.store, seeded.registry, now=AUDIT_AT)
+    report = audit(seeded.store, seeded.registry, now=AUDIT_AT)
     assert snapshot(seeded.store) == before
-    reconcile.run_reconcile(seeded.services, fix=False, now=AUDIT_AT)
+    run_reconcile(seeded.services, fix=False, now=AUDIT_AT)
     after = snapshot(seeded.store)
     assert {p: d for p, d in after.items() if not p.startswith("audits/")} == before
     assert not report.is_clean
@@ -234,7 +245,7 @@ def test_dry_run_changes_nothing(seeded):
 
 def test_progress_reports_every_model(seeded):
     calls = []
-    reconcile.audit(seeded.store, seeded.registry, now=AUDIT_AT, progress=lambda done, total: calls.append((done, total)))
+    audit(seeded.store, seeded.registry, now=AUDIT_AT, progress=lambda done, total: calls.append((done, total)))
     assert calls[0] == (0, 10) and calls[-1] == (10, 10) and len(calls) == 11
 
 
@@ -261,7 +272,7 @@ def test_alias_mismatch_is_reported_and_fixed_with_vertex_aliases():
     vertex.versions[("recs", "1")] = dataclasses.replace(v1, aliases=("default",))
     vertex.versions[("recs", "2")] = dataclasses.replace(v2, aliases=("champion",))
 
-    report = reconcile.audit(world.store, vertex, now=AUDIT_AT)
+    report = audit(world.store, vertex, now=AUDIT_AT)
     assert rows(report) == [("alias_mismatch", "recs", None, "recs")]
     mismatch = report.discrepancies[0]
     assert mismatch.data == {"registry": {"default": "2", "staging": "1"},
@@ -269,11 +280,11 @@ def test_alias_mismatch_is_reported_and_fixed_with_vertex_aliases():
                              "aliases": ["champion", "default", "staging"]}
     assert mismatch.detail == "champion: registry absent, Vertex @2; default: registry @2, Vertex @1; staging: registry @1, Vertex absent"
 
-    sent = reconcile.fix(report, world.services, now=AUDIT_AT)
+    sent = fix(report, world.services, now=AUDIT_AT)
     assert [(c.version_id, c.aliases) for c in sent] == [("1", ("default", "-staging")), ("2", ("champion",))]
     assert all(isinstance(c, MergeAliases) and c.occurred_at == AUDIT_AT for c in sent)
     assert world.model("recs")["aliases"] == {"default": "1", "champion": "2"}
-    assert reconcile.audit(world.store, vertex, now=AUDIT_AT).is_clean
+    assert audit(world.store, vertex, now=AUDIT_AT).is_clean
     moved = [h for h in world.history("models/recs").values() if h["kind"] == "model.alias_moved"
              and h["occurred_at"] == AUDIT_AT]
     assert sorted(h["details"]["alias"] for h in moved) == ["champion", "default", "staging"]
@@ -288,16 +299,16 @@ def test_stale_resource_names_are_reported_and_corrected():
     register_versions(world.bus, [dataclasses.replace(actual, project="old-project")])
     vertex.versions[("recs", "1")] = actual
 
-    report = reconcile.audit(world.store, vertex, now=AUDIT_AT)
+    report = audit(world.store, vertex, now=AUDIT_AT)
     assert rows(report) == [("stale_resource_name", "recs", None, "recs"), ("stale_resource_name", "recs", "1", "recs")]
     assert report.discrepancies[1].data == {"registry": "projects/old-project/locations/us-central1/models/recs@1",
                                             "vertex": actual.resource_name}
 
-    sent = reconcile.fix(report, world.services, now=AUDIT_AT)
+    sent = fix(report, world.services, now=AUDIT_AT)
     assert [type(c).__name__ for c in sent] == ["RegisterUploadedVersion", "CorrectResourceNames"]
     assert world.model("recs")["resource_name"] == actual.model_resource_name
     assert world.versions("recs")["1"]["resource_name"] == actual.resource_name
-    assert reconcile.audit(world.store, vertex, now=AUDIT_AT).is_clean
+    assert audit(world.store, vertex, now=AUDIT_AT).is_clean
     kinds = [h["kind"] for h in world.history("models/recs").values()]
     assert kinds.count("model.resource_name_corrected") == 1
 
@@ -309,10 +320,11 @@ def test_version_learnt_without_its_vertex_details_gets_its_names_on_fix():
     world.bus.handle(RegisterUploadedVersion(model_id="recs", operation_id="op-1", occurred_at=TRAINED_AT,
                                              version=None, version_id="3", display_name="recs"))
     vertex.versions[("recs", "3")] = fake_info(seed, ours_labels(seed), "gs://a/3/")
-    report = reconcile.audit(world.store, vertex, now=AUDIT_AT)
-    assert [r[0] for r in rows(report)] == ["stale_resource_name", "stale_resource_name"]
-    reconcile.fix(report, world.services, now=AUDIT_AT)
-    assert reconcile.audit(world.store, vertex, now=AUDIT_AT).is_clean
+    report = audit(world.store, vertex, now=AUDIT_AT)
+    # learnt without its Vertex details, the version lacks its labels in the registry too
+    assert [r[0] for r in rows(report)] == ["stale_resource_name", "stale_resource_name", "label_mismatch"]
+    fix(report, world.services, now=AUDIT_AT)
+    assert audit(world.store, vertex, now=AUDIT_AT).is_clean
 
 
 def test_unrecorded_version_with_our_labels_is_kept_apart_and_registered():
@@ -320,12 +332,12 @@ def test_unrecorded_version_with_our_labels_is_kept_apart_and_registered():
     world = World(registry=vertex)
     seed = LEGIT_MODELS[0]
     vertex.versions[(seed.model_id, "1")] = fake_info(seed, ours_labels(seed), seed_artifact_uri(seed, PRODUCTION_BUCKET))
-    report = reconcile.audit(world.store, vertex, now=AUDIT_AT)
+    report = audit(world.store, vertex, now=AUDIT_AT)
     assert rows(report) == [("unrecorded_ours", seed.model_id, "1", seed.display_name)]
     assert report.discrepancies[0].data["training_run_id"] == seed.run_id
-    reconcile.fix(report, world.services, now=AUDIT_AT)
+    fix(report, world.services, now=AUDIT_AT)
     assert world.live_versions(seed.model_id) == {"1"}
-    assert reconcile.audit(world.store, vertex, now=AUDIT_AT).is_clean
+    assert audit(world.store, vertex, now=AUDIT_AT).is_clean
 
 
 def test_version_uploaded_while_the_listing_ran_is_not_an_orphan(seeded):
@@ -335,7 +347,7 @@ def test_version_uploaded_while_the_listing_ran_is_not_an_orphan(seeded):
 
     late = LateListing()
     late.versions = seeded.registry.versions
-    report = reconcile.audit(seeded.store, late, now=AUDIT_AT)
+    report = audit(seeded.store, late, now=AUDIT_AT)
     assert [r[1] for r in rows(report) if r[0] == "orphan"] == [DELETED_MODEL.model_id]
 
 
@@ -343,17 +355,28 @@ def test_version_uploaded_while_the_listing_ran_is_not_an_orphan(seeded):
 # The tick
 
 
+def tick_envelope(payload, message_id: str, publish_time: datetime | None = None) -> dict:
+    data = base64.b64encode(json.dumps(payload).encode()).decode()
+    message = {"data": data, "messageId": message_id}
+    if publish_time is not None:
+        message["publishTime"] = publish_time.isoformat()
+    return {"message": message}
+
+
 def test_reconcile_tick_payload_is_validated_and_redelivery_keeps_one_report(seeded):
     payload = {"schema": "registrar.reconcile-tick.v1", "tick_id": "tick-1", "requested_at": "2026-02-08T12:00:00Z",
                "fix": True}
-    first = reconcile.on_reconcile_tick(seeded.services, payload)
-    second = reconcile.on_reconcile_tick(seeded.services, payload)
-    assert first.report_id == second.report_id and first.repairs == 5 and second.repairs == 0
+    assert deliver(seeded.services, "on_reconcile_tick", tick_envelope(payload, "m-1")).status == "applied"
+    first = latest_report(seeded.store)
+    # The same tick published again (another message id): the same report, and nothing left to repair.
+    assert deliver(seeded.services, "on_reconcile_tick", tick_envelope(payload, "m-2")).status == "duplicate"
+    second = latest_report(seeded.store)
+    assert first["report_id"] == second["report_id"] and first["repairs"] == 5 and second["repairs"] == 0
     assert len(dict(seeded.store.list("audits"))) == 2  # the tick's report and `latest`
-    with pytest.raises(PermanentError):
-        reconcile.reconcile_tick_command({**payload, "extra": 1})
-    with pytest.raises(PermanentError):
-        reconcile.reconcile_tick_command({**payload, "requested_at": "2026-02-08T12:00:00"})
+    for refused in ({**payload, "extra": 1}, {**payload, "requested_at": "2026-02-08T12:00:00"}):
+        assert deliver(seeded.services, "on_reconcile_tick", tick_envelope(refused, "m-bad")) is None
+    reasons = [q["reason"] for _, q in seeded.store.list("quarantine")]
+    assert any("'extra' was unexpected" in r for r in reasons) and any("requested_at" in r for r in reasons)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -368,7 +391,7 @@ def test_cli_prints_the_seeds_000_table_and_fix_leaves_a_clean_audit(seeded, mon
     monkeypatch.setenv("COLUMNS", "160")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-registrar")  # restored after the test, though the CLI sets it
     (tmp_path / "local.env").write_text("GOOGLE_CLOUD_PROJECT=demo-registrar\n")
-    monkeypatch.setattr("registrar.clock.utcnow", lambda: AUDIT_AT)
+    monkeypatch.setattr("registrar.kernel.clock.utcnow", lambda: AUDIT_AT)
     runner = CliRunner()
 
     dry = runner.invoke(audit_cli.audit, ["--state-dir", str(tmp_path)])
@@ -379,46 +402,38 @@ def test_cli_prints_the_seeds_000_table_and_fix_leaves_a_clean_audit(seeded, mon
     assert "In registry but not in Vertex AI (orphans)" in dry.output
 
     as_json = runner.invoke(audit_cli.audit, ["--json", "--state-dir", str(tmp_path)])
-    import json
-
-    assert json.loads(as_json.output)["counts"] == EXPECTED_COUNTS
+    assert json.loads(as_json.output)["counts"] == RUN_COUNTS
 
     fixed = runner.invoke(audit_cli.audit, ["--fix", "--state-dir", str(tmp_path)])
     assert fixed.exit_code == 0, fixed.output
     assert "repaired through 5 commands; audit after the repair: clean" in fixed.output
-    assert reconcile.latest_report(seeded.store)["is_clean"] is True
+    assert latest_report(seeded.store)["is_clean"] is True
 
 
 def test_scheduler_tick_through_the_entry_point_fixes_and_the_api_serves_the_report(seeded):
     """Cloud Scheduler's fixed body carries no tick id or time: the Pub/Sub message's stand in, so a redelivery
     overwrites the same report and repeats no repair. GET /audit serves it, matching the API description."""
-    import base64
-    import json
     from pathlib import Path
 
     import yaml
     from jsonschema import Draft202012Validator
-    from registrar.api import create_app
-    from registrar.consume import reconcile_tick
+    from registrar.api.app import create_app
 
     client = create_app(lambda: seeded.store).test_client()
     assert client.get("/audit").status_code == 404
-    body = base64.b64encode(json.dumps({"schema": "registrar.reconcile-tick.v1", "fix": True}).encode()).decode()
-    envelope = {"message": {"data": body, "messageId": "tick-1", "publishTime": AUDIT_AT.isoformat()}}
-    reconcile_tick(seeded.services, envelope, topic="reconcile-ticks", entry_point="on_reconcile_tick")
+    envelope = tick_envelope({"schema": "registrar.reconcile-tick.v1", "fix": True}, "tick-1", AUDIT_AT)
+    deliver(seeded.services, "on_reconcile_tick", envelope)
     first = client.get("/audit").get_json()
     assert first["repairs"] == 5 and first["counts"]["orphan"] == 1
     published = len(seeded.publisher.published)
-    reconcile_tick(seeded.services, envelope, topic="reconcile-ticks", entry_point="on_reconcile_tick")  # redelivery
+    deliver(seeded.services, "on_reconcile_tick", envelope)  # redelivery
     second = client.get("/audit").get_json()
     assert second["report_id"] == first["report_id"]
     assert len(seeded.publisher.published) == published  # nothing repaired twice
-    assert reconcile.audit(seeded.store, seeded.registry, now=AUDIT_AT + timedelta(days=1)).is_clean
+    assert audit(seeded.store, seeded.registry, now=AUDIT_AT + timedelta(days=1)).is_clean
 
     openapi = yaml.safe_load((Path(__file__).resolve().parents[2] / "schemas" / "openapi.yaml").read_text())
     Draft202012Validator(openapi["components"]["schemas"]["AuditReport"]).validate(second)
 
-    bad = base64.b64encode(json.dumps({"schema": "registrar.reconcile-tick.v1"}).encode()).decode()
-    reconcile_tick(seeded.services, {"message": {"data": bad, "messageId": "tick-2"}}, topic="reconcile-ticks",
-                   entry_point="on_reconcile_tick")
+    deliver(seeded.services, "on_reconcile_tick", tick_envelope({"schema": "registrar.reconcile-tick.v1"}, "tick-2"))
     assert any("fix" in q["reason"] for _, q in seeded.store.list("quarantine"))

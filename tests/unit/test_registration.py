@@ -7,29 +7,20 @@ from datetime import timedelta
 
 import pytest
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
+from helpers import deliver
 from hypothesis import given
 from hypothesis import strategies as st
-from registrar import queries
 from registrar.adapters.artifacts import StorageArtifactStore
+from registrar.adapters.memory import InMemoryStore
 from registrar.bootstrap import bootstrap
-from registrar.consume import (
-    after_deploy_request,
-    after_pipeline_event,
-    consume_message,
-    deploy_request_command,
-    pipeline_event_command,
-)
-from registrar.errors import PermanentError, TransientError
-from registrar.inmemory import InMemoryStore
-from registrar.ports import ModelRegistryWriter, ModelVersionInfo
-from registrar.registration import (
-    MODEL_NOT_FOUND_MESSAGE,
-    model_id_for,
-    resolve_saved_model_dir,
-    sanitize_label_key,
-    sanitize_label_value,
-    verify_version_exists,
-)
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.labels import sanitize_label_key, sanitize_label_value
+from registrar.kernel.ports import ModelRegistryWriter, ModelVersionInfo
+from registrar.messaging.history import model_history
+from registrar.registration.queries import training_run
+from registrar.registration.upload import model_id_for, register_run, resolve_saved_model_dir
+from registrar.registry import queries
+from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE, verify_version_exists
 
 LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -71,13 +62,14 @@ def envelope(payload):
 
 @pytest.fixture
 def pushed(tmp_path):
-    version_dir = tmp_path / "run-1" / "pushed_model" / "1762074000"
+    """The versioned directory the run's Pusher wrote (and its event names), next to another run's."""
+    version_dir = tmp_path / "run-1" / "pushed_model" / "1762074000000001"
     version_dir.mkdir(parents=True)
     (version_dir / "saved_model.pb").write_bytes(b"\x08\x01")
-    older = tmp_path / "run-1" / "pushed_model" / "1762000000"
-    older.mkdir()
-    (older / "saved_model.pb").write_bytes(b"\x08\x01")
-    return tmp_path / "run-1" / "pushed_model"
+    newer = tmp_path / "run-1" / "pushed_model" / "1762074000000002"
+    newer.mkdir()
+    (newer / "saved_model.pb").write_bytes(b"\x08\x01")
+    return version_dir
 
 
 def succeeded_event(pushed_uri, run_id="run-1", model_name="recs_retrieval"):
@@ -106,8 +98,7 @@ def make_services(writer=None, now=lambda: at(100), **options):
 
 
 def deliver_pipeline(services, payload):
-    return consume_message(services, envelope(payload), topic="pipeline-events", entry_point="on_pipeline_event",
-                           to_command=pipeline_event_command, after=after_pipeline_event)
+    return deliver(services, "on_pipeline_event", envelope(payload))
 
 
 def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
@@ -116,19 +107,19 @@ def test_succeeded_run_is_registered_once_with_versioned_dir_and_labels(pushed):
         deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1
     upload = writer.uploads[0]
-    assert upload["artifact_uri"] == f"{pushed}/1762074000/"  # the newest version directory, never the parent
+    assert upload["artifact_uri"] == f"{pushed}/"  # the directory the event names, not the newest one
     assert upload["display_name"] == "recs_retrieval"
     assert upload["model"] == model_id_for("recs_retrieval")
     assert upload["labels"]["training_run_id"] == "run-1"
     assert upload["labels"]["blessed"] == "true"
-    assert upload["labels"]["metric_recall_at_100"] == "0_8012"
+    assert not any(k.startswith("metric") for k in upload["labels"]), "labels never carry metrics"
     assert all(KEY_RE.match(k) and LABEL_RE.match(v) for k, v in upload["labels"].items())
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["registration"]["status"] == "registered"
     assert run["registration"]["version_id"] == "1"
     model = queries.get_model(services.store, upload["model"])
     assert [v["version_id"] for v in model["versions"]] == ["1"]
-    assert model["versions"][0]["metrics"]["recall_at_100"] == pytest.approx(0.8012)
+    assert model["versions"][0]["metrics"] == {"recall_at_100": 0.8012, "loss": 1.25}
     assert queries.kpis(services.store)["total"] == 1
 
 
@@ -156,7 +147,7 @@ def test_crash_between_upload_and_commit_does_not_upload_twice(pushed):
     clock["now"] = at(100) + timedelta(minutes=11)  # the lease has expired
     deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1  # found by its run label, not uploaded again
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["registration"]["status"] == "registered" and run["registration"]["version_id"] == "1"
 
 
@@ -166,34 +157,97 @@ def test_transient_failure_is_recorded_then_retried_on_redelivery(pushed):
     services, _ = make_services(writer)
     with pytest.raises(TransientError):
         deliver_pipeline(services, succeeded_event(pushed))
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["status"] == "SUCCEEDED"
     assert run["registration"]["status"] == "pending" and "503" in run["registration"]["reason"]
     deliver_pipeline(services, succeeded_event(pushed))
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
     assert len(writer.uploads) == 1
 
 
 def test_permanent_failure_is_recorded_and_register_command_retries(tmp_path, pushed):
     services, writer = make_services()
-    empty = tmp_path / "empty" / "pushed_model"
+    empty = tmp_path / "empty" / "pushed_model" / "1762074000000001"
     empty.mkdir(parents=True)
     deliver_pipeline(services, succeeded_event(empty))
-    run = queries.training_run(services.store, "run-1")
+    run = training_run(services.store, "run-1")
     assert run["status"] == "SUCCEEDED"  # a registration failure does not fail the run
     assert run["registration"]["status"] == "failed"
     assert "no saved_model.pb" in run["registration"]["reason"]
     assert writer.uploads == []
 
     # The artifacts are repaired; an operator asks again (registrar register run-1 → deploy-requests).
-    run["artifacts"]["pushed_model_uri"] = str(pushed)
-    services.store.set("training_runs/run-1", run)
+    services.store.set("training_runs/run-1", {**run, "artifacts": {**run["artifacts"], "pushed_model_uri": str(pushed)}})
     request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000001", "action": "register",
                "training_run_id": "run-1", "requested_at": at(200).isoformat(), "requested_by": "ops@example.com"}
     for _ in range(2):
-        consume_message(services, envelope(request), topic="deploy-requests", entry_point="on_deploy_request",
-                        to_command=deploy_request_command, after=after_deploy_request)
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+        deliver(services, "on_deploy_request", envelope(request))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert len(writer.uploads) == 1
+
+
+def test_an_event_naming_the_parent_pushed_model_dir_fails_registration_and_register_retries(pushed):
+    """seeds/003: the predecessors listed pushed_model/ and took a version directory from it. With two runs of one
+    model pushing there, "the newest" is another run's model: nothing is picked, the registration fails with the
+    reason, and `registrar register` retries it once the run names its own directory."""
+    services, writer = make_services()
+    deliver_pipeline(services, succeeded_event(pushed.parent))
+    registration = training_run(services.store, "run-1")["registration"]
+    assert registration["status"] == "failed" and writer.uploads == []
+    assert "is not a versioned pushed_model/<version>/ directory" in registration["reason"]
+    assert "1762074000000002" in registration["reason"], "the reason shows what is there"
+    assert queries.kpis(services.store)["total"] == 0
+
+    run = services.store.get("training_runs/run-1")
+    services.store.set("training_runs/run-1", {**run, "artifacts": {**run["artifacts"], "pushed_model_uri": str(pushed)}})
+    request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000002", "action": "register",
+               "training_run_id": "run-1", "requested_at": at(200).isoformat(), "requested_by": "ops@example.com"}
+    deliver(services, "on_deploy_request", envelope(request))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert [u["artifact_uri"] for u in writer.uploads] == [f"{pushed}/"]
+
+
+def test_a_versioned_directory_is_taken_as_named_and_never_replaced_by_another():
+    class Listing(StorageArtifactStore):
+        def __init__(self, files):
+            super().__init__()
+            self.files = set(files)
+
+        def exists(self, uri):
+            return uri in self.files
+
+        def list_dirs(self, uri):
+            return sorted({f[len(uri):].split("/", 1)[0] for f in self.files if f.startswith(uri) and f != uri})
+
+    store = Listing({"gs://b/m/pushed_model/100/saved_model.pb", "gs://b/m/pushed_model/200/saved_model.pb"})
+    assert resolve_saved_model_dir(store, "gs://b/m/pushed_model/100") == "gs://b/m/pushed_model/100/"
+    with pytest.raises(PermanentError, match="no saved_model.pb in gs://b/m/pushed_model/300/"):
+        resolve_saved_model_dir(store, "gs://b/m/pushed_model/300/")
+    with pytest.raises(PermanentError, match="not a versioned") as refused:
+        resolve_saved_model_dir(store, "gs://b/m/pushed_model/")
+    assert "2 version directories" in refused.value.reason
+
+
+def test_a_delivery_that_read_pending_before_the_failure_neither_uploads_nor_leaves_the_lease_held(tmp_path, pushed):
+    services, writer = make_services()
+    empty = tmp_path / "empty" / "pushed_model"
+    empty.mkdir(parents=True)
+    deliver_pipeline(services, succeeded_event(empty))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "failed"
+
+    # A concurrent delivery of the same completion saw `pending` and registers now, after the failure was recorded.
+    register_run(services, "run-1")
+
+    registration = training_run(services.store, "run-1")["registration"]
+    assert registration["status"] == "failed" and registration["claims"] == 1  # not `registering` under a lease
+    assert writer.uploads == []
+    # A retry asked for still registers, as a new attempt.
+    run = services.store.get("training_runs/run-1")
+    services.store.set("training_runs/run-1", {**run, "artifacts": {"pushed_model_uri": str(pushed)}})
+    request = {"schema": "registrar.deploy-request.v1", "request_id": "req-00000002", "action": "register",
+               "training_run_id": "run-1", "requested_at": at(300).isoformat()}
+    deliver(services, "on_deploy_request", envelope(request))
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
     assert len(writer.uploads) == 1
 
 
@@ -225,9 +279,9 @@ def test_precondition_refuses_deleted_version_and_never_uploads(pushed):
     assert refused.value.reason == MODEL_NOT_FOUND_MESSAGE
     assert len(writer.uploads) == 1
     assert queries.kpis(services.store)["total"] == 0
-    history = queries.history(services.store, f"models/{model_id}", 50)
+    entries = model_history(services.store, model_id, 50)
     assert any(e["kind"] == "model.version_deleted" and e["details"]["principal"] == "registrar-deploy-precondition"
-               for e in history)
+               for e in entries)
 
 
 def test_precondition_passes_for_existing_version(pushed):
@@ -257,35 +311,115 @@ def test_model_ids_are_valid_and_distinct(a, b):
 
 def test_concurrent_deliveries_of_one_completion_upload_once(pushed):
     """Pub/Sub may hand the same completion to several instances at once: the registration lease lets one upload;
-    the others are told to come back (TransientError → redelivery) and then find it registered."""
+    the others are told to come back (TransientError → redelivery) and then find it registered. The first upload is
+    held until the three other deliveries have answered, so the interleaving is forced, not hoped for."""
     import threading
-    import time as _time
 
-    class SlowWriter(FakeVertexWriter):
+    others_answered = threading.Event()
+
+    class HeldWriter(FakeVertexWriter):
         def upload_version(self, *args, **kwargs):
-            _time.sleep(0.3)
+            assert others_answered.wait(timeout=60), "the other deliveries never answered"
             return super().upload_version(*args, **kwargs)
 
-    services, writer = make_services(SlowWriter())
-    start = threading.Barrier(4)
+    services, writer = make_services(HeldWriter())
     outcomes: list[str] = []
+    lock = threading.Lock()
 
-    def deliver():
-        start.wait()
+    def deliver_once():
         try:
             deliver_pipeline(services, succeeded_event(pushed))
-            outcomes.append("acked")
+            outcome = "acked"
         except TransientError:
-            outcomes.append("redeliver")
+            outcome = "redeliver"
+        with lock:
+            outcomes.append(outcome)
+            if outcomes.count("redeliver") == 3:
+                others_answered.set()
 
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    threads = [threading.Thread(target=deliver_once) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=120)
+    assert sorted(outcomes) == ["acked", "redeliver", "redeliver", "redeliver"]
     assert len(writer.uploads) == 1
-    assert "redeliver" in outcomes
     for _ in range(outcomes.count("redeliver")):  # the redeliveries
         deliver_pipeline(services, succeeded_event(pushed))
     assert len(writer.uploads) == 1
-    assert queries.training_run(services.store, "run-1")["registration"]["status"] == "registered"
+    assert training_run(services.store, "run-1")["registration"]["status"] == "registered"
+
+
+# -- lossless metrics ---------------------------------------------------------------------------------------------
+
+EXACT = {"delta_recall": -0.5, "tiny_loss": 1.234e-05, "recall_at_100": 0.123456789012345, "rmse": 0.9}
+
+
+class AuditFirstWriter(FakeVertexWriter):
+    """The upload's audit entry reaches the registry before the registration records it (the sink was quicker): the
+    version is registered from Vertex's answer, labels and all, and our own command is then a duplicate."""
+
+    services = None
+
+    def upload_version(self, *args, **kwargs):
+        from registrar.registry.commands import RegisterUploadedVersion
+
+        info = super().upload_version(*args, **kwargs)
+        self.services.bus.handle(RegisterUploadedVersion(model_id=info.model_id, operation_id="op-audit",
+                                                         occurred_at=info.create_time, version=info))
+        return info
+
+
+@pytest.mark.parametrize("writer_class", [FakeVertexWriter, AuditFirstWriter])
+def test_metrics_reach_the_version_exactly_and_never_through_labels(pushed, writer_class):
+    """Labels cannot hold a minus sign, an exponent or full precision: `-0.5` became 0.5 and 1.234e-05 vanished when
+    metrics went through `metric_*` labels. The version's metrics are its run's, whichever path registers it."""
+    writer = writer_class()
+    services, _ = make_services(writer)
+    writer.services = services
+    deliver_pipeline(services, {**succeeded_event(pushed), "metrics": EXACT})
+    [upload] = writer.uploads
+    assert not any(k.startswith("metric") for k in upload["labels"])
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert model["versions"][0]["metrics"] == EXACT
+    assert model["best_metric"] == {"name": "recall_at_100", "value": 0.123456789012345}
+
+
+def test_metrics_come_from_the_metrics_file_when_the_event_has_none(tmp_path, pushed):
+    metrics_file = tmp_path / "training_metrics.json"
+    metrics_file.write_text(json.dumps({"final": {"rmse": 0.91, "recall_at_100": 1.234e-05, "early_stopped": True},
+                                        "test": {"rmse": 1.2, "loss": -0.5}, "history": {"train": {"loss": [3, 2]}}}))
+    services, writer = make_services()
+    event = {**succeeded_event(pushed), "artifacts": {"pushed_model_uri": str(pushed),
+                                                      "metrics_uri": str(metrics_file)}}
+    event.pop("metrics")
+    deliver_pipeline(services, event)
+    want = {"rmse": 0.91, "recall_at_100": 1.234e-05, "test_rmse": 1.2, "test_loss": -0.5}
+    assert training_run(services.store, "run-1")["metrics"] == want, "kept on the run, where versions read them"
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert model["versions"][0]["metrics"] == want
+    assert not any(k.startswith("metric") for k in writer.uploads[0]["labels"])
+
+
+def test_read_metrics_keeps_test_and_validation_metrics_apart(tmp_path):
+    from registrar.registration.upload import read_metrics
+
+    path = tmp_path / "training_metrics.json"
+    path.write_text(json.dumps({"final": {"rmse": 0.91, "mae": 0.7, "flag": True},
+                                "test": {"rmse": 1.2, "test_mae": 0.8}, "test_metrics": {"ndcg": 0.3}}))
+    assert read_metrics(StorageArtifactStore(), str(path)) == {"rmse": 0.91, "mae": 0.7, "test_rmse": 1.2,
+                                                                "test_mae": 0.8, "test_ndcg": 0.3}
+    path.write_text("[1, 2]")
+    with pytest.raises(PermanentError, match="not a JSON object"):
+        read_metrics(StorageArtifactStore(), str(path))
+
+
+def test_a_label_update_carrying_metric_labels_changes_no_metrics():
+    from helpers import World, labels_cmd, run_cmd, upload_cmd
+
+    w = World()
+    w.handle(run_cmd("run-1", "SUCCEEDED", at(0), metrics=EXACT))
+    w.handle(upload_cmd("m1", "1", at(1), labels={"training_run_id": "run-1"}))
+    w.handle(labels_cmd("m1", "1", {"training_run_id": "run-1", "metric_delta_recall": "0_5",
+                                    "metric_tiny_loss": "1_234e-05"}, at(2)))
+    assert w.versions("m1")["1"]["metrics"] == EXACT

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from registrar.schedules import (
+from registrar.schedules.timing import (
     InvalidSchedule,
     Timing,
     cron,
+    dst_gaps,
     next_run_at,
     parse_timing,
+    recovery_hours,
     runs_between,
     slot_for,
     training_run_id,
 )
+
+from localcloud.scheduler_emulator.jobs import next_firing
 
 UTC = timezone.utc
 WARSAW = "Europe/Warsaw"
@@ -174,3 +178,96 @@ def test_training_run_id_is_deterministic_per_schedule_and_slot():
     assert run_id == training_run_id("s1", slot.astimezone(ZoneInfo(WARSAW)))
     assert run_id != training_run_id("s1", slot + timedelta(hours=1)) != training_run_id("s2", slot)
     assert re.match(r"^[a-z][a-z0-9-]{0,62}$", run_id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DST: a daily schedule runs once per local calendar day, also on the days the clocks change.
+# Cloud Scheduler reads its cron on wall-clock time: it may fire twice in the hour a fall-back day repeats and not
+# at all in the hour a spring-forward day skips (`next_firing` of the local emulator fires exactly so).
+
+NEW_YORK, BERLIN = "America/New_York", "Europe/Berlin"
+DST_DAYS = [
+    # zone, schedule time, the local day, its one run (UTC)
+    pytest.param(NEW_YORK, "01:30", date(2026, 11, 1), utc(2026, 11, 1, 5, 30), id="new-york-fall-back"),
+    pytest.param(BERLIN, "02:30", date(2026, 10, 25), utc(2026, 10, 25, 0, 30), id="berlin-fall-back"),
+    pytest.param(NEW_YORK, "02:30", date(2026, 3, 8), utc(2026, 3, 8, 7, 30), id="new-york-spring-forward"),
+    pytest.param(BERLIN, "02:30", date(2026, 3, 29), utc(2026, 3, 29, 1, 30), id="berlin-spring-forward"),
+]
+
+
+def daily(zone: str, at: str) -> Timing:
+    return parse_timing({"schedule_type": "daily", "schedule_time": at, "timezone": zone})
+
+
+def local_day_bounds(zone: str, day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, datetime.min.time(), ZoneInfo(zone))
+    return start, datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(zone))
+
+
+@pytest.mark.parametrize(("zone", "at", "day", "run"), DST_DAYS)
+def test_a_daily_schedule_runs_once_on_the_days_the_clocks_change(zone, at, day, run):
+    timing = daily(zone, at)
+    assert runs_between(timing, *local_day_bounds(zone, day)) == [run]
+    assert next_run_at(timing, run - timedelta(hours=6)) == run
+    following = next_run_at(timing, run)
+    assert following.astimezone(ZoneInfo(zone)).date() == day + timedelta(days=1)
+    assert following.astimezone(ZoneInfo(zone)).strftime("%H:%M") == at
+    # Before the change the day's run is at the schedule's time; in a skipped hour, as late after the gap as the
+    # time was into it (02:30 → 03:30).
+    local = run.astimezone(ZoneInfo(zone)).strftime("%H:%M")
+    assert local == at or (local, at) == ("03:30", "02:30")
+
+
+@pytest.mark.parametrize(("zone", "at", "day", "run"), DST_DAYS)
+def test_every_firing_cloud_scheduler_makes_around_the_change_maps_to_one_run_per_day(zone, at, day, run):
+    timing = daily(zone, at)
+    start, _ = local_day_bounds(zone, day - timedelta(days=1))
+    _, end = local_day_bounds(zone, day + timedelta(days=1))
+    firings, moment = [], start
+    while (moment := next_firing(cron(timing), zone, moment)) < end:
+        firings.append(moment)
+    slots = {slot_for(timing, fired + timedelta(seconds=5)) for fired in firings}  # delivered a little late
+    assert sorted(slots) == runs_between(timing, start, end)
+    days = sorted(s.astimezone(ZoneInfo(zone)).date() for s in slots)
+    assert days == [day - timedelta(days=1), day, day + timedelta(days=1)]  # one run each, none lost
+    assert run in slots
+    on_the_day = [f for f in firings if f.astimezone(ZoneInfo(zone)).date() == day]
+    assert on_the_day and {slot_for(timing, f) for f in on_the_day} == {run}
+
+
+def test_cloud_scheduler_fires_on_wall_clock_time_twice_in_a_repeated_hour_never_in_a_skipped_one():
+    # The emulator's reading of the documented behaviour: the risk the slot mapping and the recovery hour cover.
+    after = utc(2026, 10, 31, 12)
+    first = next_firing("30 1 * * *", NEW_YORK, after)
+    assert [first, next_firing("30 1 * * *", NEW_YORK, first)] == [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30)]
+    assert next_firing("30 2 * * *", NEW_YORK, utc(2026, 3, 7, 12)) == utc(2026, 3, 9, 6, 30)  # 8 March skipped
+    assert next_firing("30 2 * * *", BERLIN, utc(2026, 3, 28, 12)) == utc(2026, 3, 30, 0, 30)  # 29 March skipped
+
+
+def test_cron_fires_again_after_the_gap_only_for_a_time_the_zone_skips():
+    assert cron(daily(NEW_YORK, "02:30")) == "30 2,3 * * *"
+    assert cron(daily(NEW_YORK, "02:00")) == "0 2,3 * * *"
+    assert cron(daily(BERLIN, "02:59")) == "59 2,3 * * *"
+    assert cron(daily(NEW_YORK, "01:30")) == "30 1 * * *"  # repeated, not skipped: the slot mapping covers it
+    assert cron(daily(NEW_YORK, "03:00")) == "0 3 * * *"
+    assert cron(daily("UTC", "02:30")) == "30 2 * * *"
+    assert cron(daily("Asia/Kolkata", "02:30")) == "30 2 * * *"
+    assert cron(daily("Australia/Lord_Howe", "02:15")) == "15 2,3 * * *"  # a 30-minute gap, 02:00-02:30
+    assert cron(daily("Australia/Lord_Howe", "02:45")) == "45 2 * * *"
+    assert cron(daily("America/Sao_Paulo", "00:30")) == "30 0 * * *"  # no DST since 2019
+    weekly = parse_timing({"schedule_type": "weekly", "schedule_time": "02:30", "day_of_week": 6, "timezone": BERLIN})
+    monthly = parse_timing({"schedule_type": "monthly", "schedule_time": "02:30", "day_of_month": 8,
+                            "timezone": NEW_YORK})
+    assert (cron(weekly), cron(monthly)) == ("30 2,3 * * 0", "30 2,3 8 * *")
+    assert recovery_hours(NEW_YORK, 2, 30) == (3,) and dst_gaps(NEW_YORK) == ((120, 180),)
+
+
+@pytest.mark.parametrize(("zone", "day", "count"), [
+    (NEW_YORK, date(2026, 11, 1), 25), (NEW_YORK, date(2026, 3, 8), 23),
+    (BERLIN, date(2026, 10, 25), 25), (BERLIN, date(2026, 3, 29), 23),
+])
+def test_an_hourly_schedule_runs_once_per_hour_of_elapsed_time(zone, day, count):
+    timing = parse_timing({"schedule_type": "hourly", "minute": 30, "timezone": zone})
+    runs = runs_between(timing, *local_day_bounds(zone, day))
+    assert len(runs) == count
+    assert all(later - earlier == timedelta(hours=1) for earlier, later in zip(runs, runs[1:], strict=False))

@@ -10,15 +10,25 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from fakes import FakeModelRegistry, RecordingPublisher
-from helpers import pipeline_event, pipeline_log_entry
-from registrar import consume, scheduling
-from registrar.api import create_app
+from fakes import FakeModelRegistry, FakeScheduler, RecordingPublisher
+from helpers import (
+    deliver,
+    forget_keys,
+    history_of,
+    local_config,
+    pipeline_event,
+    pipeline_log_entry,
+    snapshot,
+    without_keys,
+)
+from registrar.adapters.memory import InMemoryStore
+from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
-from registrar.errors import TransientError
-from registrar.inmemory import InMemoryStore
-from registrar.ports import PipelineRunner, SchedulerJob, SchedulerJobs
-from registrar.schedules import parse_timing, runs_between, training_run_id
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import PipelineRunner
+from registrar.schedules import commands as scheduling
+from registrar.schedules.jobs import job_id_for, tick_payload
+from registrar.schedules.timing import parse_timing, runs_between, training_run_id
 
 UTC = timezone.utc
 
@@ -33,37 +43,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-class FakeScheduler(SchedulerJobs):
-    def __init__(self) -> None:
-        self.jobs: dict[str, SchedulerJob] = {}
-        self.fail_next = 0
-        self.calls: list[tuple[str, str]] = []
-
-    def _maybe_fail(self) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise TransientError("Cloud Scheduler: 503 unavailable")
-
-    def apply_job(self, spec):
-        self.calls.append(("apply", spec.job_id))
-        self._maybe_fail()
-        job = SchedulerJob(spec.job_id, spec.cron, spec.time_zone, "PAUSED" if spec.paused else "ENABLED", spec.topic,
-                           dict(spec.payload))
-        self.jobs[spec.job_id] = job
-        return job
-
-    def get_job(self, job_id):
-        return self.jobs.get(job_id)
-
-    def delete_job(self, job_id):
-        self.calls.append(("delete", job_id))
-        self._maybe_fail()
-        return self.jobs.pop(job_id, None) is not None
-
-    def run_job(self, job_id):
-        raise NotImplementedError
 
 
 class FakeRunner(PipelineRunner):
@@ -98,7 +77,7 @@ class Env:
         self.runner = FakeRunner()
         self.publisher = RecordingPublisher()
         bus_options.setdefault("sleep", lambda _: None)
-        self.services = bootstrap(store=self.store, publisher=self.publisher, registry=FakeModelRegistry(),
+        self.services = bootstrap(config=local_config(), store=self.store, publisher=self.publisher, registry=FakeModelRegistry(),
                                   now=self.clock, scheduler=self.scheduler, runner=self.runner, **bus_options)
         app = create_app(lambda: self.store, lambda: self.services)
         app.testing = True
@@ -118,20 +97,17 @@ class Env:
 
     def tick(self, schedule_id: str, published: datetime, *, slot: datetime | None = None, message_id: str | None = None,
              payload: dict | None = None):
-        body = payload if payload is not None else scheduling.tick_payload(schedule_id, slot)
+        body = payload if payload is not None else tick_payload(schedule_id, slot)
         envelope = {"message": {"data": base64.b64encode(json.dumps(body).encode()).decode(),
                                 "messageId": message_id or str(next(self.ids)),
                                 "publishTime": published.isoformat().replace("+00:00", "Z")},
                     "subscription": "projects/p/subscriptions/on-schedule-tick"}
-        return consume.consume_message(self.services, envelope, topic="schedule-ticks", entry_point="on_schedule_tick",
-                                       to_command=scheduling.tick_command_for(envelope),
-                                       after=scheduling.after_schedule_tick)
+        return deliver(self.services, "on_schedule_tick", envelope)
 
     def pipeline(self, payload):
         envelope = {"message": {"data": base64.b64encode(json.dumps(payload).encode()).decode(),
                                 "messageId": str(next(self.ids)), "publishTime": "2026-11-02T09:00:00Z"}}
-        return consume.consume_message(self.services, envelope, topic="pipeline-events", entry_point="on_pipeline_event",
-                                       to_command=consume.pipeline_event_command)
+        return deliver(self.services, "on_pipeline_event", envelope)
 
     def schedule(self, schedule_id: str) -> dict | None:
         return self.store.get(f"schedules/{schedule_id}")
@@ -140,7 +116,7 @@ class Env:
         return {k: v for k, v in self.store.list("training_runs") if v.get("schedule_id") == schedule_id}
 
     def history_kinds(self, schedule_id: str) -> list[str]:
-        entries = sorted((d for _, d in self.store.list(f"schedules/{schedule_id}/history")),
+        entries = sorted(history_of(self.store, f"schedules/{schedule_id}").values(),
                          key=lambda e: (e["occurred_at"], e["recorded_at"]))
         return [e["kind"] for e in entries]
 
@@ -161,7 +137,7 @@ def test_create_from_config_writes_schedule_claim_and_job(env):
     assert doc["next_run_at"] == "2026-11-02T09:00:00+00:00"
     assert doc["statistics"] == {"total": 0, "successful": 0, "failed": 0}
     assert doc["scheduler_job"]["status"] == "applied" and doc["scheduler_job"]["state"] == "ENABLED"
-    job = env.scheduler.jobs[scheduling.job_id_for(sid)]
+    job = env.scheduler.jobs[job_id_for(sid)]
     assert (job.cron, job.time_zone, job.topic) == ("0 9 * * *", "UTC", "schedule-ticks")
     assert job.payload == {"schema": "registrar.schedule-tick.v1", "schedule_id": sid}
     assert env.store.get("schedule_names/recs")["schedule_id"] == sid
@@ -257,7 +233,7 @@ def test_scheduler_failure_is_answered_visible_and_repaired_by_a_retry(env):
     assert job["status"] == "error" and "503" in job["error"]
     retried = env.create(request_id="req-1")
     assert retried.status_code == 200 and retried.get_json()["scheduler_job"]["status"] == "applied"
-    assert scheduling.job_id_for(sid) in env.scheduler.jobs
+    assert job_id_for(sid) in env.scheduler.jobs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,12 +261,11 @@ def test_duplicate_and_late_firings_of_a_slot_create_one_run(env):
 def test_redelivery_five_times_changes_nothing(env):
     sid = env.created()["schedule_id"]
     env.tick(sid, utc(2026, 11, 2, 9, 0, 2), message_id="m-1")
-    before = {k: v for k, v in env.store.docs.items() if not k.startswith(("outbox/",))}
+    before = snapshot(env.store)
     submissions = env.runner.submissions
     for _ in range(5):
         assert env.tick(sid, utc(2026, 11, 2, 9, 0, 2), message_id="m-1").status == "duplicate"
-    after = {k: v for k, v in env.store.docs.items() if not k.startswith(("outbox/",))}
-    assert after == before and env.runner.submissions == submissions
+    assert snapshot(env.store) == before and env.runner.submissions == submissions
 
 
 def test_next_slots_create_new_runs_with_new_numbers(env):
@@ -357,14 +332,14 @@ def test_pause_ignores_ticks_and_resume_recomputes_next_run(env):
     env.clock.now += timedelta(minutes=1)
     paused = env.client.post(f"/schedules/{sid}:pause").get_json()
     assert paused["status"] == "paused" and paused["next_run_at"] is None
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].state == "PAUSED"
+    assert env.scheduler.jobs[job_id_for(sid)].state == "PAUSED"
     env.tick(sid, utc(2026, 11, 2, 9, 0, 1))
     assert env.runs(sid) == {} and env.history_kinds(sid)[-1] == "ignored.schedule_paused"
     assert env.client.post(f"/schedules/{sid}:pause").status_code == 200  # pausing twice is no change
     env.clock.now = utc(2026, 11, 5, 12, 0)
     resumed = env.client.post(f"/schedules/{sid}:resume").get_json()
     assert resumed["status"] == "active" and resumed["next_run_at"] == "2026-11-06T09:00:00+00:00"
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].state == "ENABLED"
+    assert env.scheduler.jobs[job_id_for(sid)].state == "ENABLED"
     assert env.history_kinds(sid) == ["schedule.created", "schedule.paused", "ignored.schedule_paused",
                                       "schedule.resumed"]
 
@@ -377,8 +352,8 @@ def test_edit_changes_timing_only(env):
     doc = response.get_json()
     assert response.status_code == 200 and doc["cron"] == "30 6 * * 3" and doc["name"] == "midweek"
     assert doc["generation"] == 2 and doc["next_run_at"] == "2026-11-04T05:30:00+00:00"
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].cron == "30 6 * * 3"
-    assert env.scheduler.jobs[scheduling.job_id_for(sid)].time_zone == "Europe/Warsaw"
+    assert env.scheduler.jobs[job_id_for(sid)].cron == "30 6 * * 3"
+    assert env.scheduler.jobs[job_id_for(sid)].time_zone == "Europe/Warsaw"
     for body, field in (({"training_config": {"model_type": "ranking"}}, "training_config"),
                         ({"model_name": "other"}, "model_name"), ({"day_of_week": 9}, "day_of_week"),
                         ({"name": "  "}, "name"), ({}, "body")):
@@ -433,11 +408,12 @@ def test_once_schedule_completes_after_its_run(env):
 def test_trigger_now_publishes_a_tick_for_the_run_it_announces(env):
     sid = env.created()["schedule_id"]
     env.clock.now = utc(2026, 11, 2, 15, 4, 5, 123456)
-    response = env.client.post(f"/schedules/{sid}:trigger", json={"requested_by": "ops@example.com"})
+    response = env.client.post(f"/schedules/{sid}:trigger", json={})
     body = response.get_json()
     assert response.status_code == 202 and body["slot"] == "2026-11-02T15:04:05+00:00"
     topic, _, payload = env.publisher.published[-1]
     assert topic == "schedule-ticks" and payload["slot"] == body["slot"] and payload["trigger"] == "manual"
+    assert payload["requested_by"] == "local:developer"  # the caller: the body cannot name one
     env.tick(sid, env.clock.now, payload=payload)
     env.tick(sid, env.clock.now + timedelta(seconds=30), payload=payload)  # published twice
     assert list(env.runs(sid)) == [body["training_run_id"]]
@@ -517,9 +493,11 @@ def test_calendar_shape_past_runs_and_projection_consistent_with_next_run(env):
     paused = env.created(model_name="paused")["schedule_id"]
     env.client.post(f"/schedules/{paused}:pause")
     env.store.set("training_runs/done", {"training_run_id": "done", "status": "SUCCEEDED",
-                                         "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 9)})
+                                         "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 9),
+                                         "calendar_at": utc(2026, 10, 20, 9)})
     env.store.set("training_runs/bad", {"training_run_id": "bad", "status": "FAILED",
-                                        "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 23, 30)})
+                                        "created_at": utc(2026, 10, 20, 8), "finished_at": utc(2026, 10, 20, 23, 30),
+                                        "calendar_at": utc(2026, 10, 20, 23, 30)})
     body = env.client.get("/calendar?weeks_past=10&weeks_future=30").get_json()
     assert body["timezone"] == "UTC" and len(body["days"]) == 41 * 7
     assert body["days"][0]["weekday"] == 0 and body["days"][-1]["weekday"] == 6
@@ -539,6 +517,41 @@ def test_calendar_shape_past_runs_and_projection_consistent_with_next_run(env):
     assert weekly["projected_runs"] == len(runs_between(timing, utc(2026, 11, 2, 8, 1), utc(2027, 6, 7))) == 30
     warsaw = env.client.get("/calendar?weeks_past=0&weeks_future=0&tz=Europe/Warsaw").get_json()
     assert warsaw["timezone"] == "Europe/Warsaw" and len(warsaw["days"]) == 7
+
+
+# The firings Cloud Scheduler may make on the days the clocks change (wall-clock time: twice in a repeated hour, not
+# in a skipped one, then the recovery hour `cron` adds), and the one run per local day they must make.
+DST_FIRINGS = [
+    pytest.param("America/New_York", "01:30", "2026-11-01", [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30)],
+                 utc(2026, 11, 1, 5, 30), id="new-york-fall-back"),
+    pytest.param("Europe/Berlin", "02:30", "2026-10-25", [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30),
+                                                          utc(2026, 10, 25, 2, 30)],
+                 utc(2026, 10, 25, 0, 30), id="berlin-fall-back"),
+    pytest.param("America/New_York", "02:30", "2026-03-08", [utc(2026, 3, 8, 7, 30)], utc(2026, 3, 8, 7, 30),
+                 id="new-york-spring-forward"),
+    pytest.param("Europe/Berlin", "02:30", "2026-03-29", [utc(2026, 3, 29, 1, 30)], utc(2026, 3, 29, 1, 30),
+                 id="berlin-spring-forward"),
+]
+
+
+@pytest.mark.parametrize(("zone", "at", "day", "firings", "slot"), DST_FIRINGS)
+def test_the_firings_of_a_dst_day_make_one_run_and_the_calendar_shows_one(zone, at, day, firings, slot):
+    env = Env(datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(days=2))
+    doc = env.created(schedule_type="daily", schedule_time=at, timezone=zone)
+    sid = doc["schedule_id"]
+    calendar = env.client.get(f"/calendar?weeks_past=0&weeks_future=1&tz={zone}").get_json()
+    scheduled = {d["date"]: d["scheduled"] for d in calendar["days"]}
+    assert scheduled[day] == 1
+    assert scheduled[(datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()] == 1
+
+    for fired in firings:
+        env.clock.now = fired + timedelta(seconds=3)
+        env.tick(sid, fired + timedelta(seconds=2))
+
+    [run] = env.runs(sid).values()
+    assert run["slot"] == slot and run["training_run_id"] == training_run_id(sid, slot)
+    assert list(env.runner.pipelines) == [run["training_run_id"]]
+    assert env.schedule(sid)["statistics"]["total"] == 1
 
 
 @pytest.mark.parametrize("query", ["weeks_past=-1", "weeks_future=105", "weeks_past=ten", "tz=Nowhere/City",
@@ -578,10 +591,8 @@ def test_every_schedule_command_applied_twice_changes_nothing(env):
     ]
     for cmd in commands:
         env.services.bus.handle(cmd)
-        ledger = {p for p in env.store.docs if p.startswith("idempotency/")}
-        state = {p: d for p, d in env.store.docs.items() if not p.startswith(("idempotency/", "outbox/"))}
-        for path in ledger:
-            env.store.delete(path)  # forget the ledger: the handler itself must see the fact is applied
+        state = without_keys(env.store)
+        forget_keys(env.store)  # forget every idempotency key: the handler itself must see the fact is applied
         assert env.services.bus.handle(cmd).changes == ()
-        assert {p: d for p, d in env.store.docs.items() if not p.startswith(("idempotency/", "outbox/"))} == state
+        assert without_keys(env.store) == state
     assert env.schedule(sid) is None and len(env.runs(sid)) == 1

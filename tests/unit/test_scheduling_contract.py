@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from helpers import pipeline_event, pipeline_log_entry
-from registrar.api import jsonable
+from registrar.kernel.http import jsonable
 from test_contract import OPENAPI_URI, _errors, _openapi, _response_schema, _validator, registry  # noqa: F401
 from test_scheduling import Env, utc
 
@@ -18,11 +18,10 @@ DOCUMENTS = [
     (r"^schedules/[^/]+$", f"{DOC}/schedule.v1.json"),
     (r"^schedule_names/[^/]+$", f"{DOC}/schedule.v1.json#/$defs/name_claim"),
     (r"^run_numbers/[^/]+$", f"{DOC}/schedule.v1.json#/$defs/run_counter"),
-    (r"^schedules/[^/]+/history/[^/]+$", f"{DOC}/history-entry.v1.json"),
+    (r"^schedules/[^/]+/history/[^/]+$", f"{DOC}/history-event.v1.json"),
     (r"^training_runs/[^/]+$", f"{DOC}/training-run.v1.json"),
-    (r"^training_runs/[^/]+/history/[^/]+$", f"{DOC}/history-entry.v1.json"),
+    (r"^training_runs/[^/]+/history/[^/]+$", f"{DOC}/history-event.v1.json"),
     (r"^idempotency/[^/]+$", f"{DOC}/idempotency-record.v1.json"),
-    (r"^outbox/[^/]+$", f"{DOC}/outbox-entry.v1.json"),
     (r"^quarantine/[^/]+$", f"{DOC}/quarantine-entry.v1.json"),
 ]
 
@@ -75,10 +74,10 @@ def test_schedule_documents_validate(flow, registry):  # noqa: F811
     assert submissions == {"submitted", "error"}
 
 
-def test_outbox_payloads_validate(flow, registry):  # noqa: F811
+def test_outbound_event_payloads_validate(flow, registry):  # noqa: F811
     env = flow[0]
     validator = _validator({"$ref": "https://registrar.dev/schemas/events/registry-event.v1.json"}, registry)
-    payloads = [doc["payload"] for path, doc in env.store.docs.items() if path.startswith("outbox/")]
+    payloads = [payload for path, doc in env.store.docs.items() if "/history/" in path for payload in doc["events"]]
     assert {p["type"] for p in payloads} >= {"schedule.created", "schedule.updated", "schedule.paused",
                                              "schedule.deleted", "schedule.completed", "run.scheduled"}
     assert all(_errors(validator, p) == [] for p in payloads)
@@ -86,7 +85,7 @@ def test_outbox_payloads_validate(flow, registry):  # noqa: F811
 
 def test_tick_payloads_validate(flow, registry):  # noqa: F811
     env, weekly, *_ = flow
-    from registrar import scheduling
+    from registrar.schedules import jobs as scheduling
 
     validator = _validator({"$ref": "https://registrar.dev/schemas/events/schedule-tick.v1.json"}, registry)
     assert _errors(validator, scheduling.tick_payload(weekly)) == []
@@ -118,7 +117,8 @@ def _requests(weekly: str, once: str, hourly: str) -> list[tuple[str, str, dict 
         ("POST", f"/schedules/{weekly}:pause", None, 200),
         ("POST", f"/schedules/{weekly}:trigger", None, 409),
         ("POST", f"/schedules/{weekly}:resume", {"request_id": "resume-1"}, 200),
-        ("POST", f"/schedules/{weekly}:trigger", {"requested_by": "ops"}, 202),
+        ("POST", f"/schedules/{weekly}:trigger", {"requested_by": "ops"}, 400),
+        ("POST", f"/schedules/{weekly}:trigger", {}, 202),
         ("POST", f"/schedules/{once}:resume", None, 409),
         ("GET", "/schedules/sch-00000000000000000000", None, 404),
         ("GET", "/schedules/bad.id", None, 400),

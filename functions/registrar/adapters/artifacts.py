@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from registrar.errors import TransientError
-from registrar.ports import ArtifactStore
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import ArtifactStore
 
 
 def _split_gcs(uri: str) -> tuple[str, str]:

@@ -7,35 +7,63 @@ The same code talks to production (regional endpoint, default credentials) and t
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import ServiceSpec, ServiceState, ServingPlatform
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.ports import RevisionState, ServiceSpec, ServiceState, ServingPlatform
+from registrar.kernel.serving import cpu_millis, memory_bytes
 
 T = TypeVar("T")
 
-DEFAULT_LRO_TIMEOUT = 600.0
+# How long a deploy (or delete) is waited for: it must end within the function's timeout (540 s at most for an
+# event-driven function; terraform/ gives on_deploy_request 540 s). Longer, and the redelivery waits for the rollout.
+DEFAULT_LRO_TIMEOUT = 420.0
 RECONCILE_POLL_SECONDS = 1.0
-CPU_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<milli>m?)$")
-MEMORY_RE = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
-MEMORY_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-def _cpu(value: str) -> Any:
-    match = CPU_RE.match(value or "")
-    if not match:
-        return value
-    number = float(match["number"])
-    return round(number if match["milli"] else number * 1000)
 
 
-def _memory(value: str) -> Any:
-    match = MEMORY_RE.match(value or "")
-    return int(match["number"]) * MEMORY_UNITS[match["unit"]] if match else value
+def _short(name: str) -> str:
+    """A revision's short name from its short or full resource name."""
+    return name.rsplit("/", 1)[-1]
+
+
+def pinned_revision(service: Any) -> str | None:
+    """The revision the service's traffic names when all of it goes to one named revision (a rollback)."""
+    from google.cloud import run_v2
+
+    targets = [t for t in service.traffic if t.percent]
+    if (len(targets) == 1 and targets[0].percent == 100
+            and targets[0].type_ == run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION):
+        return _short(targets[0].revision)
+    return None
+
+
+def follows_latest(service: Any) -> bool:
+    """Whether all traffic goes to the latest ready revision ("If traffic is empty or not provided, defaults to
+    100% traffic to the latest Ready Revision": run_v2 `Service.traffic`)."""
+    from google.cloud import run_v2
+
+    targets = [t for t in service.traffic if t.percent]
+    return not targets or (len(targets) == 1 and targets[0].percent == 100 and targets[0].type_ in (
+        run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
+        run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED))
+
+
+def serving_revision(service: Any) -> str:
+    """The revision all traffic goes to, from `traffic_statuses` (what Cloud Run routes now); "" when split."""
+    from google.cloud import run_v2
+
+    latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    full = [s for s in service.traffic_statuses if s.percent == 100]
+    if full:
+        status = full[0]
+        return _short(status.revision) if status.revision else (
+            _short(service.latest_ready_revision) if status.type_ == latest else "")
+    if not service.traffic_statuses and follows_latest(service):
+        return _short(service.latest_ready_revision)
+    return ""
 
 
 def service_state(service: Any) -> ServiceState:
@@ -45,6 +73,9 @@ def service_state(service: Any) -> ServiceState:
     containers = list(service.template.containers)
     container = containers[0] if containers else None
     condition = service.terminal_condition
+    limits = dict(container.resources.limits) if container else {}
+    scaling = service.template.scaling
+    timeout = service.template.timeout
     return ServiceState(
         service_id=service.name.rsplit("/", 1)[-1],
         uri=service.uri or None,
@@ -53,9 +84,36 @@ def service_state(service: Any) -> ServiceState:
         env={v.name: v.value for v in container.env} if container else {},
         labels=dict(service.labels),
         generation=int(service.generation),
-        latest_ready_revision=service.latest_ready_revision.rsplit("/", 1)[-1],
+        latest_ready_revision=_short(service.latest_ready_revision),
         message=condition.message,
         update_time=aware_utc(service.update_time),
+        min_instances=scaling.min_instance_count,
+        max_instances=scaling.max_instance_count,
+        memory=limits.get("memory", ""),
+        cpu=limits.get("cpu", ""),
+        concurrency=service.template.max_instance_request_concurrency,
+        timeout_seconds=int(timeout.total_seconds()) if timeout else None,
+        serving_revision=serving_revision(service),
+        pinned=pinned_revision(service) is not None,
+    )
+
+
+def revision_state(revision: Any) -> RevisionState:
+    """A `RevisionState` from a `run_v2.Revision`: ready when its `Ready` condition succeeded."""
+    from google.cloud import run_v2
+
+    ready = next((c for c in revision.conditions if c.type_ == "Ready"), None)
+    containers = list(revision.containers)
+    container = containers[0] if containers else None
+    return RevisionState(
+        service_id=_short(revision.service),
+        revision=_short(revision.name),
+        ready=ready is not None and ready.state == run_v2.Condition.State.CONDITION_SUCCEEDED
+        and not revision.reconciling,
+        env={v.name: v.value for v in container.env} if container else {},
+        image=container.image if container else "",
+        create_time=aware_utc(revision.create_time),
+        message=ready.message if ready is not None else "",
     )
 
 
@@ -69,6 +127,7 @@ class CloudRunServing(ServingPlatform):
         self.api_endpoint = api_endpoint
         self.lro_timeout = lro_timeout
         self._client = None
+        self._revisions = None
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
@@ -79,6 +138,15 @@ class CloudRunServing(ServingPlatform):
 
             self._client = gapic_client(run_v2.ServicesClient, self.api_endpoint, f"{self.region}-run.googleapis.com")
         return self._client
+
+    @property
+    def revisions(self):
+        if self._revisions is None:
+            from google.cloud import run_v2
+
+            self._revisions = gapic_client(run_v2.RevisionsClient, self.api_endpoint,
+                                           f"{self.region}-run.googleapis.com")
+        return self._revisions
 
     @property
     def parent(self) -> str:
@@ -154,6 +222,37 @@ class CloudRunServing(ServingPlatform):
                             f"delete service {service_id}")
         return result is not NOT_FOUND
 
+    def get_revision(self, service_id: str, revision: str) -> RevisionState | None:
+        name = f"{self.service_name(service_id)}/revisions/{revision}"
+        found = self._call(lambda: self.revisions.get_revision(name=name), f"get revision {revision}")
+        return None if found is NOT_FOUND else revision_state(found)
+
+    def route_all_traffic(self, service_id: str, revision: str, labels: Mapping[str, str]) -> ServiceState | None:
+        """UpdateService with the service as read (its etag guards against a concurrent change), its traffic set
+        to one TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION target at 100% and `labels` merged: the template is
+        unchanged, so no revision is created."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import run_v2
+
+        current = self._get(service_id)
+        if current is None:
+            return None
+        wanted = {**dict(current.labels), **dict(labels)}
+        if pinned_revision(current) == revision and dict(current.labels) == wanted:
+            return service_state(self._settled(service_id) if current.reconciling else current)
+        current.traffic = [run_v2.TrafficTarget(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, revision=revision,
+            percent=100)]
+        current.labels = wanted
+        try:
+            operation = self._call(lambda: self.client.update_service(service=current),
+                                   f"route the traffic of {service_id} to {revision}")
+        except gexc.Conflict as exc:  # ABORTED over REST: the etag no longer matches, someone changed the service
+            raise TransientError(f"Cloud Run service {service_id} changed while routing its traffic: {exc}") from exc
+        if operation is NOT_FOUND:
+            return None
+        return service_state(self._wait(operation, service_id))
+
     # -- helpers ------------------------------------------------------------------------------------------------
 
     def _get(self, service_id: str):
@@ -216,6 +315,10 @@ class CloudRunServing(ServingPlatform):
             labels=dict(spec.labels),
             ingress=run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL,
             template=template,
+            # Said, not left to the default: a deploy after a rollback takes the traffic back from the pinned
+            # revision to the new latest one.
+            traffic=[run_v2.TrafficTarget(type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
+                                          percent=100)],
         )
 
     @staticmethod
@@ -233,8 +336,8 @@ class CloudRunServing(ServingPlatform):
             "image": container.image,
             "env": {v.name: v.value for v in container.env},
             "port": ports[0] if ports else 8080,
-            "cpu": _cpu(limits.get("cpu", "")),
-            "memory": _memory(limits.get("memory", "")),
+            "cpu": cpu_millis(limits.get("cpu", "")),
+            "memory": memory_bytes(limits.get("memory", "")),
             "min": scaling.min_instance_count,
             "max": scaling.max_instance_count,
             "concurrency": current.template.max_instance_request_concurrency,
@@ -246,8 +349,8 @@ class CloudRunServing(ServingPlatform):
             "image": spec.image,
             "env": {k: str(v) for k, v in spec.env.items()},
             "port": spec.container_port,
-            "cpu": _cpu(spec.cpu),
-            "memory": _memory(spec.memory),
+            "cpu": cpu_millis(spec.cpu),
+            "memory": memory_bytes(spec.memory),
             "min": spec.min_instances,
             "max": spec.max_instances,
             "concurrency": spec.concurrency,
@@ -255,6 +358,6 @@ class CloudRunServing(ServingPlatform):
             "labels": dict(spec.labels),
             "description": spec.description,
         }
-        if seen != wanted:
+        if seen != wanted or not follows_latest(current):
             return True
         return bool(spec.service_account) and current.template.service_account != spec.service_account

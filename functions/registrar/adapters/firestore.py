@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from registrar.errors import Contention, TransientError
-from registrar.store import AbstractUnitOfWork, Doc, DocumentStore
+from registrar.kernel.errors import Contention, TransientError
+from registrar.kernel.store import AbstractUnitOfWork, Doc, DocumentStore, Query, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,11 @@ class FirestoreUnitOfWork(AbstractUnitOfWork):
             raise TransientError(f"Firestore read failed: {exc}") from exc
         return snap.to_dict() if snap.exists else None
 
-    def _read_collection(self, collection: str) -> dict[str, Doc]:
+    def _query(self, query: Query) -> list[Snapshot]:
         from google.api_core import exceptions as gexc
 
         try:
-            return {s.id: s.to_dict() for s in self._client.collection(collection).stream(transaction=self._tx)}
+            return [_snapshot(s) for s in _firestore_query(self._client, query).stream(transaction=self._tx)]
         except gexc.Aborted as exc:
             raise Contention(f"transaction aborted: {exc}") from exc
         except _transient_errors() as exc:
@@ -101,11 +100,10 @@ class FirestoreStore(DocumentStore):
         self.client = client
 
     @classmethod
-    def from_env(cls) -> FirestoreStore:
+    def connect(cls, project: str | None, database: str = "(default)") -> FirestoreStore:
+        """A store on Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set, as the client itself decides)."""
         from google.cloud import firestore
 
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT")
-        database = os.environ.get("REGISTRAR_FIRESTORE_DATABASE", "(default)")
         return cls(firestore.Client(project=project, database=database))
 
     def unit_of_work(self) -> FirestoreUnitOfWork:
@@ -118,30 +116,29 @@ class FirestoreStore(DocumentStore):
             raise TransientError(f"Firestore read failed: {exc}") from exc
         return snap.to_dict() if snap.exists else None
 
-    def list(
-        self,
-        collection: str,
-        *,
-        equals: Mapping[str, Any] | None = None,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[str, Doc]]:
-        from google.cloud import firestore
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = self.client.collection(collection)
-        for field, value in (equals or {}).items():
-            query = query.where(filter=FieldFilter(field, "==", value))
-        if order_by:
-            query = query.order_by(order_by, direction=firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING)
-        if limit:
-            query = query.limit(limit)
+    def get_all(self, paths) -> dict[str, Doc | None]:
+        paths = list(paths)
+        if not paths:
+            return {}
         try:
-            for snap in query.stream():
-                yield snap.id, snap.to_dict()
+            snaps = list(self.client.get_all([self.client.document(p) for p in paths]))
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore read failed: {exc}") from exc
+        found = {s.reference.path: (s.to_dict() if s.exists else None) for s in snaps}
+        return {p: found.get(p) for p in paths}
+
+    def query(self, query: Query) -> list[Snapshot]:
+        try:
+            return [_snapshot(s) for s in _firestore_query(self.client, query).stream()]
         except _transient_errors() as exc:
             raise TransientError(f"Firestore query failed: {exc}") from exc
+
+    def count(self, query: Query) -> int:
+        try:
+            result = _firestore_query(self.client, query).count(alias="n").get()
+        except _transient_errors() as exc:
+            raise TransientError(f"Firestore count failed: {exc}") from exc
+        return int(result[0][0].value)
 
     def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> None:
         try:
@@ -165,3 +162,31 @@ class FirestoreStore(DocumentStore):
             self.client.document(path).delete()
         except _transient_errors() as exc:
             raise TransientError(f"Firestore delete failed: {exc}") from exc
+
+
+def _snapshot(snap) -> Snapshot:
+    return Snapshot(snap.reference.path, snap.to_dict() or {})
+
+
+def _firestore_query(client, query: Query):
+    """Our `Query` as the client's: filters, orders, then the document name in the direction of the last order (as
+    Firestore orders implicitly, so no extra index is needed), the cursor and the limit."""
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    built = client.collection_group(query.collection) if query.group else client.collection(query.collection)
+    for f in query.filters:
+        op = "array_contains" if f.op == "array-contains" else f.op
+        built = built.where(filter=FieldFilter(f.field, op, list(f.value) if f.op == "in" else f.value))
+    for field, descending in query.order:
+        built = built.order_by(field, direction=firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING)
+    if query.after is not None:
+        last_descending = query.order[-1][1] if query.order else False
+        built = built.order_by("__name__", direction=firestore.Query.DESCENDING if last_descending
+                               else firestore.Query.ASCENDING)
+        cursor = {field: value for (field, _), value in zip(query.order, query.after[:-1], strict=True)}
+        cursor["__name__"] = client.document(query.after[-1])
+        built = built.start_after(cursor)
+    if query.limit:
+        built = built.limit(query.limit)
+    return built

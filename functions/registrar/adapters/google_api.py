@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from registrar.errors import TransientError
+from registrar.kernel.errors import TransientError
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registrar.ports import ModelRegistry, ModelVersionInfo
+from registrar.kernel.ports import ModelRegistry, ModelVersionInfo, UploadOperation
 
 
 class UnreachableModelRegistry(ModelRegistry):
@@ -15,7 +15,7 @@ class UnreachableModelRegistry(ModelRegistry):
     def list_versions(self, model_id: str) -> list[ModelVersionInfo]:
         return []
 
-    def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
+    def upload_operation(self, operation_name: str) -> UploadOperation | None:
         return None
 
     def iter_models(self) -> Iterator[tuple[str, str]]:

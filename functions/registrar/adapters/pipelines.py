@@ -5,7 +5,7 @@
 - `EventEmittingRunner`: no pipeline at all; publishes the PipelineRunEvents a run would (RUNNING, then SUCCEEDED
   or FAILED) to `pipeline-events`, for end-to-end tests and demos where a TFX run is too slow.
 
-`runner_from_env` picks one from REGISTRAR_PIPELINE_RUNNER (vertex | local | events). Every runner is idempotent
+`registrar.bootstrap` picks one (REGISTRAR_PIPELINE_RUNNER: vertex | local | events). Every runner is idempotent
 on the training run id: the pipeline job id is derived from it (`pipeline_job_id`), so submitting a run twice
 starts one pipeline. Run control: `cancel(training_run)` stops a run (Vertex: PipelineJob cancel; local: the
 runner process) and `log_location(training_run)` says where its logs are. Heavy clients are imported only when a
@@ -29,18 +29,20 @@ from typing import Any
 from urllib.parse import quote
 
 from registrar.adapters.google_api import gapic_client, is_retry_worthy
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import PipelineRunner
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.labels import sanitize_label_value
+from registrar.kernel.ports import PipelineRunner
 
 _HERE = Path(__file__).resolve()
 ROOT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parents[-1]  # the repository (local runs only)
 EVENTS_TOPIC = "pipeline-events"
 EVENT_SCHEMA = "registrar.pipeline-run-event.v1"
 RUN_ID_LABEL = "registrar-run-id"
-MAX_JOB_ID = 128
-_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,127}$")
+# Vertex AI: "This value should be less than 128 characters, and valid characters are /[a-z][0-9]-/"
+# (projects.locations.pipelineJobs.create, pipelineJobId).
+MAX_JOB_ID = 127
+_JOB_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,126}$")
 _EVENT_RUN_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_LABEL_CHARS = re.compile(r"[^a-z0-9_-]+")
 
 # Command-line options of `pipeline.runners.local` that a training config may set (config key → option).
 LOCAL_RUNNER_OPTIONS = {
@@ -100,7 +102,7 @@ def training_config(training_run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_job_id(training_run_id: str) -> str:
-    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, ≤ 128).
+    """The Vertex PipelineJob id of a run (lowercase letters, digits, '-', starting with a letter, < 128).
 
     A run id that is already valid is used as it is (the training run id is the PipelineJob id); any other is
     slugged and suffixed with a digest of the original, so two run ids never share a job id."""
@@ -113,21 +115,12 @@ def pipeline_job_id(training_run_id: str) -> str:
     return f"{slug[:MAX_JOB_ID - len(digest) - 1].rstrip('-')}-{digest}"
 
 
-def label_value(value: Any) -> str:
-    """A Vertex label value: lowercase letters, digits, '_', '-', at most 63 characters."""
-    text = _LABEL_CHARS.sub("-", str(value).lower()).strip("-")
-    if len(text) > 63:
-        digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
-        text = f"{text[:54].rstrip('-_')}-{digest}"
-    return text
-
-
 def pipeline_labels(training_run: Mapping[str, Any]) -> dict[str, str]:
-    labels = {RUN_ID_LABEL: label_value(run_id_of(training_run))}
+    labels = {RUN_ID_LABEL: sanitize_label_value(run_id_of(training_run))}
     if training_run.get("model_name"):
-        labels["registrar-model"] = label_value(training_run["model_name"])
+        labels["registrar-model"] = sanitize_label_value(training_run["model_name"])
     if training_run.get("schedule_id"):
-        labels["registrar-schedule-id"] = label_value(training_run["schedule_id"])
+        labels["registrar-schedule-id"] = sanitize_label_value(training_run["schedule_id"])
     return labels
 
 
@@ -179,17 +172,26 @@ def _unix_seconds(value: Any) -> int | None:
     return int(moment.timestamp())
 
 
+VERSIONS_PER_SECOND = 1_000_000
+
+
 def model_version_of(training_run: Mapping[str, Any]) -> int | None:
-    """The version a run pushes under (`pushed_model/<version>/`): the run's own `model_version` if it has one,
-    else the unix time of its slot (scheduled runs) or of its creation. Read from the run's document, so a
-    resubmission of the run pushes to the same place."""
+    """The version directory a run pushes under (`pushed_model/<version>/`, a number, as TF Serving wants it): the
+    run's own `model_version` if it has one, else `unix seconds of its slot (scheduled runs) or creation × 10⁶ +
+    its run number mod 10⁶`. Seconds alone collide for two runs of one model in the same second; run numbers are
+    handed out one at a time per model name, so runs of one second differ, and versions still sort like the times
+    (and stay below 2⁵³, exact in JSON). A run without a number takes six digits of its id's hash instead. Read
+    from the run's document, so a resubmission of the run pushes to the same place."""
     version = training_run.get("model_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > 0:
         return version
     for key in ("slot", "created_at"):
         seconds = _unix_seconds(training_run.get(key))
         if seconds is not None:
-            return seconds
+            number = training_run.get("run_number")
+            if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+                number = int(hashlib.sha256(run_id_of(training_run).encode()).hexdigest(), 16)
+            return seconds * VERSIONS_PER_SECOND + number % VERSIONS_PER_SECOND
     return None
 
 
@@ -243,7 +245,7 @@ def pipeline_job_body(template: Mapping[str, Any], training_run: Mapping[str, An
     body: dict[str, Any] = {
         "displayName": f"registrar-{model}-{run_id}"[:128],
         "pipelineSpec": spec,
-        "labels": {**{k: label_value(v) for k, v in (template.get("labels") or {}).items()},
+        "labels": {**{k: sanitize_label_value(v) for k, v in (template.get("labels") or {}).items()},
                    **pipeline_labels(training_run)},
         "runtimeConfig": runtime_config,
     }
@@ -470,8 +472,7 @@ class VertexPipelineRunner(PipelineRunner):
 # The local TFX runner
 
 
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("REGISTRAR_LOCAL_RUNS_DIR") or ROOT / ".registrar" / "runs")
+DEFAULT_RUNS_DIR = ROOT / ".registrar" / "runs"
 
 
 class LocalPipelineRunner(PipelineRunner):
@@ -484,9 +485,8 @@ class LocalPipelineRunner(PipelineRunner):
                  runs_dir: str | os.PathLike | None = None, repo: Path = ROOT,
                  env: Mapping[str, str] | None = None) -> None:
         self.project = project
-        self.python = str(python or os.environ.get("REGISTRAR_PIPELINE_PYTHON")
-                          or repo / ".venv-pipeline" / "bin" / "python")
-        self.runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+        self.python = str(python or repo / ".venv-pipeline" / "bin" / "python")
+        self.runs_dir = Path(runs_dir) if runs_dir else DEFAULT_RUNS_DIR
         self.repo = repo
         self.env = dict(env or {})
 
@@ -517,7 +517,9 @@ class LocalPipelineRunner(PipelineRunner):
         return True, path, marker
 
     def process_env(self) -> dict[str, str]:
-        env = {**os.environ, **self.env}
+        """The pipeline process's environment: `env` (the wiring passes this process's own) with the project and
+        the repository on PYTHONPATH."""
+        env = dict(self.env)
         env["GOOGLE_CLOUD_PROJECT"] = self.project
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.repo), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
@@ -596,7 +598,10 @@ class EventEmittingRunner(PipelineRunner):
 
     `outcome` is "succeeded" / "failed", or a function of the training run returning one. With a local
     `artifacts_root`, SUCCEEDED also writes the artifacts it names (a placeholder `saved_model.pb` and
-    `training_metrics.json`), so registration can find them."""
+    `training_metrics.json`), so registration can find them. Its events say `simulated`, and so do its runs and
+    the versions they register."""
+
+    simulated = True
 
     def __init__(self, project: str, *, topic: str = EVENTS_TOPIC,
                  outcome: str | Callable[[Mapping[str, Any]], str] = "succeeded",
@@ -607,7 +612,7 @@ class EventEmittingRunner(PipelineRunner):
         self.project = project
         self.topic = topic
         self.outcome = outcome
-        root = artifacts_root or str(default_runs_dir() / "events")
+        root = artifacts_root or str(DEFAULT_RUNS_DIR / "events")
         self.artifacts_root = root if "://" in root else str(Path(root).resolve())
         self.metrics = dict(metrics if metrics is not None else {"recall_at_100": 0.42, "loss": 1.25})
         self.error_message = error_message
@@ -646,7 +651,7 @@ class EventEmittingRunner(PipelineRunner):
         if self.outcome_for(training_run) == "failed":
             final = pipeline_run_event(**common, state="FAILED", occurred_at=self.clock(), stage="Trainer",
                                        error_message=self.error_message)
-            return [running, final]
+            return [{**event, "simulated": True} for event in (running, final)]
         algorithm = config.get("retrieval_algorithm")
         if model_type == "retrieval" and algorithm not in ("brute_force", "scann"):
             algorithm = "brute_force"
@@ -654,7 +659,7 @@ class EventEmittingRunner(PipelineRunner):
             **common, state="SUCCEEDED", occurred_at=self.clock(), stage="Pusher",
             artifacts=self.artifacts_for(run_id, int(started.timestamp())), metrics=self.metrics, blessed=True,
             retrieval_algorithm=algorithm if model_type == "retrieval" else None)
-        return [running, final]
+        return [{**event, "simulated": True} for event in (running, final)]
 
     def job_name(self, training_run: Mapping[str, Any]) -> str:
         return f"events/{pipeline_job_id(run_id_of(training_run))}"
@@ -706,37 +711,6 @@ class EventEmittingRunner(PipelineRunner):
         return self.job_name(training_run)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Selection
-
-
-def runner_from_env(project: str, region: str) -> PipelineRunner:
-    """REGISTRAR_PIPELINE_RUNNER = vertex | local | events; unset: vertex on Cloud Run / Functions (K_SERVICE),
-    local when the Pub/Sub emulator is configured and `.venv-pipeline` exists, else events."""
-    choice = (os.environ.get("REGISTRAR_PIPELINE_RUNNER") or "").strip().lower()
-    if not choice:
-        if os.environ.get("K_SERVICE"):
-            choice = "vertex"
-        elif os.environ.get("PUBSUB_EMULATOR_HOST") and (ROOT / ".venv-pipeline").exists():
-            choice = "local"
-        else:
-            choice = "events"
-    if choice == "vertex":
-        return VertexPipelineRunner(
-            project, region, os.environ.get("REGISTRAR_PIPELINE_TEMPLATE", ""),
-            pipeline_root=os.environ.get("REGISTRAR_PIPELINE_ROOT"),
-            service_account=os.environ.get("REGISTRAR_PIPELINE_SERVICE_ACCOUNT"),
-            network=os.environ.get("REGISTRAR_PIPELINE_NETWORK"),
-            api_endpoint=os.environ.get("REGISTRAR_PIPELINES_API_ENDPOINT"),
-        )
-    if choice == "local":
-        return LocalPipelineRunner(project)
-    if choice == "events":
-        return EventEmittingRunner(project, outcome=os.environ.get("REGISTRAR_EVENTS_OUTCOME", "succeeded"),
-                                   artifacts_root=os.environ.get("REGISTRAR_EVENTS_ARTIFACTS_ROOT"))
-    raise ValueError(f"REGISTRAR_PIPELINE_RUNNER must be vertex, local or events, got {choice!r}")
-
-
 __all__ = ["EventEmittingRunner", "LocalPipelineRunner", "PipelineConfigError", "VertexPipelineRunner",
            "event_id", "local_runner_command", "model_version_of", "pipeline_job_body", "pipeline_job_id",
-           "pipeline_parameters", "pipeline_run_event", "runner_from_env"]
+           "pipeline_parameters", "pipeline_run_event"]

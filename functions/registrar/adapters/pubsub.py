@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from registrar.errors import TransientError
-from registrar.ports import EventPublisher
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import EventPublisher
 
 
 class PubSubPublisher(EventPublisher):
@@ -24,11 +24,18 @@ class PubSubPublisher(EventPublisher):
         return self._client
 
     def publish(self, topic: str, event_id: str, payload: Mapping) -> None:
+        self.publish_all(topic, [(event_id, payload)])
+
+    def publish_all(self, topic: str, events: Sequence[tuple[str, Mapping]]) -> None:
+        """Hands every event to the client at once (it batches them) and waits for all the futures together."""
         from google.api_core import exceptions as gexc
 
-        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        path = self.client.topic_path(self.project, topic)
         try:
-            future = self.client.publish(self.client.topic_path(self.project, topic), data, event_id=event_id)
-            future.result(timeout=self.timeout)
+            futures = [self.client.publish(path, json.dumps(payload, sort_keys=True, separators=(",", ":")).encode(),
+                                           event_id=event_id)
+                       for event_id, payload in events]
+            for future in futures:
+                future.result(timeout=self.timeout)
         except (gexc.GoogleAPICallError, TimeoutError, OSError) as exc:
             raise TransientError(f"publish to {topic} failed: {exc}") from exc

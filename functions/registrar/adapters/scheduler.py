@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, gapic_client
-from registrar.errors import PermanentError, TransientError
-from registrar.ports import SchedulerJob, SchedulerJobs, SchedulerJobSpec
+from registrar.kernel.clock import canonical_zone
+from registrar.kernel.errors import PermanentError, TransientError
+from registrar.kernel.ports import SchedulerJob, SchedulerJobs, SchedulerJobSpec
 
 T = TypeVar("T")
 
@@ -143,7 +144,7 @@ class CloudSchedulerJobs(SchedulerJobs):
         paths = []
         if current.schedule != desired.schedule:
             paths.append("schedule")
-        if _zone(current.time_zone) != _zone(desired.time_zone):
+        if canonical_zone(current.time_zone) != canonical_zone(desired.time_zone):
             paths.append("time_zone")
         if current.description != desired.description:
             paths.append("description")
@@ -215,14 +216,10 @@ class CloudSchedulerJobs(SchedulerJobs):
             raise LookupError(f"no Cloud Scheduler job {name}")
 
     def list_jobs(self) -> list[SchedulerJob]:
-        """Every job in the location (paged as needed); not part of the port, for operators and tests."""
+        """Every job in the location (paged as needed)."""
         pager = self._call(lambda: self.client.list_jobs(parent=self.parent, timeout=self.timeout),
                            f"list jobs in {self.parent}")
         if pager is NOT_FOUND:
             return []
         return self._call(lambda: [job_from_proto(j) for j in pager], f"list jobs in {self.parent}")
 
-
-def _zone(name: str) -> str:
-    """UTC has several spellings (Cloud Scheduler's default is UTC, and it takes `utc`)."""
-    return "UTC" if name.strip().lower() in ("", "utc", "etc/utc", "gmt", "etc/gmt", "z", "zulu") else name

@@ -12,13 +12,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from registrar.adapters.google_api import NOT_FOUND, aware_utc, call_api, emulator_client
-from registrar.errors import TransientError
-from registrar.ports import ModelRegistry, ModelRegistryWriter, ModelVersionInfo
+from registrar.kernel.errors import TransientError
+from registrar.kernel.ports import (
+    AliasWriter,
+    ModelAlreadyExists,
+    ModelRegistry,
+    ModelRegistryWriter,
+    ModelRow,
+    ModelVersionInfo,
+    UploadOperation,
+)
 
 T = TypeVar("T")
 
 MODEL_NAME_RE = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/models/(?P<model>[^/@]+)")
-DEFAULT_LRO_TIMEOUT = 600.0
+# How long an upload is waited for: it must end within the function's timeout (540 s at most for an event-driven
+# function; terraform/ gives the registering functions 540 s). Longer, and the redelivery finds the version by its
+# run label.
+DEFAULT_LRO_TIMEOUT = 420.0
+LIST_PAGE_SIZE = 1000  # models per ListModels page (the service may answer fewer)
 
 def version_info_from_model(model: Any, *, project: str = "", location: str = "") -> ModelVersionInfo:
     """A `ModelVersionInfo` from an `aiplatform_v1.Model` (one version of it), with aware UTC datetimes."""
@@ -41,11 +53,13 @@ def version_info_from_model(model: Any, *, project: str = "", location: str = ""
         labels=dict(model.labels),
         artifact_uri=model.artifact_uri,
         description=model.description,
+        model_create_time=aware_utc(model.create_time),
     )
 
 
-class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
-    """The `ModelRegistry` port, plus the write side registration needs (upload, delete, aliases)."""
+class VertexModelRegistry(ModelRegistry, ModelRegistryWriter, AliasWriter):
+    """The `ModelRegistry` port, plus the write side registration needs (upload, delete) and promotions need
+    (MergeVersionAliases)."""
 
     def __init__(self, project: str, location: str, api_endpoint: str | None = None, *,
                  lro_timeout: float = DEFAULT_LRO_TIMEOUT) -> None:
@@ -99,21 +113,33 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
         models = self._call(lambda: list(self.client.list_model_versions(name=name)), f"listVersions {name}")
         return [] if models is NOT_FOUND else [self._info(m) for m in models]
 
-    def uploaded_version(self, operation_name: str) -> ModelVersionInfo | None:
+    def upload_operation(self, operation_name: str) -> UploadOperation:
         from google.cloud import aiplatform_v1
 
         operation = self._call(lambda: self.client.get_operation(request={"name": operation_name}),
                                f"get operation {operation_name}")
-        if operation is NOT_FOUND or not operation.done or operation.HasField("error"):
-            return None
+        if operation is NOT_FOUND:
+            return UploadOperation(operation_name, UploadOperation.UNKNOWN)
+        if not operation.done:
+            return UploadOperation(operation_name, UploadOperation.RUNNING)
+        if operation.HasField("error"):
+            return UploadOperation(operation_name, UploadOperation.FAILED,
+                                   error=f"code {operation.error.code}: {operation.error.message}")
         response = aiplatform_v1.UploadModelResponse.deserialize(operation.response.value)
         match = MODEL_NAME_RE.match(response.model)
         if not match or not response.model_version_id:
-            return None
-        return self.get_version(match["model"], response.model_version_id)
+            return UploadOperation(operation_name, UploadOperation.FAILED,
+                                   error=f"the operation finished without naming a version ({response.model!r})")
+        return UploadOperation(operation_name, UploadOperation.SUCCEEDED, match["model"], response.model_version_id,
+                               self.get_version(match["model"], response.model_version_id))
 
     def iter_models(self) -> Iterator[tuple[str, str]]:
-        pager = self._call(lambda: self.client.list_models(parent=self.parent), f"list models in {self.parent}")
+        for row in self.iter_model_rows():
+            yield row.model_id, row.display_name
+
+    def iter_model_rows(self) -> Iterator[ModelRow]:
+        request = {"parent": self.parent, "page_size": LIST_PAGE_SIZE}
+        pager = self._call(lambda: self.client.list_models(request=request), f"list models in {self.parent}")
         if pager is NOT_FOUND:
             return
         pages = iter(pager.pages)
@@ -124,7 +150,10 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
             for model in page.models:
                 match = MODEL_NAME_RE.match(model.name)
                 if match:
-                    yield match["model"], model.display_name
+                    yield ModelRow(model_id=match["model"], display_name=model.display_name,
+                                   update_time=aware_utc(model.update_time), version_id=model.version_id or None,
+                                   version_update_time=aware_utc(model.version_update_time),
+                                   aliases=tuple(model.version_aliases), labels=dict(model.labels))
 
     # -- write side -----------------------------------------------------------------------------------------
 
@@ -171,7 +200,14 @@ class VertexModelRegistry(ModelRegistry, ModelRegistryWriter):
             request.model_id = model_id
 
         def upload():
-            return self.client.upload_model(request=request).result(timeout=self.lro_timeout)
+            from google.api_core import exceptions as gexc
+
+            try:
+                return self.client.upload_model(request=request).result(timeout=self.lro_timeout)
+            except (gexc.AlreadyExists, gexc.Conflict) as exc:
+                if model_id:
+                    raise ModelAlreadyExists(f"model {model_id} exists in {self.parent}") from exc
+                raise
 
         response = self._call(upload, f"upload to {parent_model_id or model_id}")
         if response is NOT_FOUND:

@@ -10,6 +10,10 @@ module "registrar" {
   firestore_location = var.firestore_location
   api_invokers       = var.api_invokers
   reconcile_schedule = var.reconcile_schedule
+  release_roles      = var.release_roles
 
   firestore_delete_protection = var.firestore_delete_protection
+
+  # The operator console behind Identity-Aware Proxy (off unless console_iap.enabled).
+  console_iap = var.console_iap
 }

@@ -37,3 +37,13 @@ output "dead_letter_subscription_ids" {
   description = "Input topic name => subscription holding its dead-lettered messages."
   value       = module.registrar.dead_letter_subscription_ids
 }
+
+output "console_iap_url" {
+  description = "The operator console behind IAP (null unless console_iap.enabled)."
+  value       = module.registrar.console_iap_url
+}
+
+output "console_iap_address" {
+  description = "Point console_iap.domain's DNS A record here (null unless console_iap.enabled)."
+  value       = module.registrar.console_iap_address
+}

@@ -1,0 +1,106 @@
+"""Commands of training runs and their registration in Vertex AI."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+
+from registrar.kernel.commands import Command
+from registrar.kernel.paths import run_path
+
+RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordPipelineRun(Command):
+    """A training pipeline run reached a state. `route` is `event` (our PipelineRunEvent), `log` (log sink) or
+    `submission` (its pipeline could not be submitted: FAILED with the reason). `simulated`: no pipeline ran, the
+    events runner made the run up."""
+
+    training_run_id: str
+    state: str
+    occurred_at: datetime
+    route: str
+    pipeline_job_name: str = ""
+    model_name: str | None = None
+    model_type: str | None = None
+    stage: str | None = None
+    artifacts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    blessed: bool | None = None
+    retrieval_algorithm: str | None = None
+    error_message: str | None = None
+    simulated: bool = False
+
+    @property
+    def idempotency_key(self) -> str:
+        # The same fact arrives by two routes; each route's copy may enrich the run once (metrics come only from
+        # our own event), while the state transition itself is applied once by the domain.
+        return f"run:{self.training_run_id}:{self.state}:{self.route}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordRegistration(Command):
+    """The outcome of registering a training run's pushed model in Vertex AI (status registered | failed |
+    pending, the latter with the last transient error)."""
+
+    training_run_id: str
+    status: str
+    occurred_at: datetime
+    attempt_id: str
+    model_id: str | None = None
+    version_id: str | None = None
+    resource_name: str | None = None
+    artifact_uri: str | None = None
+    reason: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"registration:{self.training_run_id}:{self.status}:{self.attempt_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRegistration(Command):
+    """Someone asked (API / CLI `register`) to retry the registration of a succeeded run."""
+
+    training_run_id: str
+    request_id: str
+    occurred_at: datetime
+    requested_by: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"register-request:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseReservation(Command):
+    """A training run's claim on a model name has expired: the name no longer counts as reserved by it."""
+
+    training_run_id: str
+    model_name: str
+    occurred_at: datetime
+    reason: str = ""
+    principal: str = "registrar-reconciler"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"release-reservation:{self.training_run_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)

@@ -1,0 +1,2 @@
+"""Releasing models: the access policy (roles, protected aliases), promotion through Vertex AI aliases with
+approval, and continuous delivery per model."""

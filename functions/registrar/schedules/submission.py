@@ -1,0 +1,72 @@
+"""Submitting a scheduled run's pipeline after its slot is recorded (the follow-up of a schedule tick)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from registrar.kernel.errors import PermanentError
+from registrar.kernel.paths import run_path
+from registrar.kernel.ports import PipelineRunner
+from registrar.kernel.store import DocumentStore, update
+from registrar.registration.commands import RecordPipelineRun
+from registrar.schedules.commands import RunScheduledSlot
+
+CALLS = (PipelineRunner.submit,)  # what submitting a scheduled run calls outside Firestore
+
+
+def record_submission(store: DocumentStore, run_id: str, now: datetime, *, status: str,
+                      pipeline_job_name: str | None = None, reason: str | None = None,
+                      simulated: bool = False) -> None:
+    def change(run: dict[str, Any]) -> bool:
+        submission = dict(run.get("submission") or {})
+        if submission.get("status") == "submitted":
+            return False  # submitted is final
+        if simulated:
+            run["simulated"] = True
+        submission.update(status=status, updated_at=now, pipeline_job_id=run_id,
+                          attempts=int(submission.get("attempts", 0)) + 1)
+        if pipeline_job_name:
+            submission["pipeline_job_name"] = pipeline_job_name
+            if not run.get("pipeline_job_name"):
+                run["pipeline_job_name"] = pipeline_job_name
+        if status == "submitted":
+            submission["submitted_at"] = now
+            submission.pop("reason", None)
+        elif reason:
+            submission["reason"] = reason[:2000]
+        run["submission"] = submission
+        return True
+
+    update(store, run_path(run_id), change)
+
+
+def submit_run(services, run_id: str) -> str | None:
+    """Submit a scheduled run's pipeline unless it is submitted already. The pipeline job id is the run id, so a
+    second submission (a redelivery after a crash) starts nothing new. Failures are recorded on the run and
+    raised: a transient one makes Pub/Sub redeliver the tick."""
+    run = services.store.get(run_path(run_id))
+    if run is None or not run.get("schedule_id"):
+        return None
+    if (run.get("submission") or {}).get("status") == "submitted":
+        return run["submission"].get("pipeline_job_name")
+    try:
+        name = services.runner.submit(run)
+    except PermanentError as exc:
+        record_submission(services.store, run_id, services.now(), status="failed", reason=exc.reason)
+        # The pipeline will never run: the run has failed, with the reason (and its schedule counts it).
+        services.bus.handle(RecordPipelineRun(training_run_id=run_id, state="FAILED", occurred_at=services.now(),
+                                              route="submission", model_name=run.get("model_name"),
+                                              stage="submission", error_message=exc.reason))
+        raise
+    except Exception as exc:
+        record_submission(services.store, run_id, services.now(), status="error",
+                          reason=f"{type(exc).__name__}: {exc}")
+        raise
+    record_submission(services.store, run_id, services.now(), status="submitted", pipeline_job_name=name,
+                      simulated=services.runner.simulated)
+    return name
+
+
+def submit_slot_run(services, command: RunScheduledSlot, outcome) -> None:
+    submit_run(services, command.training_run_id)

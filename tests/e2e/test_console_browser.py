@@ -1,0 +1,414 @@
+"""The operator console in a real browser (headless Debian Chromium through Selenium) against the local stack with
+the Vertex AI and Cloud Run emulators: real HTTP, real emulators, the real aiplatform client.
+
+What the pages show is compared with what the JSON API answers at the same moment: the console must never count
+anything itself. Every visit checks that no dialog opened and nothing was logged as an error, and writes a
+screenshot under the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+from console_browser import Browser
+from flow_helpers import eventually, vertex_registry
+from registrar.registration.upload import model_id_for, serving_image
+from serving_bundle import ServingBundle, build_serving_bundle
+
+from localcloud import demo
+from localcloud.demo import pipeline_run_event
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+HOSTILE = '<img src=x onerror=alert(1)><script>alert("xss")</script>'
+HOSTILE_ID = "hostile-name"
+EXTRA_MODELS = [  # (display name, labels): enough models to filter, search and page
+    ("ranking_alpha", {"model_type": "ranking", "blessed": "true", "metric_rmse": "0_91"}),
+    ("ranking_beta", {"model_type": "ranking", "blessed": "false", "metric_rmse": "1_2"}),
+    ("recs_gamma", {"model_type": "retrieval", "blessed": "true", "metric_recall_at_100": "0_33"}),
+    ("multitask_delta", {"model_type": "multitask"}),
+]
+SERVED_MODEL = "console_served_retrieval"
+VERSION_DIR = "1764000000"
+WEEKLY_ZONE = "Europe/Warsaw"
+DEPLOY_STATUS_404 = r"/deployments/[A-Za-z0-9_-]+ .*404"  # polled until on_deploy_request records the request
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="module")
+def stack(vertex_stack):
+    """The stack after the demo story, with a few more models uploaded through the aiplatform client, every
+    message they caused handled."""
+    with vertex_stack.deliveries() as deliveries:
+        state = demo.run(vertex_stack.env, artifacts_root=vertex_stack.state_dir / "artifacts", timeout=120,
+                         say=lambda _message: None)
+        vertex_stack.demo_model_id = state["model"]["model_id"]
+        registry = vertex_registry(vertex_stack)
+        for name, labels in EXTRA_MODELS:
+            registry.upload_version(display_name=name, artifact_uri=f"gs://registrar-console-test/{name}/1/",
+                                    labels=labels, serving_image=serving_image("scann"), model_id=model_id_for(name))
+        eventually(lambda: vertex_stack.get("/kpis")["total"] == 1 + len(EXTRA_MODELS), timeout=90,
+                   what="the extra models registered")
+        deliveries.settle()
+    return vertex_stack
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = Browser(tmp_path_factory.mktemp("chromium-profile"), tmp_path_factory.mktemp("console-screenshots"))
+    yield chromium
+    chromium.quit()
+
+
+@pytest.fixture(autouse=True)
+def screenshots_here(browser, tmp_path):
+    """Each test's screenshots go under its own temporary folder."""
+    browser.screenshots = tmp_path
+    yield
+    print(f"console screenshots: {tmp_path}")
+
+
+@pytest.fixture(scope="module")
+def weekly(stack) -> dict:
+    """A weekly schedule on the day after tomorrow (in its zone), created through the API: never today, so which of
+    its runs lie ahead does not depend on the hour the test runs at."""
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(timezone.utc).astimezone(ZoneInfo(WEEKLY_ZONE)).date()
+    created = requests.post(f"{stack.api}/schedules", json={
+        "name": "console weekly", "model_name": "console_weekly_model",
+        "training_config": {"model_type": "retrieval", "epochs": 1}, "schedule_type": "weekly",
+        "day_of_week": (today.weekday() + 2) % 7, "schedule_time": "09:00", "timezone": WEEKLY_ZONE}, timeout=60)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def api_models(stack, **params) -> dict:
+    return stack.get("/models", **{k: v for k, v in params.items() if v not in (None, "")})
+
+
+def choose(browser, css: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find(css)).select_by_value(value)
+
+
+def type_into(browser, css: str, value: str) -> None:
+    field = browser.find(css)
+    field.clear()
+    field.send_keys(value)
+
+
+def table_ids(browser) -> list[str]:
+    return browser.attrs("#models-table tbody tr[data-model-id]", "data-model-id")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overview
+
+
+def test_overview_kpis_equal_the_api(stack, browser):
+    browser.visit(stack.api + "/console/", "overview")
+    kpis = stack.get("/kpis")
+    for key in ("total", "blessed", "deployed", "idle"):
+        shown = browser.find(f'[data-kpi="{key}"]').text
+        assert shown == ("unknown" if kpis[key] is None else str(kpis[key])), key
+    stamp = browser.find('[data-kpi="latest_registered_at"] time').get_attribute("datetime")
+    assert datetime.fromisoformat(stamp) == datetime.fromisoformat(kpis["latest_registered_at"])
+    assert browser.find('[data-count="quarantine"]').text == str(len(stack.get("/quarantine", limit=500)["messages"]))
+    assert "none has run yet" in browser.find("#audit-headline").text  # no audit ran on this stack
+
+
+def test_root_redirects_to_the_console(stack, browser):
+    browser.visit(stack.api + "/", "root")
+    assert browser.driver.current_url == stack.api + "/console/"
+
+
+@pytest.mark.parametrize(("model_type", "status", "q", "sort"), [
+    ("", "all", "", "latest"),
+    ("ranking", "all", "", "name"),
+    ("", "blessed", "", "best_metric"),
+    ("", "not_blessed", "", "oldest"),
+    ("retrieval", "all", "", "name"),
+    ("", "all", "RANKING_", "name"),
+    ("", "all", "gamma", "latest"),
+    ("", "deleted", "", "latest"),
+])
+def test_filters_and_search_give_what_models_gives(stack, browser, model_type, status, q, sort):
+    browser.visit(stack.api + "/console/", "overview-before-filter")
+    choose(browser, "#f-type", model_type)
+    choose(browser, "#f-status", status)
+    type_into(browser, "#f-q", q)
+    choose(browser, "#f-sort", sort)
+    browser.find(".filters button[type=submit]").click()
+    browser.wait_ready()
+    browser.assert_clean("filtered overview")
+    browser.screenshot(f"filtered-{model_type or 'any'}-{status}-{q or 'all'}-{sort}")
+    expected = api_models(stack, model_type=model_type, status=status, q=q, sort=sort, page_size=25)
+    assert table_ids(browser) == [m["model_id"] for m in expected["models"]]
+    assert browser.find("#models-count").text.startswith(f"{expected['total_size']} model")
+    if q:
+        assert expected["models"], "the search must find something for this test to mean anything"
+
+
+def test_paging_follows_the_api_page_tokens(stack, browser):
+    browser.visit(stack.api + "/console/?sort=name&page_size=2", "page-1")
+    pages_shown = [table_ids(browser)]
+    while browser.find_all("#next-page"):
+        browser.find("#next-page").click()
+        browser.wait_ready()
+        browser.assert_clean("next page")
+        browser.screenshot(f"page-{len(pages_shown) + 1}")
+        pages_shown.append(table_ids(browser))
+        assert len(pages_shown) < 20
+    pages_api = []
+    token = None
+    while True:
+        body = api_models(stack, sort="name", page_size=2, page_token=token)
+        pages_api.append([m["model_id"] for m in body["models"]])
+        token = body["next_page_token"]
+        if not token:
+            break
+    assert pages_shown == pages_api
+    assert len(pages_api) >= 3
+    browser.find("#first-page").click()
+    browser.wait_ready()
+    assert table_ids(browser) == pages_api[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The demo's model
+
+
+def test_demo_model_page_shows_versions_aliases_and_history(stack, browser):
+    from selenium.webdriver.common.by import By
+
+    model_id = stack.demo_model_id
+    browser.visit(stack.api + "/console/?sort=latest&page_size=200", "overview-all")
+    browser.find(f'#models-table tr[data-model-id="{model_id}"] th a').click()
+    browser.wait_ready()
+    browser.assert_clean("model page")
+    browser.screenshot("demo-model")
+    assert browser.driver.current_url == f"{stack.api}/console/models/{model_id}"
+
+    model = stack.get(f"/models/{model_id}")
+    assert browser.find("#model-name").text == model["display_name"]
+    rows = {r.get_attribute("data-version-id"): r for r in browser.find_all("#versions-table tbody tr[data-version-id]")}
+    assert sorted(rows) == sorted(v["version_id"] for v in model["versions"]) == ["1", "2"]
+    states = {vid: row.find_elements(By.CSS_SELECTOR, "td")[0].text for vid, row in rows.items()}
+    assert states == {"1": "deleted", "2": "live"}
+    assert "default" in rows["2"].text and "production" in rows["2"].text
+    aliases = browser.find("#model-aliases").text
+    for alias, version in model["aliases"].items():
+        assert f"{alias} → version {version}" in aliases
+
+    history = stack.get(f"/models/{model_id}/history")["history"]
+    shown = browser.texts("#history-table tbody th[scope=row]")
+    assert shown == [e["kind"] for e in reversed(history)] and len(shown) >= 4
+    lineage = browser.find("#lineage-table").text
+    assert model["lineage"][0]["training_run"]["training_run_id"] in lineage
+    assert browser.find_all(".chart svg"), "the metrics chart across versions"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile names
+
+
+def test_a_hostile_model_name_renders_as_text_and_runs_nothing(stack, browser):
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
+
+    env = stack.env
+    client = aiplatform_v1.ModelServiceClient(
+        transport="rest", credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=env["VERTEX_API_ENDPOINT"]))
+    parent = f"projects/{env['GOOGLE_CLOUD_PROJECT']}/locations/{env['GOOGLE_CLOUD_REGION']}"
+    with stack.deliveries(["model-audit-events"]) as deliveries:
+        client.upload_model(request=aiplatform_v1.UploadModelRequest(
+            parent=parent, model_id=HOSTILE_ID,
+            model=aiplatform_v1.Model(display_name=HOSTILE, artifact_uri="gs://registrar-console-test/hostile/1/",
+                                      labels={"model_type": "retrieval", "blessed": "true"},
+                                      version_aliases=["default"],
+                                      container_spec=aiplatform_v1.ModelContainerSpec(
+                                          image_uri=serving_image("scann"))),
+        )).result(timeout=60)
+        eventually(lambda: (stack.get(f"/models/{HOSTILE_ID}") or {}).get("display_name") == HOSTILE, timeout=60,
+                   what="the hostile model in the registry")
+        deliveries.settle()
+
+    for url, name in ((f"{stack.api}/console/?page_size=200", "hostile-overview"),
+                      (f"{stack.api}/console/models/{HOSTILE_ID}", "hostile-model")):
+        browser.visit(url, name)  # no dialog, nothing logged (a rendered <img src=x> would log its failed load)
+        assert browser.find_all("main img") == [] and browser.find_all("main script") == []
+        assert browser.driver.execute_script("return document.querySelectorAll('[onerror]').length") == 0
+        shown = (browser.find(f'#models-table tr[data-model-id="{HOSTILE_ID}"] th a').text if "models/" not in url
+                 else browser.find("#model-name").text)
+        assert shown == HOSTILE
+    response = requests.get(f"{stack.api}/console/models/{HOSTILE_ID}", timeout=10)
+    assert HOSTILE not in response.text and "&lt;img src=x onerror=alert(1)&gt;" in response.text
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_csp_stops_a_script_the_page_did_not_ship(stack, browser):
+    """Were something to slip past escaping, the policy would still refuse to run it: an inline script added to
+    the page is blocked, and the browser reports the violation."""
+    browser.visit(stack.api + "/console/", "csp")
+    ran = browser.driver.execute_script("""
+        window.__ran = false;
+        var s = document.createElement('script'); s.textContent = 'window.__ran = true;';
+        document.body.appendChild(s);
+        return window.__ran;""")
+    assert ran is False
+    errors = browser.console_errors()
+    assert any("Content Security Policy" in e["message"] for e in errors), errors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Schedules and the calendar
+
+
+def test_the_calendar_shows_a_weekly_schedules_projected_runs_on_the_right_days(stack, browser, weekly):
+    day_of_week = weekly["day_of_week"]
+    browser.visit(f"{stack.api}/console/schedules?tz={WEEKLY_ZONE}&weeks_past=2&weeks_future=6", "calendar")
+    today_cell = browser.find("#calendar td.today")
+    today = date.fromisoformat(today_cell.get_attribute("data-date"))  # the server's today, in the zone asked for
+    assert "today" in today_cell.text
+    last = today + timedelta(days=6 - today.weekday(), weeks=6)
+    expected = [d.isoformat() for d in (today + timedelta(days=n) for n in range(1, (last - today).days + 1))
+                if d.weekday() == day_of_week]
+    cells = browser.find_all("#calendar td.day")
+    assert len(cells) == 7 * (2 + 1 + 6)
+    ours = [c.get_attribute("data-date") for c in cells if "console weekly" in (c.get_attribute("title") or "")]
+    assert ours == expected and len(expected) >= 6
+    for cell in cells:
+        if cell.get_attribute("data-date") in expected:
+            assert "◷1" in cell.text  # a mark and a number, not only a colour
+            assert "scheduled" in cell.get_attribute("class")
+    weekday = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")[day_of_week]
+    row = browser.find(f'#schedules-table tr[data-schedule-id="{weekly["schedule_id"]}"]')
+    assert f"weekly on {weekday} at 09:00 ({WEEKLY_ZONE})" in row.text
+    calendar = stack.get("/calendar", tz=WEEKLY_ZONE, weeks_past=2, weeks_future=6)
+    assert [d["date"] for d in calendar["days"] if any(s["schedule_id"] == weekly["schedule_id"]
+                                                       for s in d["schedules"])] == expected
+
+
+def test_pause_and_resume_a_schedule_from_the_page(stack, browser, weekly):
+    sid = weekly["schedule_id"]
+    browser.visit(f"{stack.api}/console/schedules", "schedules")
+    for action, status in (("pause", "paused"), ("resume", "active")):
+        browser.find(f'tr[data-schedule-id="{sid}"] button[data-action="{action}"]').click()
+        browser.wait_for(lambda d: browser.find_all(".confirm"), what="the confirmation step")
+        assert stack.get(f"/schedules/{sid}")["status"] != status  # nothing happens before confirming
+        browser.screenshot(f"confirm-{action}")
+        browser.find(".confirm .confirm-yes").click()
+        browser.wait_for(lambda d, s=status: f"is now {s}" in browser.find("#schedule-outcome").text,
+                         what=f"{action} done")
+        assert browser.find(f'tr[data-schedule-id="{sid}"] .schedule-status').text == status
+        assert stack.get(f"/schedules/{sid}")["status"] == status
+        history = stack.get(f"/schedules/{sid}/history")["history"]
+        assert history[-1]["kind"] == f"schedule.{status if status == 'paused' else 'resumed'}"
+        browser.screenshot(f"after-{action}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deploy from the page, then try the served model
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> ServingBundle:
+    return build_serving_bundle(tmp_path_factory.mktemp("bundle") / "built", num_candidates=64, dim=8,
+                                algorithm="scann", top_k=10)
+
+
+def register_servable_model(stack, tmp_path: Path, bundle: ServingBundle) -> tuple[str, str]:
+    run_id = "console-served-run"
+    base = tmp_path / run_id
+    shutil.copytree(bundle.path / "query_tower", base / "pushed_model" / VERSION_DIR)
+    shutil.copytree(bundle.path, base / "pushed_model_serving_bundle" / VERSION_DIR)
+    stack.publish("pipeline-events", pipeline_run_event(
+        run_id, "SUCCEEDED", datetime.now(timezone.utc), model_name=SERVED_MODEL, model_type="retrieval",
+        stage="Pusher", artifacts={"pushed_model_uri": f"{base}/pushed_model/{VERSION_DIR}/",
+                                   "serving_bundle_uri": f"{base}/pushed_model_serving_bundle/{VERSION_DIR}/"},
+        metrics={"recall_at_100": 0.5}, blessed=True, retrieval_algorithm="scann"))
+    run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}"))
+                     and (r.get("registration") or {}).get("status") == "registered" and r, what="registered")
+    model_id, version_id = model_id_for(SERVED_MODEL), run["registration"]["version_id"]
+    eventually(lambda: (m := stack.get(f"/models/{model_id}"))
+               and any(v["version_id"] == version_id and v["state"] == "live" for v in m["versions"]),
+               what="the served model's version in the registry")
+    return model_id, version_id
+
+
+def test_deploy_from_the_page_shows_the_url_and_kpis_agree_then_predict(stack, browser, tmp_path, bundle):
+    with stack.deliveries() as deliveries:
+        model_id, version_id = register_servable_model(stack, tmp_path, bundle)
+        deliveries.settle()
+    deployed_before = stack.get("/kpis")["deployed"]
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-before")
+    choose(browser, "#deploy-version", version_id)
+    choose(browser, "#deploy-preset", "development")
+    browser.find("#deploy-button").click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the confirmation step")
+    assert "development" in browser.find(".confirm").text
+    assert stack.get(f"/models/{model_id}/endpoints")["endpoints"] == []  # nothing happens before confirming
+    browser.screenshot("confirm-deploy")
+    browser.find(".confirm .confirm-yes").click()
+    link = browser.wait_for(lambda d: browser.find_all("#deploy-outcome .deployed-url"), timeout=300, every=1.0,
+                            what="the deployed URL", allow_network=DEPLOY_STATUS_404)[0]
+    browser.screenshot("deployed")
+    model = eventually(lambda: (m := stack.get(f"/models/{model_id}"))["deployment"]["status"] == "deployed" and m,
+                       timeout=30, what="the API says deployed")
+    assert link.text == model["deployment"]["uri"] and link.get_attribute("href").rstrip("/") == link.text.rstrip("/")
+    assert model["deployment"]["version_id"] == version_id
+    outcome = browser.find("#deploy-outcome").text
+    assert outcome.startswith(f"Deployed version {version_id}")
+    request_id = outcome.split("(request ", 1)[1].split(")", 1)[0]
+    assert stack.get(f"/deployments/{request_id}")["status"] == "deployed"  # recorded like any other request
+    eventually(lambda: stack.get("/kpis")["deployed"] == deployed_before + 1, timeout=30, what="/kpis deployed")
+
+    # The page after the deploy: the KPIs on the overview agree, and the served model answers through the registry.
+    browser.visit(stack.api + "/console/", "overview-after-deploy")
+    assert browser.find('[data-kpi="deployed"]').text == str(stack.get("/kpis")["deployed"])
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model")
+    browser.wait_for(lambda d: "serving signature expects" in browser.find("#signature-note").text,
+                     what="the example from the serving signature")
+    features = browser.find("#signature-note").text.split(": ", 1)[1].rstrip(".").split(", ")
+    assert {f.split(" (")[0] for f in features} == {"customer_id", "city", "segment", "revenue"}
+    browser.find("#predict-button").click()
+    browser.wait_for(lambda d: browser.find_all("#predictions-table tbody tr"), timeout=60, what="predictions")
+    browser.screenshot("predicted")
+    shown = browser.texts("#predictions-table tbody th")
+    assert shown and set(shown) <= set(bundle.product_ids) and len(shown) <= 10
+
+    browser.find("#undeploy-button").click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the undeploy confirmation")
+    browser.find(".confirm .confirm-yes").click()
+    browser.wait_for(lambda d: "Undeployed" in browser.find("#deploy-outcome").text, timeout=120, every=1.0,
+                     what="undeployed", allow_network=DEPLOY_STATUS_404)
+    eventually(lambda: stack.get("/kpis")["deployed"] == deployed_before, timeout=30, what="/kpis after undeploy")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every page, once more: nothing logged, a screenshot each
+
+
+def test_no_page_logs_an_error(stack, browser, weekly):
+    pages = ["/console/", "/console/?status=idle", f"/console/models/{stack.demo_model_id}",
+             "/console/schedules", "/console/quarantine", "/console/audit", "/console/models/no-such-model"]
+    for path in pages:
+        browser.driver.get(stack.api + path)
+        browser.wait_ready()
+        browser.assert_clean(path, allow_network=r"/console/models/no-such-model .*404" if "no-such" in path else None)
+        browser.screenshot("page" + path.replace("/", "_"))
+    assert len(list(browser.screenshots.glob("*.png"))) == len(pages)
