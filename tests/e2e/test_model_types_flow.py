@@ -28,13 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = {"customer_id": "CUST000003", "city": "Warsaw", "segment": "retail", "revenue": 12000.0}
 
 
+# Enough epochs on 2,000 interactions to beat the popularity baseline (two are not): only blessed versions deploy.
+EPOCHS = "10"
+
+
 def train(stack, output: Path, run_id: str, model_name: str, model_type: str, *args: str) -> dict:
     """One local pipeline run, publishing its PipelineRunEvent to the stack; returns the event."""
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": stack.env["PUBSUB_EMULATOR_HOST"],
            "GOOGLE_CLOUD_PROJECT": stack.env["GOOGLE_CLOUD_PROJECT"], "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [str(pipeline_python()), "-m", "pipeline.runners.local", "--model-type", model_type, "--interactions", "2000",
-         "--epochs", "2", "--output", str(output), "--training-run-id", run_id, "--model-name", model_name,
+         "--epochs", EPOCHS, "--output", str(output), "--training-run-id", run_id, "--model-name", model_name,
          "--plain", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((output / "pipeline_run_event.json").read_text())
@@ -49,7 +53,7 @@ def registered(stack, run_id: str) -> str:
 
 def deploy(stack, model_id: str, version_id: str) -> str:
     response = requests.post(f"{stack.api}/models/{model_id}/versions/{version_id}:deploy",
-                             json={"preset": "development", "requested_by": "e2e"}, timeout=30)
+                             json={"preset": "development"}, timeout=30)
     assert response.status_code == 202, response.text
     request_id = response.json()["request_id"]
     done = eventually(lambda: (d := stack.get(f"/deployments/{request_id}")) and d["status"] != "requested" and d,
@@ -76,6 +80,7 @@ def test_a_ranking_model_is_trained_registered_deployed_and_scores_customer_prod
     model_id = model_id_for(model_name)
     event = train(stack, tmp_path / "first", "e2e-ranking-1", model_name, "ranking")
     assert event["state"] == "SUCCEEDED" and event["retrieval_algorithm"] is None
+    assert event["blessed"] is True, event["evaluation"]["reason"]
     version_id = registered(stack, "e2e-ranking-1")
 
     uri = deploy(stack, model_id, version_id)
@@ -115,6 +120,7 @@ def test_a_multitask_model_is_trained_registered_deployed_and_recommends_with_ra
     model_id = model_id_for(model_name)
     event = train(stack, tmp_path, "e2e-multitask-1", model_name, "multitask")
     assert event["state"] == "SUCCEEDED" and event["retrieval_algorithm"] == "brute_force"
+    assert event["blessed"] is True, event["evaluation"]["reason"]
     version_id = registered(stack, "e2e-multitask-1")
 
     uri = deploy(stack, model_id, version_id)
