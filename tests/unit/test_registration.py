@@ -7,11 +7,13 @@ from datetime import timedelta
 
 import pytest
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
-from helpers import deliver
+from helpers import delete_version_entry, deliver
 from hypothesis import given
 from hypothesis import strategies as st
+from pipeline_records import EVALUATION, LINEAGE, SCANN, records
 from registrar.adapters.artifacts import StorageArtifactStore
 from registrar.adapters.memory import InMemoryStore
+from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.labels import sanitize_label_key, sanitize_label_value
@@ -383,6 +385,46 @@ def test_metrics_reach_the_version_exactly_and_never_through_labels(pushed, writ
     model = queries.get_model(services.store, model_id_for("recs_retrieval"))
     assert model["versions"][0]["metrics"] == EXACT
     assert model["best_metric"] == {"name": "recall_at_100", "value": 0.123456789012345}
+
+
+@pytest.mark.parametrize("writer_class", [FakeVertexWriter, AuditFirstWriter])
+def test_the_version_keeps_its_runs_evaluation_lineage_and_scann_settings_and_a_tombstone_drops_them(
+        pushed, writer_class):
+    """A not-blessed run is registered and marked, with the verdict that says why: each threshold as threshold /
+    achieved / margin and the baseline version, whichever path registers the version first."""
+    writer = writer_class()
+    services, _ = make_services(writer)
+    writer.services = services
+    event = {**succeeded_event(pushed), "blessed": False, **records()}
+    for _ in range(2):
+        deliver_pipeline(services, event)
+    [upload] = writer.uploads
+    assert upload["labels"]["blessed"] == "false"
+    model_id = model_id_for("recs_retrieval")
+    run = training_run(services.store, "run-1")
+    version = services.store.get(f"models/{model_id}")["versions"]["1"]
+    for doc in (run, version):
+        assert (doc["evaluation"], doc["lineage"], doc["scann"]) == (EVALUATION, LINEAGE, SCANN)
+    assert version["blessed"] is False
+    change = next(t for t in version["evaluation"]["thresholds"] if t["kind"] == "change")
+    assert (change["threshold"], change["achieved"], change["margin"], change["passed"]) == (0.4, 0.3, -0.1, False)
+    assert version["evaluation"]["baseline"]["version"] == "7"
+    shown = create_app(lambda: services.store).test_client().get(f"/models/{model_id}").get_json()
+    assert {k: shown["versions"][0][k] for k in ("blessed", "evaluation", "lineage", "scann")} == {
+        "blessed": False, "evaluation": EVALUATION, "lineage": LINEAGE, "scann": SCANN}
+
+    writer.versions.pop((model_id, "1"))
+    deliver(services, "on_model_audit_event", envelope(delete_version_entry(model_id, "1", at(120))))
+    tombstone = services.store.get(f"models/{model_id}")["versions"]["1"]
+    assert tombstone["state"] == "deleted" and not {"evaluation", "lineage", "scann"} & set(tombstone)
+
+
+def test_a_version_of_a_run_that_reported_no_evaluation_has_none(pushed):
+    services, _ = make_services()
+    deliver_pipeline(services, succeeded_event(pushed))
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert {k: model["versions"][0][k] for k in ("evaluation", "lineage", "scann")} == dict.fromkeys(
+        ("evaluation", "lineage", "scann"))
 
 
 def test_metrics_come_from_the_metrics_file_when_the_event_has_none(tmp_path, pushed):

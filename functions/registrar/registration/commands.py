@@ -12,9 +12,6 @@ from registrar.kernel.paths import run_path
 
 RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-# What a run's own event records beyond its state and metrics: the Evaluator's verdict, what made the model, the
-# ScaNN settings measured at export. Kept on the run and on the version it registers.
-RUN_RECORDS = ("evaluation", "lineage", "scann")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any
 from registrar.kernel import schemas
 from registrar.kernel.errors import Ignored
 from registrar.kernel.messages import Message, fact_time
-from registrar.registration.commands import RUN_RECORDS, RecordPipelineRun, RequestRegistration
+from registrar.kernel.model import RUN_RECORDS
+from registrar.registration.commands import RecordPipelineRun, RequestRegistration
 
 PIPELINE_EVENT_SCHEMA = "events/pipeline-run-event.v1.json"
 PIPELINE_LOG_SCHEMA = "events/pipeline-job-log-entry.v1.json"

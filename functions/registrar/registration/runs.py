@@ -10,7 +10,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from registrar.registration.commands import RUN_RECORDS, TERMINAL_RUN_STATES, RecordPipelineRun
+from registrar.kernel.model import RUN_RECORDS
+from registrar.registration.commands import TERMINAL_RUN_STATES, RecordPipelineRun
 
 
 @dataclasses.dataclass
