@@ -3,9 +3,11 @@
 import base64
 import json
 import re
+import threading
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
 from helpers import delete_version_entry, deliver
 from hypothesis import given
@@ -23,6 +25,8 @@ from registrar.registration.queries import training_run
 from registrar.registration.upload import model_id_for, register_run, resolve_saved_model_dir
 from registrar.registry import queries
 from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE, verify_version_exists
+from registrar_cli.main import cli
+from werkzeug.serving import make_server
 
 LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -465,3 +469,24 @@ def test_a_label_update_carrying_metric_labels_changes_no_metrics():
     w.handle(labels_cmd("m1", "1", {"training_run_id": "run-1", "metric_delta_recall": "0_5",
                                     "metric_tiny_loss": "1_234e-05"}, at(2)))
     assert w.versions("m1")["1"]["metrics"] == EXACT
+
+
+def test_registrar_show_prints_the_verdict_with_margins_the_fingerprint_and_the_config(pushed):
+    services, _ = make_services()
+    deliver_pipeline(services, {**succeeded_event(pushed), "blessed": False, **records()})
+    server = make_server("127.0.0.1", 0, create_app(lambda: services.store), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(cli, ["show", model_id_for("recs_retrieval"), "--api",
+                                          f"http://127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "version 1 evaluation: NOT blessed, baseline version 7" in out
+    assert "change │ recall_at_100 │ >= 0.4 │ 0.3 │ -0.1 │ FAILED" in out
+    assert "popularity │ recall_at_100 │ > 0.2 │ 0.3 │ +0.1 │ passed" in out
+    assert "sha256:" + "a" * 64 in result.output.replace("\n", "").replace("│", "").replace(" ", "")
+    assert "eval 10, test 10, train 80" in out
+    assert '"embedding_dim": 32' in out and "tfx 1.16.0" in out
+    assert "scann: recall@100 0.961, 3.1x brute force" in out
