@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from flow_helpers import eventually, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
 from registrar.registration.upload import model_id_for
+from registrar_cli.main import cli
 from serving_bundle import pipeline_python
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -112,6 +114,18 @@ def test_a_ranking_model_is_trained_registered_deployed_and_scores_customer_prod
     marked = vertex_registry(stack).get_version(model_id, second_version)
     assert marked.labels.get("blessed") == "false"
     assert marked.artifact_uri.rstrip("/") == worse["artifacts"]["pushed_model_uri"].rstrip("/")
+
+    # The registry keeps the verdict, with its margins, and what made each version; `registrar show` prints them.
+    shown = {v["version_id"]: v for v in stack.get(f"/models/{model_id}")["versions"]}
+    assert shown[second_version]["blessed"] is False
+    assert shown[second_version]["evaluation"] == evaluation
+    assert shown[second_version]["lineage"] == worse["lineage"]
+    assert shown[version_id]["evaluation"]["blessed"] is True
+    assert shown[version_id]["lineage"]["data"]["fingerprint"] == event["lineage"]["data"]["fingerprint"]
+    printed = CliRunner().invoke(cli, ["show", model_id, "--api", stack.api], catch_exceptions=False)
+    assert printed.exit_code == 0, printed.output
+    assert f"version {second_version} evaluation: NOT blessed, baseline version {version_id}" in printed.output
+    assert event["lineage"]["data"]["fingerprint"][:20] in printed.output
 
 
 def test_a_multitask_model_is_trained_registered_deployed_and_recommends_with_ratings(vertex_stack, tmp_path):
