@@ -10,6 +10,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline import events
+from tests.pipeline_records import records
+
+RECORDED = records()
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "events" / "pipeline-run-event.v1.json"
 
@@ -59,29 +62,15 @@ def test_schema_rejects_an_extra_field():
     assert list(validator().iter_errors(event))
 
 
-EVALUATION = {
-    "blessed": False, "reason": "change recall_at_100=0.3000 >= 0.4000 failed (margin -0.1000)", "evaluator": "tfma",
-    "split": "test", "tfma_validation_ok": False,
-    "baseline": {"version": "7", "model_uri": "gs://b/models/recs/pushed_model/1/", "used": True,
-                 "skipped_reason": None},
-    "thresholds": [
-        {"metric": "recall_at_100", "kind": "value", "comparator": ">=", "threshold": 0.05, "achieved": 0.3,
-         "margin": 0.25, "passed": True, "skipped": None},
-        {"metric": "recall_at_100", "kind": "change", "comparator": ">=", "threshold": 0.4, "achieved": 0.3,
-         "margin": -0.1, "passed": False, "skipped": None, "baseline_value": 0.4, "tolerance": 0.0},
-        {"metric": "recall_at_100", "kind": "popularity", "comparator": ">", "threshold": 0.2, "achieved": 0.3,
-         "margin": 0.1, "passed": True, "skipped": None, "baseline_value": 0.2}],
-    "metrics": {"model": {"recall_at_100": 0.3, "recall_at_5": float("nan")}, "baseline_model": {"recall_at_100": 0.4},
-                "popularity": {"recall_at_100": 0.2}},
-}
+# The records a run reports, as the registry's tests receive them (tests/pipeline_records.py); here the report also
+# holds a metric TFMA could not compute (NaN), which the event drops.
+EVALUATION = {**RECORDED["evaluation"], "metrics": {**RECORDED["evaluation"]["metrics"],
+                                                     "model": {"recall_at_100": 0.3, "recall_at_5": float("nan")}}}
 LINEAGE = {"data": {"examples_uri": "gs://b/root/CsvExampleGen/examples/1", "rows": {"train": 80, "eval": 10, "test": 10},
                     "fingerprint": "sha256:" + "a" * 64},
            "training_config": {"epochs": 3, "gpu_count": 0}, "hyperparameters": {"epochs": 3},
            "versions": {"tfx": "1.16.0", "tensorflow": "2.16.2"}}
-SCANN = {"algorithm": "scann", "reason": "fastest configuration with recall@100 >= 0.95: 3.10x brute force", "k": 100,
-         "target_recall": 0.95, "recall_at_k": 0.961, "speedup": 3.1, "brute_force_ms_per_query": 1.2,
-         "scann_ms_per_query": 0.39, "num_candidates": 50000, "num_queries": 1000, "threads": 1,
-         "params": {"num_leaves": 224, "num_leaves_to_search": 22}, "configurations_tried": 40}
+SCANN = RECORDED["scann"]
 
 
 def test_evaluation_scann_and_lineage_are_carried_and_valid():
