@@ -338,7 +338,9 @@ def act_story(publisher: Publisher, story: VertexStory, api: str, timeout: float
     wait_until(lambda: (s := model_state(api, model_id))["versions"] == {"1": "live", "2": "live"}
                and s["aliases"].get("default") == "2", timeout=timeout, what="version 2 with `default`")
 
-    say("`production` moves to version 2 (mergeVersionAliases)")
+    say("`production` moves to version 2 (mergeVersionAliases, by hand as in the Vertex AI console: no approved "
+        "promotion put it there, so `registrar audit` reports it as unapproved_promotion; `registrar promote` is "
+        "the guarded way)")
     story.promote("2")
     wait_until(lambda: model_state(api, model_id)["aliases"].get("production") == "2", timeout=timeout,
                what="`production` on version 2")

@@ -26,6 +26,7 @@ DOCUMENTED_RULES: dict[str, set[str]] = {
     # two different versions; b another version than a, of a model of the same type
     "GET /models/{model_id}/compare": {"versions"},
     "GET /compare": {"b"},
+    "GET /console/models/{model_id}/compare": {"versions"},
     # the instances must carry the features the served model's signature expects
     "POST /models/{model_id}/versions/{version_id}:predict": {"instances"},
     "POST /models/{model_id}:predict": {"instances"},

@@ -33,9 +33,10 @@ EXTRA_MODELS = [  # (display name, labels): enough models to filter, search and 
     ("multitask_delta", {"model_type": "multitask"}),
 ]
 SERVED_MODEL = "console_served_retrieval"
-VERSION_DIR = "1764000000"
+VERSION_DIRS = ("1764000000", "1764000100")  # two versions of the served model, from two runs
 WEEKLY_ZONE = "Europe/Warsaw"
 DEPLOY_STATUS_404 = r"/deployments/[A-Za-z0-9_-]+ .*404"  # polled until on_deploy_request records the request
+APPROVE_403 = r"/promotions/prm-[0-9a-f]+:approve .*403"  # the requester's own approval, refused
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,16 +332,16 @@ def bundle(tmp_path_factory) -> ServingBundle:
                                 algorithm="scann", top_k=10)
 
 
-def register_servable_model(stack, tmp_path: Path, bundle: ServingBundle) -> tuple[str, str]:
-    run_id = "console-served-run"
+def register_servable_version(stack, tmp_path: Path, bundle: ServingBundle, run_id: str, version_dir: str,
+                              recall: float, finished_at: datetime) -> tuple[str, str]:
     base = tmp_path / run_id
-    shutil.copytree(bundle.path / "query_tower", base / "pushed_model" / VERSION_DIR)
-    shutil.copytree(bundle.path, base / "pushed_model_serving_bundle" / VERSION_DIR)
+    shutil.copytree(bundle.path / "query_tower", base / "pushed_model" / version_dir)
+    shutil.copytree(bundle.path, base / "pushed_model_serving_bundle" / version_dir)
     stack.publish("pipeline-events", pipeline_run_event(
-        run_id, "SUCCEEDED", datetime.now(timezone.utc), model_name=SERVED_MODEL, model_type="retrieval",
-        stage="Pusher", artifacts={"pushed_model_uri": f"{base}/pushed_model/{VERSION_DIR}/",
-                                   "serving_bundle_uri": f"{base}/pushed_model_serving_bundle/{VERSION_DIR}/"},
-        metrics={"recall_at_100": 0.5}, blessed=True, retrieval_algorithm="scann"))
+        run_id, "SUCCEEDED", finished_at, model_name=SERVED_MODEL, model_type="retrieval",
+        stage="Pusher", artifacts={"pushed_model_uri": f"{base}/pushed_model/{version_dir}/",
+                                   "serving_bundle_uri": f"{base}/pushed_model_serving_bundle/{version_dir}/"},
+        metrics={"recall_at_100": recall}, blessed=True, retrieval_algorithm="scann"))
     run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}"))
                      and (r.get("registration") or {}).get("status") == "registered" and r, what="registered")
     model_id, version_id = model_id_for(SERVED_MODEL), run["registration"]["version_id"]
@@ -350,17 +351,35 @@ def register_servable_model(stack, tmp_path: Path, bundle: ServingBundle) -> tup
     return model_id, version_id
 
 
-def test_deploy_from_the_page_shows_the_url_and_kpis_agree_then_predict(stack, browser, tmp_path, bundle):
+@pytest.fixture(scope="module")
+def served(stack, bundle, tmp_path_factory) -> tuple[str, str, str]:
+    """The served model with two versions (two runs, one after the other): (model id, older, newer)."""
+    tmp_path = tmp_path_factory.mktemp("served")
+    now = datetime.now(timezone.utc)
     with stack.deliveries() as deliveries:
-        model_id, version_id = register_servable_model(stack, tmp_path, bundle)
+        model_id, first = register_servable_version(stack, tmp_path, bundle, "console-served-run", VERSION_DIRS[0],
+                                                    0.5, now)
+        _, second = register_servable_version(stack, tmp_path, bundle, "console-served-run-2", VERSION_DIRS[1],
+                                              0.55, now + timedelta(seconds=5))
         deliveries.settle()
-    deployed_before = stack.get("/kpis")["deployed"]
-    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-before")
+    return model_id, first, second
+
+
+def deploy_from_the_page(browser, version_id: str) -> None:
     choose(browser, "#deploy-version", version_id)
     choose(browser, "#deploy-preset", "development")
     browser.find("#deploy-button").click()
     browser.wait_for(lambda d: browser.find_all(".confirm"), what="the confirmation step")
     assert "development" in browser.find(".confirm").text
+
+
+def test_deploy_from_the_page_shows_the_url_and_kpis_agree_then_predict_and_roll_back(stack, browser, served,
+                                                                                       bundle):
+    model_id, version_id, newer = served
+    deployed_before = stack.get("/kpis")["deployed"]
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-before")
+    assert browser.find_all(".rollback-action") == []  # nothing deployed, nothing to roll back
+    deploy_from_the_page(browser, version_id)
     assert stack.get(f"/models/{model_id}/endpoints")["endpoints"] == []  # nothing happens before confirming
     browser.screenshot("confirm-deploy")
     browser.find(".confirm .confirm-yes").click()
@@ -391,6 +410,42 @@ def test_deploy_from_the_page_shows_the_url_and_kpis_agree_then_predict(stack, b
     shown = browser.texts("#predictions-table tbody th")
     assert shown and set(shown) <= set(bundle.product_ids) and len(shown) <= 10
 
+    # A second deploy (the newer version), then roll the service back from the page: the earlier version serves.
+    deploy_from_the_page(browser, newer)
+    browser.find(".confirm .confirm-yes").click()
+    browser.wait_for(lambda d: f"Deployed version {newer}" in browser.find("#deploy-outcome").text, timeout=300,
+                     every=1.0, what="the second deploy", allow_network=DEPLOY_STATUS_404)
+    eventually(lambda: stack.get(f"/models/{model_id}")["deployment"]["version_id"] == newer, timeout=30,
+               what="the API says the newer version is deployed")
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-two-deploys")
+    [service] = browser.attrs(".rollback-action", "data-service")
+    assert browser.texts(f'tr[data-service-id="{service}"] select.rollback-to option') == [
+        f"previous: version {version_id}"]
+    browser.find(".rollback-action").click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the rollback confirmation")
+    assert f"to previous: version {version_id}" in browser.find(".confirm").text
+    assert stack.get(f"/models/{model_id}")["deployment"]["version_id"] == newer  # nothing before confirming
+    browser.screenshot("confirm-rollback")
+    browser.find(".confirm .confirm-yes").click()
+    browser.wait_for(lambda d: "Rolled back" in browser.find("#deploy-outcome").text, timeout=300, every=1.0,
+                     what="rolled back", allow_network=DEPLOY_STATUS_404)
+    browser.screenshot("rolled-back")
+    outcome = browser.find("#deploy-outcome").text
+    assert outcome.startswith(f"Rolled back {service} from version {newer} to version {version_id}")
+    request_id = outcome.split("(request ", 1)[1].split(")", 1)[0]
+    assert stack.get(f"/deployments/{request_id}")["rollback"]["from_version"] == newer
+    assert browser.find(f'tr[data-service-id="{service}"] .endpoint-version').text == version_id
+    model = eventually(lambda: (m := stack.get(f"/models/{model_id}"))["deployment"]["version_id"] == version_id
+                       and m, timeout=30, what="the API says the earlier version is deployed")
+    assert model["deployment"]["status"] == "deployed"
+    [endpoint] = stack.get(f"/models/{model_id}/endpoints")["endpoints"]
+    assert endpoint["serving"]["version_id"] == version_id  # what Cloud Run serves
+    eventually(lambda: stack.get("/kpis")["deployed"] == deployed_before + 1, timeout=30, what="/kpis after rollback")
+    browser.visit(stack.api + "/console/", "overview-after-rollback")
+    assert browser.find('[data-kpi="deployed"]').text == str(stack.get("/kpis")["deployed"])
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-rolled-back")
+    assert f"deployed version {version_id}" in browser.find("#deployment-status").text
+
     browser.find("#undeploy-button").click()
     browser.wait_for(lambda d: browser.find_all(".confirm"), what="the undeploy confirmation")
     browser.find(".confirm .confirm-yes").click()
@@ -400,12 +455,92 @@ def test_deploy_from_the_page_shows_the_url_and_kpis_agree_then_predict(stack, b
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Releases: promote from the page, decide, compare
+
+
+def promote_from_the_page(browser, version_id: str, alias: str, reason: str) -> None:
+    choose(browser, "#promote-version", version_id)
+    type_into(browser, "#promote-alias", alias)
+    type_into(browser, "#promote-reason", reason)
+    browser.find("#promote-button").click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the promotion's confirmation step")
+    assert f"to alias {alias}" in browser.find(".confirm").text
+    browser.find(".confirm .confirm-yes").click()
+
+
+def test_promote_an_alias_from_the_page_and_decide_a_protected_one(stack, browser, served):
+    model_id, older, newer = served
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-promotions")
+    # An alias no policy protects: applied at once (the local principal holds every role), then the registry shows
+    # it, through Vertex AI's audit log.
+    promote_from_the_page(browser, older, "candidate", "recall@100 0.5, for the A/B test")
+    browser.wait_for(lambda d: "registry shows candidate → version" in browser.find("#promotion-outcome").text,
+                     timeout=120, every=0.5, what="the alias applied")
+    browser.screenshot("promoted")
+    assert f"candidate → version {older}" in browser.find("#model-aliases").text
+    assert stack.get(f"/models/{model_id}")["aliases"]["candidate"] == older
+    [applied] = stack.get("/promotions", model_id=model_id)["promotions"]
+    assert applied["status"] == "applied" and applied["requested_by"].startswith("local:")
+    row = f'#promotions-table tr[data-promotion-id="{applied["promotion_id"]}"]'
+    assert browser.find(f"{row} .promotion-status").text == "applied"
+
+    # A protected alias waits for an approver other than the one who asked: approving one's own request is refused
+    # (the API's 403, shown as text); rejecting it, with a reason, decides it.
+    promote_from_the_page(browser, newer, "production", "recall@100 +0.05")
+    browser.wait_for(lambda d: "is pending" in browser.find("#promotion-outcome").text, what="pending")
+    [pending] = stack.get("/promotions", model_id=model_id, status="pending")["promotions"]
+    row = f'#promotions-table tr[data-promotion-id="{pending["promotion_id"]}"]'
+    browser.find(f'{row} button[data-action="approve"]').click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the approval's confirmation step")
+    browser.find(".confirm .confirm-yes").click()
+    refused = browser.wait_for(lambda d: "approve refused" in (t := browser.find("#promotion-outcome").text) and t,
+                               what="the refusal", allow_network=APPROVE_403)
+    assert "an approval must come from a different principal" in refused
+    browser.screenshot("approval-refused")
+    browser.find(f'{row} button[data-action="reject"]').click()
+    browser.wait_for(lambda d: browser.find_all(".confirm .confirm-reason"), what="the rejection's reason field")
+    browser.find(".confirm .confirm-reason").send_keys("wait for the A/B test")
+    browser.find(".confirm .confirm-yes").click()
+    browser.wait_for(lambda d: browser.find(f"{row} .promotion-status").text == "rejected", what="rejected",
+                     allow_network=APPROVE_403)  # the refused approval's load failure may be logged late
+    decided = stack.get(f"/promotions/{pending['promotion_id']}")
+    assert decided["status"] == "rejected" and decided["decision_reason"] == "wait for the A/B test"
+    assert browser.find_all(f"{row} button") == []
+    assert "production" not in stack.get(f"/models/{model_id}")["aliases"]
+
+
+def test_compare_two_versions_from_the_model_page(stack, browser, served):
+    model_id, older, newer = served
+    browser.visit(f"{stack.api}/console/models/{model_id}", "served-model-compare")
+    choose(browser, "#compare-a", older)
+    choose(browser, "#compare-b", newer)
+    browser.find("#compare-button").click()
+    browser.wait_ready()
+    browser.assert_clean("the compare page")
+    browser.screenshot("compare")
+    assert browser.driver.current_url == f"{stack.api}/console/models/{model_id}/compare?versions={older}%2C{newer}"
+    api = stack.get(f"/models/{model_id}/compare", versions=f"{older},{newer}")
+    metric = next(m for m in api["metrics"] if m["name"] == "recall_at_100")
+    row = '#compare-metrics tr[data-metric="recall_at_100"]'
+    assert browser.find(f"{row} .metric-a").text == "0.5" == f"{metric['a']:.4g}"
+    assert browser.find(f"{row} .metric-b").text == "0.55" == f"{metric['b']:.4g}"
+    assert browser.find(f"{row} .metric-delta").text == f"{metric['delta']:+.4g}"
+    assert metric["better"] == "b" and browser.find(f"{row} .metric-better").text == f"version {newer} ▶"
+    assert browser.find(".evaluation-a").text == api["a"]["evaluation"] == "blessed"
+    browser.find("#compare-swap").click()
+    browser.wait_ready()
+    browser.assert_clean("the swapped comparison")
+    assert browser.find(f"{row} .metric-better").text == f"◀ version {newer}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Every page, once more: nothing logged, a screenshot each
 
 
 def test_no_page_logs_an_error(stack, browser, weekly):
     pages = ["/console/", "/console/?status=idle", f"/console/models/{stack.demo_model_id}",
-             "/console/schedules", "/console/quarantine", "/console/audit", "/console/models/no-such-model"]
+             f"/console/models/{stack.demo_model_id}/compare?versions=1,2", "/console/schedules",
+             "/console/quarantine", "/console/audit", "/console/models/no-such-model"]
     for path in pages:
         browser.driver.get(stack.api + path)
         browser.wait_ready()

@@ -163,8 +163,10 @@ def test_duplicated_reordered_audit_entries_leave_the_registry_exactly_right(loc
     assert gone["live_version_count"] == 0 and {v["state"] for v in gone["versions"]} == {"deleted"}
     assert [m["model_id"] for m in local_stack.get("/models", status="deleted")["models"]] == [GONE]
     history = Counter(e["kind"] for e in local_stack.get(f"/models/{KEPT}/history")["history"])
-    assert history["model.registered"] == 1 and history["model.version_added"] == 3
-    assert history["model.version_deleted"] == 1
+    assert history["model.version_added"] == 3 and history["model.version_deleted"] == 1
+    # Handled while version 2 was the only version of KEPT seen yet, its delete leaves KEPT without a live version
+    # (deleted) until version 1 or 3 arrives (registered again): each transition once, in whatever order it came.
+    assert history["model.registered"] == history["model.deleted"] + 1 and history["model.deleted"] <= 1
 
 
 def pipeline_job_log_entry(run_id: str, insert_id: str, when: datetime) -> dict:
@@ -268,7 +270,8 @@ def test_outbound_registry_events_have_unique_deterministic_ids(local_stack, del
         by_id.setdefault(payload["event_id"], set()).add((payload["type"], payload["model_id"], payload["version_id"]))
     assert all(len(facts) == 1 for facts in by_id.values()), "one event id, one fact"
     facts = Counter(next(iter(facts)) for facts in by_id.values())
-    assert facts[("model.registered", KEPT, None)] == 1
+    # As in the history: deleted and registered again only if version 2's delete was handled before 1 and 3.
+    assert facts[("model.registered", KEPT, None)] == facts[("model.deleted", KEPT, None)] + 1 <= 2
     assert facts[("model.version_added", KEPT, "3")] == 1
     assert facts[("model.version_deleted", KEPT, "2")] == 1
     # GONE's delete may have been applied before its uploads: then it was never registered, so never deleted.

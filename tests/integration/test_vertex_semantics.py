@@ -81,8 +81,8 @@ def registrar(emulator) -> Registrar:
 # -- item 4: the deploy precondition checks identity, not just ids ------------------------------------------------
 
 def test_deploy_refuses_version_1_of_a_model_deleted_and_recreated_under_the_same_name(registrar):
-    old = registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/1/", {"model_type": "retrieval"}, IMAGE,
-                                          model_id="recs")
+    labels = {"model_type": "retrieval", "blessed": "true"}  # only blessed versions are deployed
+    old = registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/1/", labels, IMAGE, model_id="recs")
     registrar.audit_all()
     recorded = registrar.version("recs", "1")
     assert (recorded["version_create_time"], recorded["model_create_time"]) == (old.create_time,
@@ -90,8 +90,7 @@ def test_deploy_refuses_version_1_of_a_model_deleted_and_recreated_under_the_sam
     assert registrar.deploy("recs", "1")["status"] == "deployed"
 
     registrar.client.delete_model(name=f"{PARENT}/models/recs").result(timeout=30)
-    new = registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/2/", {"model_type": "retrieval"}, IMAGE,
-                                          model_id="recs")
+    new = registrar.vertex.upload_version("recs", "gs://b/recs/pushed_model/2/", labels, IMAGE, model_id="recs")
     assert (new.model_id, new.version_id) == ("recs", "1") and new.model_create_time > old.model_create_time
     # The registry has not heard of either change yet (their audit entries are in flight).
     applies = len(registrar.serving.applies)

@@ -96,8 +96,8 @@ class Comparisons(Deployments):
     another config), version 3 uploaded by hand (no run); version 1 deployed, then 2, then rolled back. A ranking
     model to compare across types."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **options):
+        super().__init__(**options)
         self.set_run("run-1", metrics={"recall_at_100": 0.41, "loss": 1.9},
                      config={"model_type": "retrieval", "epochs": 5, "embedding_dim": 64})
         self.services.bus.handle(run_cmd("run-2", "SUCCEEDED", at(3), model_name="recs_retrieval",

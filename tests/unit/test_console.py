@@ -12,14 +12,18 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from fakes import at
+from fakes import FakeVertex, at
 from helpers import alias_entry, deliver, envelope, upload_entries
 from registrar.config import Config, IdentitySettings
 from registrar.console import security
 from registrar.console.figures import calendar_weeks, metric_charts
-from registrar.console.formatting import timing, when
+from registrar.console.formatting import number, signed, timing, when
+from registrar.console.pages import ASSETS_VERSION
+from registrar.deployments.release_history import NothingToRollBack, plan_rollback, release, rollback_targets
+from test_compare import Comparisons
 from test_contract import _openapi, _openapi_path
 from test_deployment import MODEL, Deployments, deploy_payload
+from test_rollback import SERVICE
 from test_scheduling import START, Env
 
 HOSTILE = '<img src=x onerror=alert(1)><script>alert("x")</script>'
@@ -148,7 +152,7 @@ def test_model_page_shows_versions_deployment_lineage_and_history(client):
     assert "ops@example.com" in html  # who asked for the deploy
     endpoints = client.get(f"/models/{MODEL}/endpoints").get_json()
     assert [e["service_id"] for e in endpoints["endpoints"]] == re.findall(
-        r'<tr><th scope="row"><code>([a-z0-9-]+)</code></th>', html) and "(Cloud Run: known)" in html
+        r'<tr data-service-id="[a-z0-9-]+"><th scope="row"><code>([a-z0-9-]+)</code></th>', html) and "(Cloud Run: known)" in html
     assert 'id="deploy-form"' in html and 'id="predict-form"' in html and 'data-version-id="1"' in html
 
 
@@ -267,7 +271,7 @@ def test_untrusted_strings_are_escaped(client, url):
     assert HOSTILE not in html and "<b>prod</b>" not in html and "<script>alert" not in html
     if "quarantine" not in url:
         assert ESCAPED in html
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/console/static/console.js?v=1" defer>']
+    assert re.findall(r"<script\b[^>]*>", html) == [f'<script src="/console/static/console.js?v={ASSETS_VERSION}" defer>']
     assert not re.search(r"<[a-z]+[^>]*\son[a-z]+=", html)  # no inline event handler anywhere
 
 
@@ -442,3 +446,188 @@ def test_a_deleted_versions_metrics_come_from_its_training_run():
     assert [(c["name"], [(b["version"], b["label"], b["deleted"]) for b in c["bars"]]) for c in charts] == [
         ("recall_at_100", [("1", "0.41", True)])]
     assert metric_charts(versions) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Releases: promotions, rollbacks and comparisons
+
+
+class Released(Comparisons):
+    """The comparisons' world (versions 1 and 2 deployed, rolled back to 1) with Vertex AI moving aliases; version
+    2 deployed again, so the service has an earlier release to go back to; hostile strings in a training config and
+    a metric's name; and three promotions asked through the API: an unprotected alias applied, a protected one
+    pending, and a protected one refused (version 2 is not blessed)."""
+
+    def __init__(self):
+        super().__init__(registry=FakeVertex())
+        self.set_run("run-1", metrics={"recall_at_100": 0.41, "loss": 1.9, HOSTILE: 1.0},
+                     config={"model_type": "retrieval", "epochs": 5, "embedding_dim": 64, "note": HOSTILE})
+        self.deliver(deploy_payload("req-deploy-3", version_id="2", minute=75, allow_unblessed=True,
+                                    reason="again"))
+        client = self.api()
+        self.answers = [client.post(f"/models/{MODEL}/versions/{version}:promote", json={"alias": alias,
+                                                                                         "reason": reason})
+                        for version, alias, reason in (("1", "candidate", HOSTILE), ("1", "production", "ship it"),
+                                                       ("2", "production", "no"))]
+
+
+@pytest.fixture(scope="module")
+def released() -> Released:
+    return Released()
+
+
+def cells(row_html: str) -> list[str]:
+    return [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd]\b[^>]*>(.*?)</t[hd]>", row_html, re.S)]
+
+
+def rows(html: str, table: str, attribute: str) -> dict[str, str]:
+    body = re.search(rf'<table id="{table}">(.*?)</table>', html, re.S).group(1)
+    return {unescape(k): v for k, v in re.findall(rf'<tr {attribute}="([^"]+)"[^>]*>(.*?)</tr>', body, re.S)}
+
+
+def test_the_promotions_shown_are_the_apis(released):
+    client = released.api()
+    assert [a.status_code for a in released.answers] == [201, 202, 409]
+    html = page(client, f"/console/models/{MODEL}")
+    listed = client.get(f"/promotions?model_id={MODEL}").get_json()["promotions"]
+    shown = rows(html, "promotions-table", "data-promotion-id")
+    assert list(shown) == [p["promotion_id"] for p in listed] and len(listed) == 3
+    for promotion in listed:
+        row = cells(shown[promotion["promotion_id"]])
+        assert row[1].split()[0] == promotion["alias"] and row[2] == promotion["version_id"]
+        assert row[3] == promotion["status"] and row[4] == promotion["requested_by"] == "local:developer"
+        assert ('data-action="approve"' in shown[promotion["promotion_id"]]) == (promotion["status"] == "pending")
+    by_status = {p["status"]: p for p in listed}
+    assert set(by_status) == {"applied", "pending", "refused"}
+    refused = cells(shown[by_status["refused"]["promotion_id"]])[8]
+    assert "✗ blessed: version 2 evaluation: not_blessed" in refused
+    assert html.count('class="promotion-action"') == 2 and 'id="promote-form"' in html
+
+
+def test_the_rollback_action_offers_what_a_rollback_goes_back_to(released):
+    client = released.api()
+    html = page(client, f"/console/models/{MODEL}")
+    [endpoint] = client.get(f"/models/{MODEL}/endpoints").get_json()["endpoints"]
+    row = rows(html, "endpoints-table", "data-service-id")[SERVICE]
+    assert endpoint["version_id"] == "2" and 'class="rollback-action"' in row and 'data-version-id="2"' in row
+    options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', row)
+    assert options == [("", "previous: version 1")]
+    assert plan_rollback(endpoint["releases"]).target["version_id"] == "1"
+
+
+def _releases(*versions: str, rolled_back: tuple[int, ...] = ()) -> list[dict]:
+    entries = [release(release_id=f"d{n}", version_id=v, revision=f"r{n}", settings={}, image="img",
+                       deployed_at=at(n), deployed_by="ops") for n, v in enumerate(versions)]
+    for n in rolled_back:
+        entries[n]["rolled_back_at"] = at(99)
+    return entries
+
+
+@pytest.mark.parametrize("releases", [
+    _releases(), _releases("1"), _releases("1", "1"), _releases("1", "2"), _releases("1", "2", "3"),
+    _releases("1", "2", "1", "3", "3"), _releases("1", "2", "3", rolled_back=(1,)),
+    _releases("1", "2", "3", rolled_back=(2,)), _releases("2", "1", "2", "3", "1"),
+])
+def test_the_rollback_targets_are_the_versions_a_rollback_accepts(releases):
+    targets = rollback_targets(releases)
+    if not targets:
+        with pytest.raises(NothingToRollBack):
+            plan_rollback(releases)
+        return
+    assert targets[0] == plan_rollback(releases).target["version_id"]
+    for version in {r["version_id"] for r in releases} | {"9"}:
+        if version in targets:
+            assert plan_rollback(releases, version).target["version_id"] == version
+        else:
+            with pytest.raises(NothingToRollBack):
+                plan_rollback(releases, version)
+
+
+def test_the_compare_page_shows_the_apis_comparison(released):
+    client = released.api()
+    html = page(client, f"/console/models/{MODEL}/compare?versions=1,2")
+    api = client.get(f"/models/{MODEL}/compare?versions=1,2").get_json()
+    shown = rows(html, "compare-metrics", "data-metric")
+    assert list(shown) == [m["name"] for m in api["metrics"]] and HOSTILE in shown
+    for metric in api["metrics"]:
+        row = cells(shown[metric["name"]])
+        assert row[2:5] == [number(metric["a"]), number(metric["b"]), signed(metric["delta"])], metric
+        assert f'data-better="{metric["better"] or ""}"' in shown[metric["name"]]
+    recall = cells(shown["recall_at_100"])
+    assert recall[4] == "+0.04" and recall[6] == "version 2 ▶" and cells(shown["loss"])[6] == "◀ version 1"
+    verdicts = api["verdicts"]
+    assert (f"version 1 is better at {verdicts['a']}, version 2 at {verdicts['b']}; {verdicts['equal']} equal, "
+            f"{verdicts['unknown']} without a verdict") in unescape(html)
+    assert api["a"]["evaluation"] in html and 'class="evaluation-b">not_blessed<' in html
+    config = rows(html, "compare-config", "data-key")
+    assert list(config) == [d["key"] for d in api["training_config"]["differences"]] and "note" in config
+    assert cells(config["learning_rate"])[1:] == ["(not set)", "0.05"]
+    assert cells(config["note"])[1:] == [HOSTILE, "(not set)"]
+    assert "req-deploy-1" not in html and html.count('<span class="badge ok">serving</span>') == 1
+    assert api["b"]["lineage"]["training_run"]["pipeline_job_name"] in html
+    swapped = page(client, f"/console/models/{MODEL}/compare?versions=2,1")
+    assert 'id="compare-swap" href="/console/models/recs-retrieval/compare?versions=2,1"' in html and "version 2 and version 1" in swapped
+
+
+@pytest.mark.parametrize("url", [f"/console/models/{MODEL}", f"/console/models/{MODEL}/compare?versions=1,2"])
+def test_hostile_strings_in_releases_and_comparisons_stay_text(released, url):
+    html = page(released.api(), url)
+    assert HOSTILE not in html and ESCAPED in html
+    assert re.findall(r"<script\b[^>]*>", html) == [f'<script src="/console/static/console.js?v={ASSETS_VERSION}" defer>']
+    assert parsed(html)["handlers"] == [] and parsed(html)["tags"] & {"img", "b", "i"} == set()
+
+
+def parsed(html: str) -> dict:
+    """What a browser's parser finds: the tags, and any attribute that is an event handler."""
+    from html.parser import HTMLParser
+
+    found: dict = {"tags": set(), "handlers": []}
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found["tags"].add(tag)
+            found["handlers"] += [(tag, name) for name, _ in attrs if name.startswith("on")]
+
+    Parser().feed(html)
+    return found
+
+
+@pytest.mark.parametrize(("query", "status", "message"), [
+    ("versions=1,1", 400, "names version 1 twice"),
+    ("versions=1", 400, "must be two version ids"),
+    ("versions=1,2,3", 400, "must be two version ids"),
+    ("", 400, "is required"),
+    ("versions=1,2&versions=2,1", 400, "versions"),
+    ("versions=1,2&x=1", 400, "invalid parameter &#39;x&#39;"),
+    ("versions=1,9", 404, "version &#39;9&#39; of model &#39;recs-retrieval&#39; is not in the registry"),
+])
+def test_a_bad_compare_parameter_is_the_error_page_with_the_status(released, query, status, message):
+    html = page(released.api(), f"/console/models/{MODEL}/compare?{query}", status)
+    assert message in html
+    if status == 400:
+        assert 'role="alert" data-parameter="' in html
+    assert page(released.api(), "/console/models/ghost/compare?versions=1,2", 404).count(
+        "model &#39;ghost&#39; is not in the registry") == 1
+
+
+def test_a_get_of_the_release_pages_changes_nothing(released):
+    client = released.api()
+    before = copy.deepcopy(released.store.docs)
+    published, merges = list(released.publisher.published), list(released.registry.merges)
+    applies = len(released.serving.applies)
+    for url in (f"/console/models/{MODEL}", f"/console/models/{MODEL}/compare?versions=1,2",
+                f"/console/models/{MODEL}/compare?versions=2,3", f"/console/models/{MODEL}/compare?versions=1,1"):
+        assert client.get(url).status_code in (200, 400)
+    assert released.store.docs == before
+    assert released.publisher.published == published and released.registry.merges == merges
+    assert len(released.serving.applies) == applies
+
+
+@pytest.mark.parametrize("url", [f"/console/models/{MODEL}/compare?versions=1,2", f"/console/models/{MODEL}/compare",
+                                 f"/console/models/{MODEL}/compare?versions=1,9",
+                                 "/console/models/ghost/compare?versions=1,2"])
+def test_the_compare_page_answers_as_openapi_describes(released, url):
+    client = released.api()
+    response = client.get(url)
+    described = _described("GET", url, client.application)
+    assert str(response.status_code) in described and response.mimetype in described[str(response.status_code)]["content"]

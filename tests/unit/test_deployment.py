@@ -59,9 +59,10 @@ class Clock:
 class Deployments:
     """A wired registry with one blessed retrieval model (version 1, a ScaNN run) and fake Cloud Run."""
 
-    def __init__(self, *, algorithm: str = "scann", bundle: str | None = BUNDLE):
+    def __init__(self, *, algorithm: str = "scann", bundle: str | None = BUNDLE,
+                 registry: FakeModelRegistry | None = None):
         self.store = InMemoryStore()
-        self.registry = FakeModelRegistry()
+        self.registry = registry or FakeModelRegistry()
         self.publisher = RecordingPublisher()
         self.serving = FakeServingPlatform()
         self.clock = Clock()

@@ -715,3 +715,22 @@ def test_firestore_read_aborted_is_contention_and_retried_by_the_bus():
     with pytest.raises(Contention):
         w.handle(upload_cmd("m1", "1", at(1)))
     assert client.reads == 3, "each attempt was retried by the bus, then Contention raised for redelivery"
+
+
+def test_a_delete_handled_before_the_earlier_uploads_leaves_the_model_deleted_then_registered_again():
+    """Order-tolerant, not clairvoyant: the delete of the only version seen so far deletes the model; the versions
+    uploaded before it, arriving later, register it again. Each transition is one change, and the end state is the
+    oracle's whatever the order."""
+    w = World()
+
+    def transitions() -> list[str]:
+        kinds = [e["kind"] for e in w.history("models/m").values()]
+        return sorted(k for k in kinds if k in ("model.registered", "model.deleted"))
+
+    w.handle(upload_cmd("m", "2", at(2)))
+    w.handle(delete_version_cmd("m", "2", at(20)))
+    assert not w.model("m")["is_live"] and transitions() == ["model.deleted", "model.registered"]
+    w.handle(upload_cmd("m", "1", at(0)))
+    w.handle(upload_cmd("m", "3", at(4)))
+    assert transitions() == ["model.deleted", "model.registered", "model.registered"]
+    assert w.live_versions("m") == {"1", "3"} and w.model("m")["is_live"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes import RecordingPublisher
-from helpers import DOCUMENTS, deliver, schema_errors
+from helpers import DOCUMENTS, deliver, local_config, schema_errors
 from registrar.adapters.artifacts import StorageArtifactStore
 from registrar.adapters.memory import InMemoryStore
 from registrar.adapters.no_runner import UnconfiguredPipelineRunner
@@ -43,7 +43,9 @@ class World:
         self.now = NOW
         self.writer = FakeVertexWriter()
         self.ids = itertools.count(1)
-        self.services = bootstrap(config=config, store=self.store, publisher=RecordingPublisher(),
+        # as on the local stack unless a test says otherwise, whatever the environment running the tests holds
+        self.services = bootstrap(config=config if config is not None else local_config(), store=self.store,
+                                  publisher=RecordingPublisher(),
                                   registry=self.writer, artifacts=StorageArtifactStore(), now=lambda: self.now,
                                   scheduler=FakeScheduler(), runner=runner, sleep=lambda _: None)
         app = create_app(lambda: self.store, lambda: self.services)

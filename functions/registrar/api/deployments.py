@@ -69,6 +69,14 @@ def register(app, api: Api) -> None:
             api.serving.invalidate()
         return None
 
+    def requested(payload: dict[str, Any], answer: dict[str, Any]):
+        """Publish the request; 202 with `answer` (what was asked, and where its outcome will be)."""
+        failed = publish(payload)
+        if failed is not None:
+            return failed
+        body = {**answer, "status_url": answer.get("status_url", f"/deployments/{payload['request_id']}")}
+        return jsonify(jsonable(body)), 202
+
     def service_named(body: dict[str, Any], model_id: str) -> str:
         """The service a request names, else the model's own."""
         try:
@@ -124,16 +132,9 @@ def register(app, api: Api) -> None:
         payload = deploy_request(request_id=request_id, model_id=model_id, version_id=version_id, settings=settings,
                                  service_name=service, requested_at=utcnow(), requested_by=caller(),
                                  allow_unblessed=allow_unblessed, reason=reason)
-        failed = publish(payload)
-        if failed is not None:
-            return failed
-        response = jsonify(jsonable({
+        return requested(payload, {
             "request_id": request_id, "action": "deploy", "status": "requested", "model_id": model_id,
-            "version_id": version_id, "service_name": service, "settings": settings.to_doc(),
-            "status_url": f"/deployments/{request_id}",
-        }))
-        response.status_code = 202
-        return response
+            "version_id": version_id, "service_name": service, "settings": settings.to_doc()})
 
     @app.post("/models/<model_id>:undeploy")
     def undeploy_model(model_id: str):
@@ -158,14 +159,8 @@ def register(app, api: Api) -> None:
             payload["version_id"] = version
         if service:
             payload["service_name"] = service
-        failed = publish(payload)
-        if failed is not None:
-            return failed
-        response = jsonify({"request_id": request_id, "action": "undeploy", "status": "requested",
-                            "model_id": model_id, "version_id": version, "service_name": service,
-                            "status_url": f"/deployments/{request_id}"})
-        response.status_code = 202
-        return response
+        return requested(payload, {"request_id": request_id, "action": "undeploy", "status": "requested",
+                                   "model_id": model_id, "version_id": version, "service_name": service})
 
     @app.post("/models/<model_id>:rollback")
     def rollback_model(model_id: str):
@@ -194,15 +189,9 @@ def register(app, api: Api) -> None:
                    "requested_by": caller()}
         if to_version:
             payload["version_id"] = to_version
-        failed = publish(payload)
-        if failed is not None:
-            return failed
-        response = jsonify({"request_id": request_id, "action": "rollback", "status": "requested",
-                            "model_id": model_id, "service_name": service,
-                            "from_version": plan.current["version_id"], "version_id": plan.target["version_id"],
-                            "status_url": f"/deployments/{request_id}"})
-        response.status_code = 202
-        return response
+        return requested(payload, {"request_id": request_id, "action": "rollback", "status": "requested",
+                                   "model_id": model_id, "service_name": service,
+                                   "from_version": plan.current["version_id"], "version_id": plan.target["version_id"]})
 
     @app.post("/training-runs/<run_id>:register")
     def register_run(run_id: str):
@@ -212,13 +201,10 @@ def register(app, api: Api) -> None:
         request_id = request_fields(without_nulls(json_body()), ("request_id",))
         if api.store().get(run_path(run_id)) is None:
             return error(404, f"training run {run_id!r} is not recorded")
-        failed = publish({"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "register",
-                          "training_run_id": run_id, "requested_at": utcnow().isoformat(),
-                          "requested_by": caller()})
-        if failed is not None:
-            return failed
-        return jsonify({"request_id": request_id, "action": "register", "status": "requested",
-                        "training_run_id": run_id, "status_url": f"/training-runs/{run_id}"}), 202
+        return requested({"schema": DEPLOY_REQUEST_SCHEMA, "request_id": request_id, "action": "register",
+                          "training_run_id": run_id, "requested_at": utcnow().isoformat(), "requested_by": caller()},
+                         {"request_id": request_id, "action": "register", "status": "requested",
+                          "training_run_id": run_id, "status_url": f"/training-runs/{run_id}"})
 
     @app.get("/models/<model_id>/endpoints")
     def model_endpoints(model_id: str):

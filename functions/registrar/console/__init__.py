@@ -1,7 +1,8 @@
 """The operator console: the registry in the browser, served by `registry_api` under /console/.
 
 `register(app, api)` adds to the API's Flask app:
-- the pages (`pages`: overview, model, schedules and calendar, quarantine, audit) and their static files;
+- the pages (`pages`: overview, model with its release actions, compare, schedules and calendar, quarantine,
+  audit) and their static files;
 - `/` → `/console/`;
 - security headers on every answer, and the cross-site request forgery guard on every write (`security`).
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from registrar.kernel.metrics import HIGHER, LOWER
+
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -48,6 +50,21 @@ def number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def signed(value: Any) -> str:
+    """A difference, with its sign ("+0.04", "-1.2", "0"); "—" when there is none."""
+    if value is None:
+        return "—"
+    return "0" if value == 0 else f"{value:+.4g}"
+
+
+def percent(value: Any) -> str:
+    return "—" if value is None else f"{value * 100:+.1f} %"
+
+
+def direction(value: Any) -> str:
+    return {HIGHER: "higher is better", LOWER: "lower is better"}.get(value, "unknown")
 
 
 def yesno(value: Any) -> str:
@@ -100,5 +117,6 @@ def timing(schedule: Mapping[str, Any]) -> str:
     return text(kind)
 
 
-FILTERS = {"when": when, "iso": iso, "number": number, "yesno": yesno, "text": text, "http_url": http_url,
+FILTERS = {"when": when, "iso": iso, "number": number, "signed": signed, "percent": percent, "direction": direction,
+           "yesno": yesno, "text": text, "http_url": http_url,
            "who": who, "timing": timing}

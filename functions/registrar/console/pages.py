@@ -11,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from registrar.comparison import queries as comparison
 from registrar.console.figures import calendar_weeks, metric_charts
 from registrar.console.formatting import FILTERS
 from registrar.console.links import console_links
 from registrar.console.security import csrf_token, set_csrf_cookie
 from registrar.deployments import queries as deployments
+from registrar.deployments.release_history import rollback_targets
 from registrar.deployments.settings import PRESETS
 from registrar.kernel.http import BadParameter, check_id, int_param, known_params
 from registrar.messaging import history
@@ -23,11 +25,12 @@ from registrar.messaging.consume import count_quarantined, list_quarantined
 from registrar.reconcile.report import CATEGORY_LABELS, COUNT_LABELS, latest_report
 from registrar.registry import queries
 from registrar.registry.queries import DeploymentStatusUnknown
+from registrar.releases import queries as releases
 from registrar.schedules.calendar import CALENDAR_PARAMS, calendar, calendar_params
 from registrar.schedules.queries import list_schedules
 
 HERE = Path(__file__).resolve().parent
-ASSETS_VERSION = "1"  # in the stylesheet's and script's URLs: a new version is fetched, not a cached one
+ASSETS_VERSION = "2"  # in the stylesheet's and script's URLs: a new version is fetched, not a cached one
 DEFAULT_PAGE_SIZE = 25
 HISTORY_ENTRIES = 200
 RAW_PREVIEW = 300  # characters of a quarantined payload shown before "…"
@@ -52,6 +55,13 @@ def together(**reads):
     with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="console-read") as pool:
         futures = {name: pool.submit(read) for name, read in reads.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def compare_pair(versions: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The versions the compare form starts with: the two newest live ones (older first), else the two newest."""
+    live = [v["version_id"] for v in versions if v.get("state") == "live"]
+    ids = live if len(live) >= 2 else [v["version_id"] for v in versions]
+    return (ids[1], ids[0]) if len(ids) >= 2 else None
 
 
 def make_blueprint(api):
@@ -82,6 +92,10 @@ def make_blueprint(api):
     def bad_parameter(exc: BadParameter):
         return page("error", 400, title="Bad request", message=f"invalid parameter {exc.parameter!r}: {exc.message}",
                     parameter=exc.parameter)
+
+    @bp.errorhandler(comparison.NotFound)
+    def not_found(exc: comparison.NotFound):
+        return page("error", 404, title="Not found", message=str(exc))
 
     @bp.errorhandler(DeploymentStatusUnknown)
     def status_unknown(exc: DeploymentStatusUnknown):
@@ -117,16 +131,31 @@ def make_blueprint(api):
         read = together(
             model=lambda: queries.get_model(store, model_id, serving),
             history=lambda: history.model_history(store, model_id, HISTORY_ENTRIES),
-            endpoints=lambda: deployments.model_endpoints(store, model_id, snapshot))
+            endpoints=lambda: deployments.model_endpoints(store, model_id, snapshot),
+            promotions=lambda: releases.promotions(store, api.now(), model_id=model_id))
         found = read["model"]
         if found is None:
             raise PageError(404, f"model {model_id} is not in the registry")
+        endpoints = read["endpoints"]
         return page("model", title=found.get("display_name") or model_id, model=found,
-                    history=list(reversed(read["history"])), endpoints=read["endpoints"],
+                    history=list(reversed(read["history"])), endpoints=endpoints, promotions=read["promotions"],
+                    rollbacks={e["service_id"]: rollback_targets(e["releases"]) for e in endpoints["endpoints"]
+                               if e["status"] != "deleted"},
+                    compare_pair=compare_pair(found["versions"]),
                     charts=metric_charts(found["versions"], found["lineage"]),
                     live_versions=[v for v in found["versions"] if v.get("state") == "live"],
                     deployment=found.get("deployment") or {}, presets=PRESETS,
                     links=console_links(found, api.config()))
+
+    @bp.get("/models/<model_id>/compare")
+    def compare(model_id: str):
+        known_params("versions")
+        check_id("model_id", model_id)
+        a, b = comparison.parse_versions(request.args.get("versions"))
+        result = comparison.compare_versions(api.store(), model_id, a, b)
+        name = result["a"]["display_name"] or model_id
+        return page("compare", title=f"{name}: versions {a} and {b}", model_id=model_id, name=name,
+                    comparison=result, swapped=f"{b},{a}")
 
     @bp.get("/schedules")
     def schedules():

@@ -81,6 +81,17 @@ def plan_rollback(releases: Sequence[Mapping[str, Any]], to_version: str | None 
     return RollbackPlan(current=current, target=target, undone=undone)
 
 
+def rollback_targets(releases: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The versions a rollback of this service may go back to, the default (`plan_rollback` without a version)
+    first: the earlier standing releases' versions other than the serving one, newest first. Empty: nothing to roll
+    back."""
+    stack = standing(releases)
+    if not stack:
+        return []
+    current = stack[-1]["version_id"]
+    return list(dict.fromkeys(r["version_id"] for r in reversed(stack[:-1]) if r["version_id"] != current))
+
+
 def rolled_back(releases: Sequence[Mapping[str, Any]], target_id: str, *, at: datetime, by: str,
                 revision: str | None = None) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     """The releases once `target_id` serves again (on `revision` when it was redeployed): it stands, and every

@@ -31,7 +31,10 @@
 
   function errorMessage(result) {
     if (result.data && result.data.error && result.data.error.message) {
-      return result.data.error.message;
+      var checks = (result.data.error.checks || []).map(function (c) {
+        return (c.passed ? "✓ " : "✗ ") + c.requirement + ": " + c.detail;
+      });
+      return result.data.error.message + (checks.length ? " [" + checks.join("; ") + "]" : "");
     }
     return "HTTP " + result.status + (result.text ? ": " + result.text.slice(0, 200) : "");
   }
@@ -43,6 +46,13 @@
     return node;
   }
 
+  /* A time as the pages write it (formatting.when): "2026-11-04 08:00 UTC". */
+  function when(value) {
+    var moment = value ? new Date(value) : null;
+    if (!moment || isNaN(moment.getTime())) { return value || "—"; }
+    return moment.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
   function isHttpUrl(value) {
     return typeof value === "string" && /^https?:\/\/\S+$/.test(value);
   }
@@ -52,46 +62,71 @@
     outcome.replaceChildren.apply(outcome, parts.map(function (p) { return typeof p === "string" ? document.createTextNode(p) : p; }));
   }
 
-  /* A confirmation step in the page (no browser dialog): the question, Confirm and Cancel; Escape cancels. */
-  function confirmStep(anchor, question, onConfirm) {
+  /* A confirmation step in the page (no browser dialog): the question, Confirm and Cancel; Escape cancels.
+   * `reason` ({label, required}): a text field in the step, its value handed to `onConfirm`. */
+  function confirmStep(anchor, question, onConfirm, reason) {
     var existing = document.querySelector(".confirm");
     if (existing) { existing.remove(); }
     var box = el("div", null, { "class": "confirm", "role": "group", "aria-label": "Confirm" });
     var yes = el("button", "Confirm", { "type": "button", "class": "primary confirm-yes" });
     var no = el("button", "Cancel", { "type": "button", "class": "confirm-no" });
-    box.append(el("p", question), yes, no);
+    var field = null;
+    box.append(el("p", question));
+    if (reason) {
+      var label = el("label", reason.label + (reason.required ? "" : " (optional)") + " ");
+      field = el("input", null, { "type": "text", "class": "confirm-reason", "maxlength": "1000" });
+      label.append(field);
+      box.append(label, el("br"));
+    }
+    box.append(yes, no);
     anchor.after(box);
     var opener = document.activeElement;
     function close() { box.remove(); if (opener && opener.focus) { opener.focus(); } }
-    yes.addEventListener("click", function () { box.remove(); onConfirm(); });
+    yes.addEventListener("click", function () {
+      var text = field ? field.value.trim() : "";
+      if (field && reason.required && !text) { field.focus(); return; }
+      box.remove();
+      onConfirm(text);
+    });
     no.addEventListener("click", close);
     box.addEventListener("keydown", function (event) { if (event.key === "Escape") { close(); } });
-    yes.focus();
+    (field || yes).focus();
   }
 
-  /* Deploy / undeploy: the 202 gives a request id; its outcome is polled from /deployments/{id}. */
-  function followRequest(outcome, accepted, what, onDone) {
+  /* GET `path` every POLL_MS until `done(result)` holds, then `onDone(result)`; `onWait(result)` after each other
+   * answer; `onTimeout()` after POLL_LIMIT_MS. */
+  function pollUntil(path, done, onWait, onDone, onTimeout) {
     var started = Date.now();
-    var id = accepted.request_id;
-    show(outcome, "", [what + ": request " + id + " accepted; waiting for the outcome…"]);
     function poll() {
-      api("GET", "/deployments/" + encodeURIComponent(id)).then(function (result) {
-        var doc = result.data;
-        if (result.ok && doc && doc.status && doc.status !== "requested") {
-          onDone(doc);
+      api("GET", path).then(function (result) {
+        if (done(result)) {
+          onDone(result);
           return;
         }
         if (Date.now() - started > POLL_LIMIT_MS) {
-          show(outcome, "failed", [what + ": no outcome for request " + id + " yet; see GET /deployments/" + id]);
+          onTimeout();
           return;
         }
-        if (result.ok || result.status === 404) {
-          show(outcome, "", [what + ": request " + id + " is " + ((doc && doc.status) || "not recorded yet") + "…"]);
-        }
+        onWait(result);
         window.setTimeout(poll, POLL_MS);
       }, function () { window.setTimeout(poll, POLL_MS); });
     }
     window.setTimeout(poll, 200);
+  }
+
+  /* Deploy / undeploy / rollback: the 202 gives a request id; its outcome is polled from /deployments/{id}. */
+  function followRequest(outcome, accepted, what, onDone) {
+    var id = accepted.request_id;
+    show(outcome, "", [what + ": request " + id + " accepted; waiting for the outcome…"]);
+    pollUntil("/deployments/" + encodeURIComponent(id), function (result) {
+      return result.ok && result.data && result.data.status && result.data.status !== "requested";
+    }, function (result) {
+      if (result.ok || result.status === 404) {
+        show(outcome, "", [what + ": request " + id + " is " + ((result.data && result.data.status) || "not recorded yet") + "…"]);
+      }
+    }, function (result) { onDone(result.data); }, function () {
+      show(outcome, "failed", [what + ": no outcome for request " + id + " yet; see GET /deployments/" + id]);
+    });
   }
 
   function deployedParts(doc) {
@@ -153,6 +188,145 @@
         }
       });
     }, function (err) { button.disabled = false; show(outcome, "failed", [what + " failed: " + err]); });
+  }
+
+  /* Roll back a Cloud Run service: POST /models/{id}:rollback (a deploy request like the others). */
+  function onRollback(event) {
+    var button = event.currentTarget;
+    var modelId = button.getAttribute("data-model-id");
+    var service = button.getAttribute("data-service");
+    var select = button.parentNode.querySelector("select.rollback-to");
+    var to = select ? select.value : "";
+    var target = select ? select.options[select.selectedIndex].text : "the previous version";
+    var outcome = document.getElementById("deploy-outcome");
+    var status = document.getElementById("deployment-status");
+    confirmStep(button.parentNode, "Roll back " + service + " (version " + button.getAttribute("data-version-id") + ") to " + target + "?", function () {
+      var body = { service_name: service };
+      if (to) { body.to_version = to; }
+      request(button, outcome, "Rollback", "/models/" + encodeURIComponent(modelId) + ":rollback", body, "deployed", function (doc) {
+        var parts = deployedParts(doc);
+        parts[0] = "Rolled back " + service + " from version " + ((doc.rollback || {}).from_version || "?") + " to version " + doc.version_id + " (request " + doc.request_id + "): ";
+        show(outcome, "succeeded", parts);
+        if (status) { show(status, "", deployedParts(doc)); }
+        var row = document.querySelector('tr[data-service-id="' + CSS.escape(service) + '"]');
+        if (row) {
+          row.querySelector(".endpoint-version").textContent = doc.version_id;
+          button.remove();
+          if (select) { select.remove(); }
+        }
+      });
+    });
+  }
+
+  /* Promotions: POST …:promote (201 applied, 202 waiting for an approver), then the registry's alias follows
+   * through the audit log, which the page waits for; approve / reject through POST /promotions/{id}:{decision}. */
+  function promotionRow(view) {
+    var table = document.querySelector("#promotions-table tbody");
+    if (!table) { return; }
+    var empty = table.querySelector("tr.no-promotions");
+    if (empty) { empty.remove(); }
+    var row = table.querySelector('tr[data-promotion-id="' + CSS.escape(view.promotion_id) + '"]');
+    var cells = [when(view.requested_at), view.alias + (view.protected ? " (protected)" : ""), view.version_id, view.status,
+                 view.requested_by, view.reason, view.decided_by || "—", when(view.decided_at),
+                 (view.checks || []).map(function (c) { return (c.passed ? "✓ " : "✗ ") + c.requirement + ": " + c.detail; }).join("; ") + (view.failure ? " — " + view.failure : ""),
+                 ""];
+    var fresh = el("tr", null, { "data-promotion-id": view.promotion_id });
+    cells.forEach(function (text, i) {
+      var cell = el(i === 1 ? "th" : "td", text, i === 1 ? { "scope": "row" } : {});
+      if (i === 3) { cell.className = "promotion-status"; }
+      if (i === 9) { cell.className = "buttons"; }
+      fresh.append(cell);
+    });
+    if (view.status === "pending") {
+      var label = view.alias + " → version " + view.version_id;
+      [["approve", "Approve…"], ["reject", "Reject…"]].forEach(function (a) {
+        var b = el("button", a[1], { "type": "button", "class": "promotion-action", "data-action": a[0], "data-promotion-id": view.promotion_id, "data-label": label });
+        b.addEventListener("click", onDecision);
+        fresh.lastChild.append(b);
+      });
+    }
+    if (row) { row.replaceWith(fresh); } else { table.prepend(fresh); }
+  }
+
+  function promotionOutcome(outcome, view, modelId) {
+    var what = "Promotion " + view.promotion_id + " of version " + view.version_id + " to " + view.alias;
+    if (view.status === "pending") {
+      show(outcome, "succeeded", [what + " is pending: an approver other than you decides it."]);
+      return;
+    }
+    if (view.status !== "applied") {
+      show(outcome, view.status === "rejected" ? "succeeded" : "failed", [what + " is " + view.status + (view.failure ? ": " + view.failure : "") + "."]);
+      return;
+    }
+    show(outcome, "", [what + " is applied in Vertex AI; waiting for the registry to show it…"]);
+    pollUntil("/models/" + encodeURIComponent(modelId), function (result) {
+      return result.ok && result.data && (result.data.aliases || {})[view.alias] === view.version_id;
+    }, function () {}, function (result) {
+      show(outcome, "succeeded", [what + " is applied: the registry shows " + view.alias + " → version " + view.version_id + "."]);
+      var aliases = document.getElementById("model-aliases");
+      if (aliases) {
+        var held = result.data.aliases;
+        aliases.replaceChildren.apply(aliases, Object.keys(held).map(function (a) {
+          return el("span", a + " → version " + held[a], { "class": "alias" });
+        }));
+      }
+    }, function () {
+      show(outcome, "failed", [what + " is applied in Vertex AI, but the registry does not show it yet; see GET /models/" + modelId]);
+    });
+  }
+
+  function setupPromote(form) {
+    var outcome = document.getElementById("promotion-outcome");
+    var modelId = form.getAttribute("data-model-id");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var button = form.querySelector("button[type=submit]");
+      var version = form.querySelector("#promote-version").value;
+      var alias = form.querySelector("#promote-alias").value.trim();
+      var reason = form.querySelector("#promote-reason").value.trim();
+      confirmStep(form, "Promote version " + version + " of " + modelId + " to alias " + alias + "?", function () {
+        button.disabled = true;
+        api("POST", "/models/" + encodeURIComponent(modelId) + "/versions/" + encodeURIComponent(version) + ":promote",
+            { alias: alias, reason: reason }).then(function (result) {
+          button.disabled = false;
+          if (!result.ok) {
+            show(outcome, "failed", ["Promotion refused: " + errorMessage(result)]);
+            return;
+          }
+          promotionRow(result.data);
+          promotionOutcome(outcome, result.data, modelId);
+        }, function (err) { button.disabled = false; show(outcome, "failed", ["Promotion failed: " + err]); });
+      });
+    });
+  }
+
+  function onDecision(event) {
+    var button = event.currentTarget;
+    var action = button.getAttribute("data-action");
+    var id = button.getAttribute("data-promotion-id");
+    var outcome = document.getElementById("promotion-outcome");
+    var modelId = document.getElementById("model-id").textContent;
+    var question = (action === "approve" ? "Approve" : "Reject") + " promotion " + id + " (" + button.getAttribute("data-label") + ")?";
+    confirmStep(button.parentNode, question, function (reason) {
+      button.disabled = true;
+      api("POST", "/promotions/" + encodeURIComponent(id) + ":" + action, reason ? { reason: reason } : {}).then(function (result) {
+        button.disabled = false;
+        if (!result.ok) {
+          show(outcome, "failed", [action + " refused: " + errorMessage(result)]);
+          return;
+        }
+        promotionRow(result.data);
+        promotionOutcome(outcome, result.data, modelId);
+      }, function (err) { button.disabled = false; show(outcome, "failed", [action + " failed: " + err]); });
+    }, { label: "Reason", required: action === "reject" });
+  }
+
+  /* Compare: the two choices become the page's `versions` parameter (the form is a plain GET). */
+  function setupCompare(form) {
+    var hidden = document.getElementById("compare-versions");
+    function update() { hidden.value = form.querySelector("#compare-a").value + "," + form.querySelector("#compare-b").value; }
+    form.querySelectorAll("select").forEach(function (s) { s.addEventListener("change", update); });
+    form.addEventListener("submit", update);
   }
 
   /* Schedules: trigger / pause / resume through POST /schedules/{id}:{action}. */
@@ -255,6 +429,12 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-action=deploy], form[data-action=undeploy]").forEach(setupDeploy);
     document.querySelectorAll("button.schedule-action").forEach(function (b) { b.addEventListener("click", onScheduleAction); });
+    document.querySelectorAll("button.rollback-action").forEach(function (b) { b.addEventListener("click", onRollback); });
+    document.querySelectorAll("button.promotion-action").forEach(function (b) { b.addEventListener("click", onDecision); });
+    var promote = document.getElementById("promote-form");
+    if (promote) { setupPromote(promote); }
+    var compare = document.getElementById("compare-form");
+    if (compare) { setupCompare(compare); }
     var predict = document.getElementById("predict-form");
     if (predict) { setupPredict(predict); }
   });
