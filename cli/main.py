@@ -251,13 +251,18 @@ def models(model_type, status, search, sort, page_size, all_pages, api, as_json)
 @click.argument("model_id")
 @api_options
 def show(model_id: str, api: str | None, as_json: bool) -> None:
-    """One model with its versions, aliases and training runs."""
+    """One model with its versions, aliases and training runs; for each version its evaluation (threshold /
+    achieved / margin, the baseline version) and lineage (data fingerprint, rows, training config, ScaNN)."""
+    from registrar_cli.version_records import version_records
+
     body = api_get(api, f"/models/{model_id}")
     if as_json:
         print_json(body)
         return
     _print(model_detail(body))
     _print(versions_table(body.get("versions") or []))
+    for table in version_records(body.get("versions") or []):
+        _print(table)
 
 
 @cli.command()

@@ -1,10 +1,6 @@
-"""Custom TFX components: the metrics gate (blessing), the versioned pusher, and the pieces that let a compiled
-Vertex template take per-run values (trainer hyperparameters, the BigQuery query, run-scoped paths).
-
-The gate reads the Trainer's ``training_metrics.json`` instead of running TFMA's Evaluator: the TFRS models
-score a customer against the whole catalogue (recall@K needs every candidate), which TFMA's per-example
-evaluation of a serving signature does not express; the Trainer already computes these metrics on the
-validation and test splits.
+"""Custom TFX components: the evaluation gate (the blessing, from TFMA's results), the versioned pusher (with the
+run's lineage), and the pieces that let a compiled Vertex template take per-run values (trainer hyperparameters,
+the BigQuery query, run-scoped paths).
 """
 
 import importlib
@@ -15,11 +11,20 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.extensions.google_cloud_big_query.example_gen import executor as bigquery_executor
-from tfx.types.standard_artifacts import HyperParameters, Model, ModelBlessing, ModelRun, PushedModel
+from tfx.types.standard_artifacts import (
+    Examples,
+    HyperParameters,
+    Model,
+    ModelBlessing,
+    ModelEvaluation,
+    ModelRun,
+    PushedModel,
+)
 
 METRICS_FILE = "training_metrics.json"
 REPORT_FILE = "push_report.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
+EVALUATION_FILE = "evaluation.json"
 # custom_config key naming the trainer function that `run_trainer` delegates to.
 DELEGATE_RUN_FN_KEY = "delegate_run_fn"
 # Tokens a push or report directory may carry; the Pusher and the exit handler fill them in at run time.
@@ -92,14 +97,22 @@ def TrainerHyperparameters(
     learning_rate: Parameter[float],
     early_stopping_patience: Parameter[int],
     retrieval_algorithm: Parameter[str],
+    machine_type: Parameter[str] = "",
+    gpu_type: Parameter[str] = "",
+    gpu_count: Parameter[int] = 0,
+    training_region: Parameter[str] = "",
 ) -> None:
     """Turns the run's trainer settings (runtime parameters) into the Trainer's ``hyperparameters`` input: the
-    Trainer's ``custom_config`` is one JSON constant in a compiled template and cannot hold runtime parameters."""
+    Trainer's ``custom_config`` is one JSON constant in a compiled template and cannot hold runtime parameters.
+    The machine settings travel the same way: the Vertex trainer executor reads them to shape the training job,
+    and the trainer reads ``gpu_count``."""
     import tensorflow as tf
 
     values = {"model_type": model_type, "epochs": int(epochs), "batch_size": int(batch_size),
               "embedding_dim": int(embedding_dim), "learning_rate": float(learning_rate),
-              "early_stopping_patience": int(early_stopping_patience), "retrieval_algorithm": retrieval_algorithm}
+              "early_stopping_patience": int(early_stopping_patience), "retrieval_algorithm": retrieval_algorithm,
+              "machine_type": machine_type, "gpu_type": gpu_type, "gpu_count": int(gpu_count),
+              "training_region": training_region}
     tf.io.gfile.makedirs(hyperparameters.uri)
     # keras_tuner.HyperParameters config shape, which the Trainer hands to run_fn as fn_args.hyperparameters
     with tf.io.gfile.GFile(os.path.join(hyperparameters.uri, HYPERPARAMETERS_FILE), "w") as fh:
@@ -118,7 +131,7 @@ def run_trainer(fn_args: Any):
     return getattr(importlib.import_module(module), name)(fn_args)
 
 
-def _copy_tree(src: str, dst: str) -> None:
+def copy_tree(src: str, dst: str) -> None:
     import tensorflow as tf
 
     for root, _, files in tf.io.gfile.walk(src):
@@ -137,29 +150,25 @@ def _read_json(path: str) -> dict:
 
 
 @tfx.dsl.components.component
-def MetricsGate(
-    model_run: InputArtifact[ModelRun],
+def EvaluationGate(
+    evaluation: InputArtifact[ModelEvaluation],
     blessing: OutputArtifact[ModelBlessing],
-    model_type: Parameter[str],
-    recall_threshold: Parameter[float] = -1.0,
-    rmse_threshold: Parameter[float] = -1.0,
 ) -> None:
-    """Blesses when recall@100 >= recall_threshold (retrieval, multitask) / rmse <= rmse_threshold (ranking,
-    multitask). A negative threshold means "not configured"."""
+    """Blesses from the Evaluator's results: the run's value and change thresholds (as TFMA validated them) and
+    the popularity baseline, which the model must beat. Writes ``evaluation.json`` (each threshold's outcome,
+    the metrics, the baseline) for the Pusher and the run event."""
     import tensorflow as tf
 
-    from pipeline.models import metrics as M
+    from pipeline.evaluation.evaluator import read_evaluation
 
-    result = _read_json(os.path.join(model_run.uri, METRICS_FILE))
-    blessed, reason = M.is_blessed(
-        result, model_type,
-        recall_threshold=recall_threshold if recall_threshold >= 0 else None,
-        rmse_threshold=rmse_threshold if rmse_threshold >= 0 else None)
+    verdict = read_evaluation(evaluation.uri)
     tf.io.gfile.makedirs(blessing.uri)
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as fh:
-        fh.write(reason)
-    blessing.set_int_custom_property("blessed", 1 if blessed else 0)
-    blessing.set_string_custom_property("reason", reason)
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if verdict["blessed"] else "NOT_BLESSED"), "w") as fh:
+        fh.write(verdict["reason"])
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, EVALUATION_FILE), "w") as fh:
+        fh.write(json.dumps(verdict, indent=2, sort_keys=True))
+    blessing.set_int_custom_property("blessed", 1 if verdict["blessed"] else 0)
+    blessing.set_string_custom_property("reason", verdict["reason"][:1000])
 
 
 @tfx.dsl.components.component
@@ -167,6 +176,7 @@ def VersionedPusher(
     model: InputArtifact[Model],
     model_run: InputArtifact[ModelRun],
     blessing: InputArtifact[ModelBlessing],
+    examples: InputArtifact[Examples],
     pushed_model: OutputArtifact[PushedModel],
     serving_model_dir: Parameter[str],
     not_blessed_model_dir: Parameter[str],
@@ -176,10 +186,14 @@ def VersionedPusher(
     training_run_id: Parameter[str] = "",
 ) -> None:
     """Copies the SavedModel to ``<base>/<model_version>/`` (base depends on the blessing) and the serving bundle
-    to ``<base>_serving_bundle/<model_version>/``; writes the push report the run event is built from.
-    ``{model_name}`` / ``{training_run_id}`` in the directories are filled in from those parameters."""
+    to ``<base>_serving_bundle/<model_version>/``; writes the push report the run event is built from: the
+    evaluation (EvaluationGate), the ScaNN tuning and the lineage (the examples' rows and fingerprint, the training
+    config, the library versions). ``{model_name}`` / ``{training_run_id}`` in the directories are filled in from
+    those parameters."""
     import tensorflow as tf
+    from tfx.types import artifact_utils
 
+    from pipeline import lineage
     from pipeline.models import metrics as M
 
     run = {"model_name": model_name, "training_run_id": training_run_id}
@@ -187,16 +201,20 @@ def VersionedPusher(
     base = expand_run_path(serving_model_dir if blessed else not_blessed_model_dir, **run)
     version = str(int(model_version))
     dest = os.path.join(base, version)
-    _copy_tree(os.path.join(model.uri, "Format-Serving"), dest)
+    copy_tree(os.path.join(model.uri, "Format-Serving"), dest)
     if not tf.io.gfile.exists(os.path.join(dest, "saved_model.pb")):
         raise RuntimeError(f"push incomplete: no saved_model.pb in {dest}")
     bundle_src = os.path.join(model.uri, "serving_bundle")
     bundle_dest = None
     if tf.io.gfile.exists(bundle_src):
         bundle_dest = os.path.join(bundle_base(base), version)
-        _copy_tree(bundle_src, bundle_dest)
+        copy_tree(bundle_src, bundle_dest)
     metrics_uri = os.path.join(model_run.uri, METRICS_FILE)
     result = _read_json(metrics_uri)
+    evaluation_path = os.path.join(blessing.uri, EVALUATION_FILE)
+    evaluation = _read_json(evaluation_path) if tf.io.gfile.exists(evaluation_path) else None
+    info = result.get("info") or {}
+    data = lineage.examples_lineage(examples.uri, artifact_utils.decode_split_names(examples.split_names))
     report = {
         "blessed": blessed,
         "model_version": int(model_version),
@@ -205,8 +223,11 @@ def VersionedPusher(
         "metrics_uri": metrics_uri,
         "blessing_uri": blessing.uri,
         "metrics": M.flat_metrics(result),
-        "retrieval_algorithm": (result.get("info") or {}).get("retrieval_algorithm"),
+        "retrieval_algorithm": info.get("retrieval_algorithm"),
         "model_type": result.get("model_type"),
+        "evaluation": evaluation,
+        "scann_tuning": info.get("scann_tuning"),
+        "lineage": {"data": data, **lineage.training_lineage(result)},
     }
     payload = json.dumps(report, indent=2, sort_keys=True)
     for path in (os.path.join(pushed_model.uri, REPORT_FILE), run_report_path(report_dir, model_version, **run)):

@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import re
 import urllib.request
@@ -38,18 +39,69 @@ def sanitise_run_id(value: str) -> str:
     return value[:63].rstrip("-")
 
 
+def _finite(value):
+    """JSON without NaN / Infinity (Pub/Sub consumers parse strict JSON): non-finite numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _numbers(mapping) -> dict:
+    return {k: float(v) for k, v in (mapping or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def evaluation_field(evaluation: dict | None) -> dict | None:
+    """The Evaluator's verdict as the event carries it (schema: ``evaluation``)."""
+    if not evaluation:
+        return None
+    metrics = evaluation.get("metrics") or {}
+    return _finite({
+        "blessed": bool(evaluation.get("blessed")),
+        "reason": str(evaluation.get("reason") or "")[:4096],
+        "evaluator": evaluation.get("evaluator", "tfma"),
+        "split": evaluation.get("split"),
+        "tfma_validation_ok": evaluation.get("tfma_validation_ok"),
+        "baseline": evaluation.get("baseline"),
+        "thresholds": evaluation.get("thresholds") or [],
+        "metrics": {"model": _numbers(metrics.get("model")),
+                    "baseline_model": (_numbers(metrics["baseline_model"]) if metrics.get("baseline_model") is not None
+                                       else None),
+                    "popularity": _numbers(metrics.get("popularity"))},
+    })
+
+
+def lineage_field(report: dict, lineage_input: dict | None, pipeline_job_name: str,
+                  pipeline_root: str | None) -> dict:
+    """The data and config that made the version (schema: ``lineage``); a failed run carries its input and job."""
+    lineage = dict((report or {}).get("lineage") or {})
+    return _finite({
+        "input": lineage_input,
+        "data": lineage.get("data"),
+        "training_config": lineage.get("training_config"),
+        "hyperparameters": lineage.get("hyperparameters"),
+        "versions": lineage.get("versions"),
+        "pipeline_job": {"name": pipeline_job_name, "pipeline_root": pipeline_root},
+    })
+
+
 def build_event(*, training_run_id: str, model_name: str, model_type: str | None, pipeline_job_name: str,
                 state: str, occurred_at: dt.datetime, stage: str | None = None, report: dict | None = None,
-                pipeline_root: str | None = None, error_message: str | None = None) -> dict:
-    """``report`` is the push report written by the VersionedPusher (blessed, URIs, metrics, algorithm)."""
+                pipeline_root: str | None = None, error_message: str | None = None,
+                lineage_input: dict | None = None) -> dict:
+    """``report`` is the push report written by the VersionedPusher (blessed, URIs, metrics, algorithm, the
+    evaluation, the ScaNN tuning, the lineage); ``lineage_input`` what the run read (``pipeline.lineage``)."""
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
     report = report or {}
     artifacts = {k: report[k] for k in _ARTIFACT_KEYS if report.get(k)}
     if pipeline_root:
         artifacts["pipeline_root"] = pipeline_root
-    metrics = {k: float(v) for k, v in (report.get("metrics") or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+    metrics = _numbers(report.get("metrics"))
     event = {
         "schema": SCHEMA,
         "event_id": event_id(training_run_id, state),
@@ -65,6 +117,13 @@ def build_event(*, training_run_id: str, model_name: str, model_type: str | None
         "retrieval_algorithm": report.get("retrieval_algorithm"),
         "error_message": error_message[:4096] if error_message else None,
     }
+    # Optional fields, present only when the run has something to say (older consumers see the old shape).
+    if report.get("evaluation"):
+        event["evaluation"] = evaluation_field(report["evaluation"])
+    if report.get("scann_tuning"):
+        event["scann"] = _finite(report["scann_tuning"])
+    if report.get("lineage") or lineage_input:
+        event["lineage"] = lineage_field(report, lineage_input, pipeline_job_name, pipeline_root)
     if model_type:
         event["model_type"] = model_type
     return event

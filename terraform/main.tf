@@ -248,14 +248,18 @@ locals {
   }
 
   # Fields no query reads, kept out of the single-field indexes: maps that grow with the aggregate (a model's
-  # versions, the idempotency keys on every aggregate, an event's changes and payloads) would spend index entries
-  # on every write, and always-increasing timestamps written on every event make write hot spots.
+  # versions, the idempotency keys on every aggregate, an event's changes and payloads, a run's evaluation, lineage
+  # and ScaNN settings) would spend index entries on every write, and always-increasing timestamps written on every
+  # event make write hot spots.
   unindexed_fields = {
     models_versions          = { collection = "models", field = "versions" }
     models_applied           = { collection = "models", field = "applied" }
     models_updated_at        = { collection = "models", field = "updated_at" }
     training_runs_applied    = { collection = "training_runs", field = "applied" }
     training_runs_updated_at = { collection = "training_runs", field = "updated_at" }
+    training_runs_evaluation = { collection = "training_runs", field = "evaluation" }
+    training_runs_lineage    = { collection = "training_runs", field = "lineage" }
+    training_runs_scann      = { collection = "training_runs", field = "scann" }
     schedules_applied        = { collection = "schedules", field = "applied" }
     schedules_updated_at     = { collection = "schedules", field = "updated_at" }
     deployments_applied      = { collection = "deployments", field = "applied" }

@@ -4,6 +4,9 @@ The layout is the pipeline's export (what `serving_images/scann_server` loads):
 
     query_tower/          SavedModel, serving_default: customer_id, city, segment (string [None]), revenue
                           (float32 [None]) -> {"query_embedding": float32 [None, D]}
+    retrieval_model/      SavedModel, serving_default: the same inputs -> {"product_ids": [None, top_k],
+                          "scores": [None, top_k]} by exact search (what the pipeline pushes for native TF Serving;
+                          not part of the ScaNN server's bundle)
     candidates.npy        float32 [N, D]
     product_ids.json      N product ids, row-aligned with candidates.npy
     serving_config.json   retrieval_algorithm, scann, embedding_dim, num_candidates, top_k, model_type, query_tower
@@ -103,8 +106,29 @@ def write_bundle(directory: Path, num_candidates: int, dim: int, algorithm: str,
     directory.mkdir(parents=True, exist_ok=True)
     tower = QueryTower()
     tf.saved_model.save(tower, str(directory / "query_tower"), signatures={"serving_default": tower.serve})
-    np.save(directory / "candidates.npy", rng.normal(size=(num_candidates, dim)).astype(np.float32))
-    (directory / "product_ids.json").write_text(json.dumps([f"P{i:07d}" for i in range(num_candidates)]))
+    candidates = rng.normal(size=(num_candidates, dim)).astype(np.float32)
+    np.save(directory / "candidates.npy", candidates)
+    product_ids = [f"P{i:07d}" for i in range(num_candidates)]
+    (directory / "product_ids.json").write_text(json.dumps(product_ids))
+
+    class RetrievalModel(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tower = tower
+            self.candidates = tf.Variable(candidates, trainable=False)
+            self.ids = tf.Variable(tf.constant(product_ids), trainable=False)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="customer_id"),
+                                      tf.TensorSpec([None], tf.string, name="city"),
+                                      tf.TensorSpec([None], tf.string, name="segment"),
+                                      tf.TensorSpec([None], tf.float32, name="revenue")])
+        def serve(self, customer_id, city, segment, revenue):
+            query = self.tower.serve(customer_id, city, segment, revenue)["query_embedding"]
+            top = tf.math.top_k(tf.matmul(query, self.candidates, transpose_b=True), k=min(top_k, num_candidates))
+            return {"product_ids": tf.gather(self.ids, top.indices), "scores": top.values}
+
+    model = RetrievalModel()
+    tf.saved_model.save(model, str(directory / "retrieval_model"), signatures={"serving_default": model.serve})
     (directory / "serving_config.json").write_text(json.dumps({
         "retrieval_algorithm": algorithm, "scann": {}, "embedding_dim": dim, "num_candidates": num_candidates,
         "top_k": top_k, "model_type": "retrieval",

@@ -1,9 +1,10 @@
 """Serving processes: what runs a revision locally, and how the emulator tells it is ready.
 
 A revision of an image named `…/scann-server:<tag>` runs `python -m scann_server` from `serving_images/` with the
-revision's env plus `PORT`. Native TF Serving (`…/tf-serving-native:<tag>`) cannot run here, so the same server
-serves those revisions through its brute-force path. Processes stay in the emulator's process group, so stopping
-the group (`registrar local down`) stops them too.
+revision's env plus `PORT`. Native TF Serving (`…/tf-serving-native:<tag>`) cannot run here, so a stand-in
+(`savedmodel_server.py`) serves those revisions: the SavedModel at `MODEL_PATH`, every signature, through TF
+Serving's REST API, as `tensorflow_model_server` would. Both run with the pipeline's interpreter (TensorFlow).
+Processes stay in the emulator's process group, so stopping the group (`registrar local down`) stops them too.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ LOG_TAIL_CHARS = 1500
 
 SCANN_IMAGE = "scann-server"
 NATIVE_IMAGE = "tf-serving-native"
-NATIVE_NOTE = ("native TF Serving cannot run locally; serving with the scann server's brute-force path "
-               "(RETRIEVAL_ALGORITHM=brute_force)")
+NATIVE_STANDIN = Path(__file__).resolve().with_name("savedmodel_server.py")
+NATIVE_NOTE = ("native TF Serving cannot run locally; a stand-in serves the SavedModel at MODEL_PATH "
+               "(its serving_default) with TF Serving's REST API")
 
 
 class CannotRun(Exception):
@@ -87,20 +89,19 @@ class Launch:
 def plan(image: str, env: Mapping[str, str], port: int) -> Launch:
     kind = image_kind(image)
     if kind not in (SCANN_IMAGE, NATIVE_IMAGE):
-        raise CannotRun(f"image {image!r} cannot run locally: the local Cloud Run runs `{SCANN_IMAGE}` and "
-                        f"`{NATIVE_IMAGE}` images (with the scann server from serving_images/)")
+        raise CannotRun(f"image {image!r} cannot run locally: the local Cloud Run runs `{SCANN_IMAGE}` images (the "
+                        f"scann server from serving_images/) and `{NATIVE_IMAGE}` images (a TF Serving stand-in)")
     python = serving_python()
     if not python.exists():
         raise CannotRun(f"the serving interpreter {python} does not exist: run `make pipeline-setup` to create "
                         f"{DEFAULT_SERVING_PYTHON.relative_to(ROOT)}, or point {SERVING_PYTHON_ENV} at a Python "
                         "with TensorFlow")
+    if kind == NATIVE_IMAGE:
+        return Launch([str(python), str(NATIVE_STANDIN)], {**env, "PORT": str(port), "PYTHONUNBUFFERED": "1"},
+                      NATIVE_NOTE)
     pythonpath = os.pathsep.join(p for p in (str(SERVING_IMAGES), env.get("PYTHONPATH", "")) if p)
     launch_env = {**env, "PORT": str(port), "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
-    note = ""
-    if kind == NATIVE_IMAGE:
-        launch_env["RETRIEVAL_ALGORITHM"] = "brute_force"
-        note = NATIVE_NOTE
-    return Launch([str(python), "-m", "scann_server"], launch_env, note)
+    return Launch([str(python), "-m", "scann_server"], launch_env)
 
 
 class Instance:

@@ -1,19 +1,25 @@
-"""TFX Trainer module: ``run_fn`` trains a TFRS model, exports the serving model, the ScaNN serving bundle and
-``training_metrics.json``.
+"""TFX Trainer module: ``run_fn`` trains a TFRS model and exports the served SavedModel (``serving_default`` and
+``evaluation``, pipeline/models/export.py), the serving bundle (retrieval, multitask: query tower, candidate
+embeddings, ScaNN settings measured on them), the candidate tower and ``training_metrics.json``.
 
 ``custom_config`` keys (all optional): model_type, epochs, batch_size, embedding_dim, learning_rate,
-optimizer ("adam" | "adagrad"), early_stopping_patience, top_k, gpu_count,
-retrieval_algorithm ("auto" | "brute_force" | "scann"), scann_min_candidates, retrieval_weight, rating_weight.
+optimizer ("adam" | "adagrad"), early_stopping_patience, top_k, gpu_count (> 0: MirroredStrategy over that many
+GPUs, and a failure when fewer are visible), retrieval_algorithm ("auto" | "brute_force" | "scann"),
+scann_min_candidates, scann_target_recall, scann_tuning_queries, retrieval_weight, rating_weight.
 
 Early stopping ends training but keeps the last epoch's weights, so the exported model is the one the
 "final" metrics (validation arrays' last epoch) describe.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -21,15 +27,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 try:
+    from pipeline.models import export, multitask, ranking, retrieval, scann_tuning, towers
     from pipeline.models import features as F
     from pipeline.models import metrics as M
-    from pipeline.models import multitask, ranking, retrieval, towers
 except ImportError:  # user-module wheel
+    import export  # type: ignore[no-redef]
     import features as F  # type: ignore[no-redef]
     import metrics as M  # type: ignore[no-redef]
     import multitask  # type: ignore[no-redef]
     import ranking  # type: ignore[no-redef]
     import retrieval  # type: ignore[no-redef]
+    import scann_tuning  # type: ignore[no-redef]
     import towers  # type: ignore[no-redef]
 
 DEFAULTS = {
@@ -44,12 +52,21 @@ DEFAULTS = {
     "gpu_count": 0,
     "retrieval_algorithm": "auto",
     "scann_min_candidates": 10000,
+    "scann_target_recall": scann_tuning.TARGET_RECALL,
+    "scann_tuning_queries": 1000,
     "retrieval_weight": 1.0,
     "rating_weight": 1.0,
 }
-SERVING_INPUTS = {"customer_id": tf.string, "city": tf.string, "segment": tf.string, "revenue": tf.float32}
+# The training settings that shape the model (lineage reports them apart from the rest of the config).
+HYPERPARAMETERS = ("model_type", "epochs", "batch_size", "embedding_dim", "learning_rate", "optimizer",
+                   "early_stopping_patience", "retrieval_weight", "rating_weight", "top_k")
 METRICS_FILE = "training_metrics.json"
 BUNDLE_DIR = "serving_bundle"
+CANDIDATE_TOWER_DIR = "candidate_tower"
+TUNING_QUERIES = "tuning_queries.npy"
+# As serving_images/scann_server (bundle.INDEX_DIR, retrieval.INDEX_META): the server loads what the tuning measured.
+SCANN_INDEX_DIR = "scann_index"
+SCANN_INDEX_META = "registrar_index.json"
 
 
 def config_from(custom_config) -> dict:
@@ -60,14 +77,22 @@ def config_from(custom_config) -> dict:
     return cfg
 
 
+class NoGpuError(RuntimeError):
+    """The run asked for GPUs and TensorFlow sees fewer: training never falls back to the CPU."""
+
+
 def distribution_strategy(gpu_count: int):
-    """MirroredStrategy over the visible GPUs when GPUs were requested; the default strategy otherwise."""
+    """MirroredStrategy over the visible GPUs when GPUs were requested; the default strategy otherwise. A run that
+    asks for GPUs and sees fewer fails (a silent CPU fallback costs hours and the GPUs' price)."""
+    if not gpu_count:
+        return tf.distribute.get_strategy(), "default"
     gpus = tf.config.list_physical_devices("GPU")
-    if gpu_count and gpus:
-        return tf.distribute.MirroredStrategy(), "mirrored"
-    if gpu_count and not gpus:
-        logging.warning("%d GPU(s) requested but none visible; training on CPU", gpu_count)
-    return tf.distribute.get_strategy(), "default"
+    if len(gpus) < int(gpu_count):
+        raise NoGpuError(
+            f"{int(gpu_count)} GPU(s) requested (gpu_count={int(gpu_count)}) but TensorFlow sees {len(gpus)} "
+            f"(CUDA build: {tf.test.is_built_with_cuda()}); refusing to train on the CPU. Run the trainer from the "
+            "CUDA image (pipeline/Dockerfile.gpu) on a machine with that many GPUs, or set gpu_count to 0.")
+    return tf.distribute.MirroredStrategy(), "mirrored"
 
 
 def vocab_sizes(tf_transform_output) -> dict:
@@ -124,17 +149,21 @@ def early_stopping_monitor(model_type: str, num_candidates: int):
 
 
 def choose_algorithm(cfg, num_candidates: int):
+    """What the export does for candidate search: None (ranking: no bundle), "brute_force" (no ScaNN), or "tune"
+    (measure ScaNN on the trained embeddings; ``scann_tuning`` decides). ``auto`` tunes from
+    ``scann_min_candidates`` candidates on (the ScaNN server's own floor); ``scann`` always tunes."""
     algo = cfg["retrieval_algorithm"]
     if cfg["model_type"] == "ranking":
         return None
-    if algo == "auto":
-        algo = "scann" if num_candidates >= int(cfg["scann_min_candidates"]) else "brute_force"
-    if algo not in ("brute_force", "scann"):
+    if algo not in ("auto", "brute_force", "scann"):
         raise ValueError(f"unknown retrieval_algorithm {algo!r}")
-    return algo
+    if algo == "brute_force" or (algo == "auto" and num_candidates < int(cfg["scann_min_candidates"])):
+        return "brute_force"
+    return "tune"
 
 
 def scann_params(num_candidates: int, k: int) -> dict:
+    """The old rule of thumb (sqrt(N) leaves, 10 % searched); only for bundles that were never tuned."""
     leaves = max(1, int(round(math.sqrt(num_candidates))))
     return {
         "distance_measure": "dot_product",
@@ -148,79 +177,99 @@ def scann_params(num_candidates: int, k: int) -> dict:
     }
 
 
-class _RawInput(tf.Module):
-    """Builds the full raw feature dict Transform expects from the customer-only serving inputs."""
-
-    def __init__(self, tf_transform_output):
-        super().__init__()
-        self.tft_layer = tf_transform_output.transform_features_layer()
-        self._spec = tf_transform_output.raw_feature_spec()
-
-    def transform(self, inputs):
-        batch = tf.shape(inputs["customer_id"])[0]
-        raw = {}
-        for name, spec in self._spec.items():
-            shape = tf.concat([[batch], tf.constant(list(spec.shape), tf.int32)], 0)
-            if name in inputs:
-                value = tf.cast(inputs[name], spec.dtype) if spec.dtype != tf.string else inputs[name]
-                raw[name] = tf.reshape(value, shape)
-            elif spec.dtype == tf.string:
-                raw[name] = tf.fill(shape, "")
-            else:
-                raw[name] = tf.zeros(shape, spec.dtype)
-        return self.tft_layer(raw)
+def popularity(train_ds, vocab_size: int):
+    """Interactions and rating sums per product vocabulary index on the training split (index ``vocab_size``
+    is the OOV bucket)."""
+    counts = np.zeros(vocab_size + F.NUM_OOV_BUCKETS, np.float64)
+    sums = np.zeros_like(counts)
+    for batch in train_ds.as_numpy_iterator():
+        pid = np.reshape(batch[F.xf(F.PRODUCT_ID)], [-1]).astype(np.int64)
+        rating = np.reshape(batch[F.xf(F.LABEL)], [-1]).astype(np.float64)
+        np.add.at(counts, pid, 1.0)
+        np.add.at(sums, pid, rating)
+    return export.Popularity(counts, sums)
 
 
-def _signature():
-    return [tf.TensorSpec([None], dtype, name=name) for name, dtype in SERVING_INPUTS.items()]
+def held_out_queries(model, datasets, limit: int) -> np.ndarray:
+    """Query embeddings of held-out interactions (of the first dataset that is not None), at most ``limit``."""
+    rows, seen = [], 0
+    dataset = next((ds for ds in datasets if ds is not None), None)
+    if dataset is None:
+        return np.zeros((0, 0), np.float32)
+    for batch in dataset:
+        rows.append(model.query_tower(batch).numpy())
+        seen += len(rows[-1])
+        if seen >= limit:
+            break
+    return np.concatenate(rows)[:limit].astype(np.float32)
 
 
-class ServingModel(tf.Module):
-    """Raw customer features in; ``product_ids`` (original ids) and ``scores`` out."""
+def library_versions() -> dict:
+    import platform
+    from importlib import metadata
 
-    def __init__(self, model, model_type, tf_transform_output, candidate_embeddings, product_ids, k):
-        super().__init__()
-        self.raw_input = _RawInput(tf_transform_output)
-        self.query_tower = model.query_tower
-        self.rating_head = getattr(model, "rating_head", None) if model_type == "ranking" else None
-        self.candidate_embeddings = tf.Variable(candidate_embeddings.astype(np.float32), trainable=False)
-        self.product_ids = tf.Variable(tf.constant(product_ids, tf.string), trainable=False)
-        self.k = int(min(k, len(product_ids)))
-        self.serve = tf.function(self._serve, input_signature=_signature())
-
-    def _serve(self, customer_id, city, segment, revenue):
-        xf = self.raw_input.transform(
-            {"customer_id": customer_id, "city": city, "segment": segment, "revenue": revenue})
-        q = self.query_tower(xf)
-        if self.rating_head is not None:
-            b = tf.shape(q)[0]
-            n = tf.shape(self.candidate_embeddings)[0]
-            qq = tf.repeat(tf.expand_dims(q, 1), n, axis=1)
-            cc = tf.repeat(tf.expand_dims(self.candidate_embeddings, 0), b, axis=0)
-            scores = tf.squeeze(self.rating_head(qq, cc), -1)
-        else:
-            scores = tf.linalg.matmul(q, self.candidate_embeddings, transpose_b=True)
-        top = tf.math.top_k(scores, k=self.k)
-        return {"product_ids": tf.gather(self.product_ids, top.indices), "scores": top.values}
+    versions = {"python": platform.python_version()}
+    for name in ("tfx", "tensorflow", "tensorflow-transform", "tensorflow-model-analysis",
+                 "tensorflow-recommenders", "apache-beam", "scann"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
-class QueryTowerModel(tf.Module):
-    """Raw customer features in; ``query_embedding`` out. Standard ops only (for the ScaNN server)."""
-
-    def __init__(self, model, tf_transform_output):
-        super().__init__()
-        self.raw_input = _RawInput(tf_transform_output)
-        self.query_tower = model.query_tower
-        self.serve = tf.function(self._serve, input_signature=_signature())
-
-    def _serve(self, customer_id, city, segment, revenue):
-        xf = self.raw_input.transform(
-            {"customer_id": customer_id, "city": city, "segment": segment, "revenue": revenue})
-        return {"query_embedding": self.query_tower(xf)}
+def _write_npy(path: str, array: np.ndarray) -> str:
+    """Writes ``array`` and returns the SHA-256 of the file's bytes (what the ScaNN server fingerprints)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    data = buffer.getvalue()
+    with tf.io.gfile.GFile(path, "wb") as fh:
+        fh.write(data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def _save(module, path):
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+def write_scann_index(bundle_dir: str, tuning, candidates_sha256: str, embedding_dim: int) -> None:
+    """The searcher the tuning measured, serialized as ``python -m scann_server.build_index`` writes it."""
+    local = tempfile.mkdtemp(prefix="scann-index-")
+    try:
+        tuning.searcher.serialize(local)
+        with open(os.path.join(local, SCANN_INDEX_META), "w") as fh:
+            json.dump({"candidates_sha256": candidates_sha256, "num_candidates": tuning.num_candidates,
+                       "embedding_dim": embedding_dim, "scann": tuning.params}, fh, indent=2)
+        target = os.path.join(bundle_dir, SCANN_INDEX_DIR)
+        tf.io.gfile.makedirs(target)
+        for name in os.listdir(local):
+            tf.io.gfile.copy(os.path.join(local, name), os.path.join(target, name), overwrite=True)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def write_bundle(bundle_dir, model, tf_transform_output, candidate_embeddings, product_ids, k, cfg, tuning,
+                 queries) -> str:
+    """query_tower/, candidates.npy, product_ids.json, tuning_queries.npy, serving_config.json and, when ScaNN
+    was chosen, the tuned scann_index/. Returns the algorithm the bundle serves with."""
+    tf.io.gfile.makedirs(bundle_dir)
+    export.save(export.QueryTowerModel(model, tf_transform_output), os.path.join(bundle_dir, "query_tower"))
+    candidates_sha256 = _write_npy(os.path.join(bundle_dir, "candidates.npy"), candidate_embeddings)
+    if len(queries):
+        _write_npy(os.path.join(bundle_dir, TUNING_QUERIES), queries)
+    with tf.io.gfile.GFile(os.path.join(bundle_dir, "product_ids.json"), "w") as fh:
+        fh.write(json.dumps(product_ids))
+    algorithm = tuning.algorithm if tuning is not None else "brute_force"
+    if algorithm == "scann":
+        write_scann_index(bundle_dir, tuning, candidates_sha256, int(candidate_embeddings.shape[1]))
+    with tf.io.gfile.GFile(os.path.join(bundle_dir, "serving_config.json"), "w") as fh:
+        fh.write(json.dumps({
+            "retrieval_algorithm": algorithm,
+            "scann": tuning.params if tuning is not None and tuning.params else scann_params(len(product_ids), k),
+            "scann_tuning": tuning.summary() if tuning is not None else None,
+            "embedding_dim": int(candidate_embeddings.shape[1]),
+            "num_candidates": len(product_ids),
+            "top_k": k,
+            "model_type": cfg["model_type"],
+            "query_tower": {"inputs": list(export.CUSTOMER_INPUTS), "output": "query_embedding"},
+        }, indent=2))
+    return algorithm
 
 
 def train_and_export(train_ds, eval_ds, test_ds, tf_transform_output, custom_config, serving_model_dir,
@@ -244,38 +293,42 @@ def train_and_export(train_ds, eval_ds, test_ds, tf_transform_output, custom_con
     result = M.extract_metrics(history.history, test_results, cfg["model_type"])
 
     candidate_embeddings = model.candidate_tower(candidates).numpy().astype(np.float32)
+    candidate_index = candidates[F.xf(F.PRODUCT_ID)]
     # Map vocabulary indices to the ORIGINAL product ids: serving must never return indices.
-    product_ids = [product_vocab[i] for i in candidates[F.xf(F.PRODUCT_ID)]]
+    product_ids = [product_vocab[i] for i in candidate_index]
     k = min(int(cfg["top_k"]), num_candidates)
-    _save(ServingModel(model, cfg["model_type"], tf_transform_output, candidate_embeddings, product_ids, k),
-          serving_model_dir)
-    algorithm = choose_algorithm(cfg, num_candidates)
-    if algorithm is not None and bundle_dir:
-        tf.io.gfile.makedirs(bundle_dir)
-        _save(QueryTowerModel(model, tf_transform_output), os.path.join(bundle_dir, "query_tower"))
-        with tf.io.gfile.GFile(os.path.join(bundle_dir, "candidates.npy"), "wb") as fh:
-            np.save(fh, candidate_embeddings)
-        with tf.io.gfile.GFile(os.path.join(bundle_dir, "product_ids.json"), "w") as fh:
-            fh.write(json.dumps(product_ids))
-        with tf.io.gfile.GFile(os.path.join(bundle_dir, "serving_config.json"), "w") as fh:
-            fh.write(json.dumps({
-                "retrieval_algorithm": algorithm,
-                "scann": scann_params(num_candidates, k),
-                "embedding_dim": int(candidate_embeddings.shape[1]),
-                "num_candidates": num_candidates,
-                "top_k": k,
-                "model_type": cfg["model_type"],
-                "query_tower": {"inputs": list(SERVING_INPUTS), "output": "query_embedding"},
-            }, indent=2))
+    popular = popularity(train_ds, len(product_vocab))
+    served = export.serving_export(
+        model, cfg["model_type"], tf_transform_output, candidate_embeddings, product_ids, k, popular,
+        candidate_index, export.unknown_product_embedding(model, export.RawFeatures(tf_transform_output)))
+    export.save(served, serving_model_dir, served.signatures())
+    run_dir = os.path.dirname(metrics_path)
+    export.save(export.CandidateTowerModel(model), os.path.join(run_dir, CANDIDATE_TOWER_DIR))
+
+    plan = choose_algorithm(cfg, num_candidates)
+    algorithm, tuning = None, None
+    if plan is not None and bundle_dir:
+        queries = held_out_queries(model, [test_ds, eval_ds], int(cfg["scann_tuning_queries"]))
+        if plan == "tune" and len(queries):
+            tuning = scann_tuning.tune(candidate_embeddings, queries, k,
+                                       target_recall=float(cfg["scann_target_recall"]),
+                                       prefer_scann=cfg["retrieval_algorithm"] == "scann")
+            logging.info("ScaNN tuning: %s", tuning.reason)
+        algorithm = write_bundle(bundle_dir, model, tf_transform_output, candidate_embeddings, product_ids, k, cfg,
+                                 tuning, queries)
     result["info"] = {
         "retrieval_algorithm": algorithm,
+        "scann_tuning": tuning.summary() if tuning is not None else None,
         "num_candidates": num_candidates,
         "distribution_strategy": strategy_name,
         "replicas": int(strategy.num_replicas_in_sync),
-        "config": {k2: cfg[k2] for k2 in sorted(cfg)},
+        "config": {key: cfg[key] for key in sorted(cfg)},
+        "hyperparameters": {key: cfg[key] for key in HYPERPARAMETERS if key in cfg},
+        "versions": library_versions(),
+        "popularity": popular.summary(product_vocab, np.arange(len(product_vocab))),
         "test_split": "test" if test_ds is not None else "eval (no test split found)",
     }
-    tf.io.gfile.makedirs(os.path.dirname(metrics_path))
+    tf.io.gfile.makedirs(run_dir)
     with tf.io.gfile.GFile(metrics_path, "w") as fh:
         fh.write(json.dumps(result, indent=2, sort_keys=True))
     return result

@@ -2,17 +2,19 @@
 PipelineRunEvent.
 
     python -m pipeline.runners.local --model-type retrieval --interactions 5000 --output /tmp/run \
-        [--training-run-id ID --model-name NAME]
+        [--training-run-id ID --model-name NAME] [--baseline-model-uri DIR --baseline-version V]
 
 Writes ``<output>/pipeline_run_event.json`` always; publishes it to the Pub/Sub emulator topic
 ``pipeline-events`` when PUBSUB_EMULATOR_HOST is set (project: GOOGLE_CLOUD_PROJECT).
-Exit codes: 0 succeeded, 1 pipeline failed, 3 the event could not be published.
+SIGTERM or SIGINT stops the run: it ends CANCELLED and the event says so (``LocalPipelineRunner.cancel``).
+Exit codes: 0 succeeded, 1 pipeline failed, 3 the event could not be published, 4 cancelled.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -21,9 +23,18 @@ import warnings
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import events  # noqa: E402
+from pipeline import events, lineage  # noqa: E402
 
-STAGES = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "MetricsGate", "Pusher"]
+STAGES = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Evaluator", "EvaluationGate",
+          "Pusher"]
+
+
+class Cancelled(BaseException):
+    """Raised in the main thread when the run is asked to stop (SIGTERM / SIGINT)."""
+
+
+def _cancel(signum, _frame):
+    raise Cancelled(f"cancelled by {signal.Signals(signum).name}")
 
 
 class StageWatcher:
@@ -104,12 +115,27 @@ def parse_args(argv=None):
     p.add_argument("--embedding-dim", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=0.01)
     p.add_argument("--early-stopping-patience", type=int, default=2)
-    p.add_argument("--recall-threshold", type=float, default=0.05, help="bless retrieval when recall@100 >= this")
-    p.add_argument("--rmse-threshold", type=float, default=1.5, help="bless ranking when RMSE <= this")
+    p.add_argument("--recall-threshold", type=float, default=0.05,
+                   help="value threshold: recall@100 >= this (retrieval, multitask); < 0: none")
+    p.add_argument("--rmse-threshold", type=float, default=1.5,
+                   help="value threshold: RMSE <= this (ranking, multitask); < 0: none")
+    p.add_argument("--recall-change-tolerance", type=float, default=0.0,
+                   help="change threshold: recall@100 may drop this much below the baseline model's; < 0: none")
+    p.add_argument("--rmse-change-tolerance", type=float, default=0.0,
+                   help="change threshold: RMSE may rise this much above the baseline model's; < 0: none")
+    p.add_argument("--baseline-model-uri", default="",
+                   help="the baseline model's versioned SavedModel directory (empty: no baseline)")
+    p.add_argument("--baseline-version", default="", help="the baseline model's version id (for the event)")
+    p.add_argument("--gpu-count", type=int, default=0,
+                   help="GPUs to train on; the run fails when fewer are visible (never trains on the CPU instead)")
     p.add_argument("--retrieval-algorithm", choices=["auto", "brute_force", "scann"], default="auto")
     p.add_argument("--plain", action="store_true", help="plain progress lines instead of a progress bar")
     p.add_argument("--verbose", action="store_true", help="show TFX / Beam logs")
     return p.parse_args(argv)
+
+
+def _threshold(value: float) -> float | None:
+    return None if value is None or value < 0 else value
 
 
 def run(args) -> int:
@@ -132,9 +158,10 @@ def run(args) -> int:
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.WARNING)
-    state, error, report = "FAILED", None, None
+    state, error, report, data_input = "FAILED", None, None, None
     watcher = StageWatcher(pipeline_root, use_rich=False if args.plain else None)
     started = time.time()
+    previous = {sig: signal.signal(sig, _cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         from tfx import v1 as tfx
 
@@ -143,6 +170,7 @@ def run(args) -> int:
 
         data_root = args.data_root or synthetic.write_dataset(os.path.join(output, "data"), args.interactions,
                                                                args.seed)
+        data_input = lineage.file_input(data_root) if os.path.isdir(data_root) else None
         pipeline = create_pipeline(
             pipeline_name, pipeline_root,
             model_version=version,
@@ -153,7 +181,11 @@ def run(args) -> int:
             embedding_dim=args.embedding_dim, learning_rate=args.learning_rate,
             early_stopping_patience=args.early_stopping_patience,
             retrieval_algorithm=args.retrieval_algorithm,
-            recall_threshold=args.recall_threshold, rmse_threshold=args.rmse_threshold,
+            recall_threshold=_threshold(args.recall_threshold), rmse_threshold=_threshold(args.rmse_threshold),
+            recall_change_tolerance=_threshold(args.recall_change_tolerance),
+            rmse_change_tolerance=_threshold(args.rmse_change_tolerance),
+            baseline_model_uri=args.baseline_model_uri, baseline_version=args.baseline_version,
+            gpu_count=args.gpu_count,
             report_dir=report_dir,
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 os.path.join(output, "metadata.sqlite")),
@@ -169,25 +201,32 @@ def run(args) -> int:
         with open(os.path.join(report_dir, f"{version}.json")) as fh:
             report = json.load(fh)
         state = "SUCCEEDED"
-    except KeyboardInterrupt:
-        state, error = "CANCELLED", "interrupted"
+    except (Cancelled, KeyboardInterrupt) as exc:
+        state, error = "CANCELLED", str(exc) or "interrupted"
     except Exception as exc:  # the run failed: report it, with the stage it failed in
         state, error = "FAILED", f"{type(exc).__name__}: {exc}"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     event = events.build_event(
         training_run_id=training_run_id, model_name=model_name, model_type=args.model_type,
         pipeline_job_name=f"{pipeline_name}-{version}", state=state,
         occurred_at=dt.datetime.now(dt.timezone.utc),
         stage=watcher.current if state != "SUCCEEDED" else "Pusher",
-        report=report, pipeline_root=pipeline_root, error_message=error)
+        report=report, pipeline_root=pipeline_root, error_message=error, lineage_input=data_input)
     events.write_event(event, event_path)
     print(f"{state} in {time.time() - started:.0f}s; training_run_id={training_run_id} version={version}")
     if report:
         print(f"  pushed model: {report['pushed_model_uri']} (blessed={report['blessed']})")
         print(f"  metrics: {json.dumps(report['metrics'], sort_keys=True)}")
+        if report.get("evaluation"):
+            print(f"  evaluation: {report['evaluation']['reason']}")
+        if report.get("scann_tuning"):
+            print(f"  retrieval: {report['scann_tuning']['reason']}")
     if error:
         print(f"  error: {error}", file=sys.stderr)
     print(f"  event: {event_path}")
-    code = 0 if state == "SUCCEEDED" else 1
+    code = {"SUCCEEDED": 0, "CANCELLED": 4}.get(state, 1)
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
     if host:
         project = os.environ.get("GOOGLE_CLOUD_PROJECT")

@@ -10,6 +10,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline import events
+from tests.pipeline_records import records
+
+RECORDED = records()
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "events" / "pipeline-run-event.v1.json"
 
@@ -56,6 +59,48 @@ def test_failure_event_is_valid_and_has_no_blessing():
 def test_schema_rejects_an_extra_field():
     event = make()
     event["unexpected"] = 1
+    assert list(validator().iter_errors(event))
+
+
+# The records a run reports, as the registry's tests receive them (tests/pipeline_records.py); here the report also
+# holds a metric TFMA could not compute (NaN), which the event drops.
+EVALUATION = {**RECORDED["evaluation"], "metrics": {**RECORDED["evaluation"]["metrics"],
+                                                     "model": {"recall_at_100": 0.3, "recall_at_5": float("nan")}}}
+LINEAGE = {"data": {"examples_uri": "gs://b/root/CsvExampleGen/examples/1", "rows": {"train": 80, "eval": 10, "test": 10},
+                    "fingerprint": "sha256:" + "a" * 64},
+           "training_config": {"epochs": 3, "gpu_count": 0}, "hyperparameters": {"epochs": 3},
+           "versions": {"tfx": "1.16.0", "tensorflow": "2.16.2"}}
+SCANN = RECORDED["scann"]
+
+
+def test_evaluation_scann_and_lineage_are_carried_and_valid():
+    report = {**REPORT, "blessed": False, "evaluation": EVALUATION, "scann_tuning": SCANN, "lineage": LINEAGE}
+    event = make(report=report, stage="Pusher", lineage_input={"kind": "files", "uris": ["file:///x/a.csv"]})
+    validator().validate(event)
+    assert event["blessed"] is False and event["evaluation"]["blessed"] is False
+    assert [t["margin"] for t in event["evaluation"]["thresholds"]] == [0.25, -0.1, 0.1]
+    assert event["evaluation"]["baseline"]["version"] == "7"
+    assert event["evaluation"]["metrics"]["model"] == {"recall_at_100": 0.3}  # NaN dropped: strict JSON
+    json.loads(json.dumps(event), parse_constant=lambda c: pytest.fail(f"{c} in the event"))
+    assert event["scann"]["recall_at_k"] == 0.961 and event["scann"]["speedup"] == 3.1
+    assert event["lineage"]["data"]["rows"] == {"train": 80, "eval": 10, "test": 10}
+    assert event["lineage"]["input"] == {"kind": "files", "uris": ["file:///x/a.csv"]}
+    assert event["lineage"]["pipeline_job"] == {"name": "registrar-retrieval-1", "pipeline_root": "/x/root"}
+    assert event["lineage"]["versions"]["tfx"] == "1.16.0"
+
+
+def test_events_without_them_keep_the_old_shape():
+    """Consumers that predate the evaluation, ScaNN and lineage fields see exactly the fields they know."""
+    event = make()
+    assert not {"evaluation", "scann", "lineage"} & set(event)
+    failed = make("FAILED", None, lineage_input={"kind": "bigquery", "query": "SELECT 1"})
+    validator().validate(failed)
+    assert failed["lineage"]["input"]["query"] == "SELECT 1" and failed["lineage"]["data"] is None
+
+
+def test_schema_rejects_a_malformed_threshold_outcome():
+    event = make(report={**REPORT, "evaluation": EVALUATION})
+    event["evaluation"]["thresholds"][0]["kind"] = "vibes"
     assert list(validator().iter_errors(event))
 
 

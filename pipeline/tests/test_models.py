@@ -93,11 +93,35 @@ def test_choose_algorithm():
     from pipeline.models import trainer
 
     cfg = trainer.config_from({"scann_min_candidates": 1000})
-    assert trainer.choose_algorithm(cfg, 999) == "brute_force"
-    assert trainer.choose_algorithm(cfg, 1000) == "scann"
+    assert trainer.choose_algorithm(cfg, 999) == "brute_force"  # auto: below the ScaNN floor, no tuning
+    assert trainer.choose_algorithm(cfg, 1000) == "tune"
+    assert trainer.choose_algorithm(trainer.config_from({"retrieval_algorithm": "scann"}), 50) == "tune"
+    assert trainer.choose_algorithm(trainer.config_from({"retrieval_algorithm": "brute_force"}), 10**6) == \
+        "brute_force"
     assert trainer.choose_algorithm(trainer.config_from({"model_type": "ranking"}), 10**6) is None
     with pytest.raises(ValueError):
         trainer.config_from({"model_type": "nope"})
+    with pytest.raises(ValueError):
+        trainer.choose_algorithm(trainer.config_from({"retrieval_algorithm": "annoy"}), 10)
+
+
+def test_popularity_counts_the_training_split_only(transformed):
+    from pipeline.models import features as F
+    from pipeline.models import trainer
+
+    tft_out, cols, _ = transformed
+    train, _, _ = split_datasets(cols)
+    size = tft_out.vocabulary_size_by_name("product_id")
+    popular = trainer.popularity(train, size)
+    n = int(len(cols["product_id_xf"]) * 0.8)
+    ids, ratings = cols[F.xf("product_id")][:n], cols[F.xf("rating")][:n]
+    assert popular.counts.shape == (size + 1,) and popular.counts.sum() == n
+    best = int(np.argmax(np.bincount(ids, minlength=size + 1)))
+    assert popular.counts[best] == np.sum(ids == best)
+    means = popular.mean_ratings()
+    assert means[best] == pytest.approx(float(np.mean(ratings[ids == best])))
+    never = [i for i in range(size + 1) if i not in set(ids.tolist())]
+    assert all(means[i] == pytest.approx(float(np.mean(ratings))) for i in never)
 
 
 def test_early_stopping_watches_quality_not_the_in_batch_loss():

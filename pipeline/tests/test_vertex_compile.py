@@ -1,5 +1,6 @@
 """The Vertex AI compile: a template compiled once and parameterised per run (runtime parameters with types and
-defaults, referenced by the components and the exit handler), components, image, GPU settings, exit handler."""
+defaults, referenced by the components and the exit handler), components, images, the run's machine reaching the
+training job, the Dataflow settings reaching the Beam-based components, the exit handler."""
 import json
 import os
 from types import SimpleNamespace
@@ -9,7 +10,8 @@ import pytest
 from pipeline.tests.test_events import validator
 
 EXPECTED_TASKS = {"BigQueryExampleGen", "StatisticsGen", "SchemaGen", "Transform", "TrainerHyperparameters", "Trainer",
-                  "MetricsGate", "Pusher"}
+                  "Evaluator", "EvaluationGate", "Pusher"}
+BEAM_TASKS = {"BigQueryExampleGen", "StatisticsGen", "Transform", "Evaluator"}
 # name -> (parameterType, default for the _compile() arguments below)
 EXPECTED_PARAMETERS = {
     "training_run_id": ("STRING", "run-42"),
@@ -25,7 +27,18 @@ EXPECTED_PARAMETERS = {
     "retrieval_algorithm": ("STRING", "auto"),
     "recall_threshold": ("NUMBER_DOUBLE", 0.05),
     "rmse_threshold": ("NUMBER_DOUBLE", 1.5),
+    "recall_change_tolerance": ("NUMBER_DOUBLE", 0.0),
+    "rmse_change_tolerance": ("NUMBER_DOUBLE", 0.0),
+    "baseline_model_uri": ("STRING", ""),
+    "baseline_version": ("STRING", ""),
+    "machine_type": ("STRING", "n1-standard-8"),
+    "gpu_type": ("STRING", "NVIDIA_TESLA_T4"),
+    "gpu_count": ("NUMBER_INTEGER", 2),
+    "training_region": ("STRING", ""),
+    "dataflow": ("STRING", ""),
 }
+CPU_IMAGE = "europe-docker.pkg.dev/p/registrar/tfx-pipeline:1"
+GPU_IMAGE = "europe-docker.pkg.dev/p/registrar/tfx-pipeline-gpu:1"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "vertex_pipeline_template.json")
 # The arguments tests/fixtures/vertex_pipeline_template.json is compiled with (regenerate: write_fixture()).
@@ -34,7 +47,9 @@ FIXTURE_ARGS = dict(
     bigquery_query="SELECT customer_id, city, segment, revenue, product_id, category, price, rating, timestamp "
                    "FROM `registrar-test.recsys.interactions`",
     model_type="retrieval", training_run_id="template-default", model_name="recsys-default",
-    model_version=1700000000, gpu_type="NVIDIA_TESLA_T4", gpu_count=1)
+    model_version=1700000000, gpu_type="NVIDIA_TESLA_T4", gpu_count=1,
+    image="europe-west4-docker.pkg.dev/registrar-test/registrar/tfx-pipeline:test",
+    gpu_image="europe-west4-docker.pkg.dev/registrar-test/registrar/tfx-pipeline-gpu:test")
 
 
 def _compile(tmp_path, **kw):
@@ -55,7 +70,8 @@ def write_fixture(path: str = FIXTURE) -> str:
 
 @pytest.fixture(scope="module")
 def gpu_job(tmp_path_factory):
-    return _compile(tmp_path_factory.mktemp("gpu"), gpu_type="NVIDIA_TESLA_T4", gpu_count=2)
+    return _compile(tmp_path_factory.mktemp("gpu"), gpu_type="NVIDIA_TESLA_T4", gpu_count=2, image=CPU_IMAGE,
+                    gpu_image=GPU_IMAGE)
 
 
 def _dag_tasks(job):
@@ -74,10 +90,16 @@ def test_components_and_image(gpu_job):
     spec = gpu_job["pipelineSpec"]
     tasks = _dag_tasks(gpu_job)
     assert set(tasks) == EXPECTED_TASKS
-    assert tasks["Pusher"]["dependentTasks"] == ["MetricsGate", "Trainer"]
+    assert sorted(tasks["Pusher"]["dependentTasks"]) == ["BigQueryExampleGen", "EvaluationGate", "Trainer"]
+    assert sorted(tasks["Evaluator"]["dependentTasks"]) == ["BigQueryExampleGen", "SchemaGen", "Trainer"]
+    assert tasks["EvaluationGate"]["dependentTasks"] == ["Evaluator"]
+    assert tasks["Pusher"]["inputs"]["artifacts"]["blessing"]["taskOutputArtifact"] == {
+        "producerTask": "EvaluationGate", "outputArtifactKey": "blessing"}
     assert sorted(tasks["Trainer"]["dependentTasks"]) == ["SchemaGen", "TrainerHyperparameters", "Transform"]
-    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"gcr.io/tfx-oss-public/tfx:1.16.0"}
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {CPU_IMAGE}
+    assert {tuple(e["container"]["command"]) for e in executors} == {
+        ("python", "-m", "pipeline.runners.vertex_entrypoint")}
     assert spec["schemaVersion"] == "2.1.0"
     assert gpu_job["labels"]["registrar-run-id"] == "run-42"
 
@@ -93,9 +115,10 @@ def test_the_template_declares_its_runtime_parameters_with_types_and_defaults(gp
 
 
 def test_thresholds_left_unset_default_to_not_configured(tmp_path):
-    declared = _compile(tmp_path, recall_threshold=None, rmse_threshold=None)["pipelineSpec"]["root"][
-        "inputDefinitions"]["parameters"]
+    declared = _compile(tmp_path, recall_threshold=None, rmse_threshold=None, recall_change_tolerance=None)[
+        "pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     assert declared["recall_threshold"]["defaultValue"] == declared["rmse_threshold"]["defaultValue"] == -1.0
+    assert declared["recall_change_tolerance"]["defaultValue"] == -1.0
 
 
 def test_the_components_reference_the_parameters_not_literal_values(gpu_job):
@@ -107,9 +130,14 @@ def test_the_components_reference_the_parameters_not_literal_values(gpu_job):
     assert inputs("BigQueryExampleGen")["input_config"] == {"componentInputParameter": "bigquery_query"}
     assert {k: v["componentInputParameter"] for k, v in inputs("TrainerHyperparameters").items()} == {
         k: k for k in ("model_type", "epochs", "batch_size", "embedding_dim", "learning_rate",
-                       "early_stopping_patience", "retrieval_algorithm")}
-    assert {k: v["componentInputParameter"] for k, v in inputs("MetricsGate").items()} == {
-        "model_type": "model_type", "recall_threshold": "recall_threshold", "rmse_threshold": "rmse_threshold"}
+                       "early_stopping_patience", "retrieval_algorithm", "machine_type", "gpu_type", "gpu_count",
+                       "training_region")}
+    evaluator = inputs("Evaluator")
+    assert _constant(evaluator.pop("example_splits")) == '["test"]'
+    assert {k: v["componentInputParameter"] for k, v in evaluator.items()} == {k: k for k in (
+        "model_type", "recall_threshold", "rmse_threshold", "recall_change_tolerance", "rmse_change_tolerance",
+        "baseline_model_uri", "baseline_version", "dataflow")}
+    assert "parameters" not in tasks["EvaluationGate"].get("inputs", {})
     pusher = inputs("Pusher")
     for name in ("model_name", "model_version", "training_run_id"):
         assert pusher[name] == {"componentInputParameter": name}
@@ -144,23 +172,131 @@ def test_trainer_settings_come_from_the_hyperparameters_input(gpu_job):
     assert _trainer_config(gpu_job)["delegate_run_fn"] == "pipeline.models.trainer.run_fn"
 
 
-def test_gpu_settings_reach_the_vertex_training_job(gpu_job):
+def test_the_trainer_runs_on_vertex_with_the_run_machine_executor(gpu_job):
     cfg = _trainer_config(gpu_job)
     assert cfg["ai_platform_enable_vertex"] is True
     assert cfg["ai_platform_vertex_region"] == "europe-west4"
-    machine = cfg["ai_platform_training_args"]["worker_pool_specs"][0]["machine_spec"]
-    assert machine == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}
-    assert cfg["gpu_count"] == 2  # the trainer uses MirroredStrategy when GPUs were requested
+    assert cfg["registrar_trainer_images"] == {"cpu": CPU_IMAGE, "gpu": GPU_IMAGE}
+    # the compiled job is a placeholder: the run's machine replaces it (test_the_runs_machine_reaches_...)
+    assert cfg["ai_platform_training_args"]["worker_pool_specs"][0]["machine_spec"] == {
+        "machine_type": "n1-standard-8"}
     executor = gpu_job["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]
-    assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in " ".join(executor["container"]["args"])
+    assert "pipeline.vertex_training.Executor" in executor["container"]["args"]
 
 
-def test_cpu_only_has_no_accelerator(tmp_path):
+def _resolved(job, task, run_values):
+    """The values Vertex AI hands a task: its parameters resolved from the run's parameter values over the
+    template's defaults (componentInputParameter) or compiled constants."""
+    values = {**job["runtimeConfig"]["parameterValues"], **run_values}
+    resolved = {}
+    for name, param in _dag_tasks(job)[task]["inputs"]["parameters"].items():
+        resolved[name] = values[param["componentInputParameter"]] if "componentInputParameter" in param else \
+            _constant(param)
+    return resolved
+
+
+def capturing_executor():
+    """The real Vertex trainer executor, stopped where TFX would start the custom job."""
+    from pipeline import vertex_training
+
+    class Capturing(vertex_training.Executor):
+        launched = None
+
+        def launch(self, input_dict, output_dict, exec_properties):
+            type(self).launched = exec_properties
+
+    return Capturing
+
+
+@pytest.mark.parametrize("run_values,machine_spec,image,region", [
+    ({"machine_type": "g2-standard-24", "gpu_type": "NVIDIA_L4", "gpu_count": 2, "training_region": "us-central1"},
+     {"machine_type": "g2-standard-24", "accelerator_type": "NVIDIA_L4", "accelerator_count": 2}, GPU_IMAGE,
+     "us-central1"),
+    ({"machine_type": "n1-highmem-16", "gpu_type": "", "gpu_count": 0},
+     {"machine_type": "n1-highmem-16"}, CPU_IMAGE, "europe-west4"),
+    ({}, {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}, GPU_IMAGE,
+     "europe-west4"),
+])
+def test_the_runs_machine_reaches_the_vertex_training_job(gpu_job, tmp_path, run_values, machine_spec, image,
+                                                           region):
+    """Compiled template + a run's parameter values -> TrainerHyperparameters (its real executor) -> the Vertex
+    trainer executor -> the custom job TFX starts: the run's machine type, GPUs, image and region."""
+    from tfx.types import standard_artifacts
+
+    from pipeline import components as C
+
+    hyperparameters = standard_artifacts.HyperParameters()
+    hyperparameters.uri = str(tmp_path / "hyperparameters")
+    C.TrainerHyperparameters.EXECUTOR_SPEC.executor_class().Do(
+        {}, {"hyperparameters": [hyperparameters]}, _resolved(gpu_job, "TrainerHyperparameters", run_values))
+    executor = capturing_executor()
+    executor().Do({"hyperparameters": [hyperparameters]}, {},
+                  {"custom_config": _constant(_dag_tasks(gpu_job)["Trainer"]["inputs"]["parameters"][
+                      "custom_config"])})
+    config = json.loads(executor.launched["custom_config"])
+    pool = config["ai_platform_training_args"]["worker_pool_specs"][0]
+    assert pool["machine_spec"] == machine_spec
+    assert pool["container_spec"]["image_uri"] == image
+    assert config["ai_platform_vertex_region"] == region
+    assert config["gpu_count"] == machine_spec.get("accelerator_count", 0)  # what the trainer's GPU guard checks
+
+
+def test_cpu_only_templates_have_no_gpu_default(tmp_path):
     job = _compile(tmp_path, model_type="ranking")
-    cfg = _trainer_config(job)
-    machine = cfg["ai_platform_training_args"]["worker_pool_specs"][0]["machine_spec"]
-    assert "accelerator_type" not in machine and cfg["gpu_count"] == 0
-    assert job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]["model_type"]["defaultValue"] == "ranking"
+    declared = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    assert declared["gpu_count"]["defaultValue"] == 0 and declared["gpu_type"]["defaultValue"] == ""
+    assert _trainer_config(job)["registrar_trainer_images"] == {"cpu": "gcr.io/tfx-oss-public/tfx:1.16.0", "gpu": ""}
+    assert declared["model_type"]["defaultValue"] == "ranking"
+
+
+def test_the_beam_components_carry_the_runs_dataflow_settings(gpu_job):
+    from pipeline.runners import dataflow
+
+    spec = gpu_job["pipelineSpec"]
+    tasks = _dag_tasks(gpu_job)
+    for name, task in tasks.items():
+        component = spec["components"][task["componentRef"]["name"]]
+        args = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]["args"]
+        if name not in BEAM_TASKS:
+            assert dataflow.SETTINGS_FLAG not in args and "dataflow" not in task["inputs"].get("parameters", {})
+            continue
+        at = args.index(dataflow.SETTINGS_FLAG)
+        assert args[at + 1] == "{{$.inputs.parameters['dataflow']}}"
+        assert f"{dataflow.WORKER_IMAGE_FLAG}={CPU_IMAGE}" in args
+        assert f"{dataflow.TEMP_LOCATION_FLAG}=gs://bucket/tmp" in args
+        assert component["inputDefinitions"]["parameters"]["dataflow"] == {"parameterType": "STRING"}
+        assert task["inputs"]["parameters"]["dataflow"] == {"componentInputParameter": "dataflow"}
+
+
+def test_dataflow_defaults_compile_into_the_template_and_expand_into_beam_args(tmp_path):
+    from pipeline.runners import dataflow
+
+    settings = {"region": "europe-west1", "machine_type": "n1-highmem-8", "max_workers": 12,
+                "service_account": "df@p.iam.gserviceaccount.com", "network": "vpc", "subnetwork": "regions/x/s"}
+    job = _compile(tmp_path, dataflow=settings, image=CPU_IMAGE)
+    assert json.loads(job["runtimeConfig"]["parameterValues"]["dataflow"]) == settings
+    spec = job["pipelineSpec"]
+    label = spec["components"][_dag_tasks(job)["Transform"]["componentRef"]["name"]]["executorLabel"]
+    args = list(spec["deploymentSpec"]["executors"][label]["container"]["args"])
+    # what the container receives once Vertex fills in the run's value
+    args[args.index("{{$.inputs.parameters['dataflow']}}")] = job["runtimeConfig"]["parameterValues"]["dataflow"]
+    expanded = dataflow.expand_container_args(args)
+    beam = [a for a in expanded if a.startswith("--") and not a.startswith(("--json", "--executor"))]
+    assert beam == ["--project=proj", "--runner=DataflowRunner", "--region=europe-west1",
+                    "--temp_location=gs://bucket/tmp", "--machine_type=n1-highmem-8", "--max_num_workers=12",
+                    "--service_account_email=df@p.iam.gserviceaccount.com", "--network=vpc",
+                    "--subnetwork=regions/x/s", f"--sdk_container_image={CPU_IMAGE}", "--experiments=use_runner_v2"]
+    # an empty value (the default) keeps Beam's DirectRunner
+    args[args.index(job["runtimeConfig"]["parameterValues"]["dataflow"])] = ""
+    assert "--runner=DataflowRunner" not in dataflow.expand_container_args(args)
+    assert "--temp_location=gs://bucket/tmp" in dataflow.expand_container_args(args)
+
+
+def test_a_template_refuses_dataflow_defaults_it_could_not_run(tmp_path):
+    from pipeline.runners import dataflow
+
+    with pytest.raises(dataflow.DataflowSettingsError, match="need a region"):
+        _compile(tmp_path, dataflow={"max_workers": 3})
 
 
 def test_exit_handler_runs_after_everything_with_the_runs_values(gpu_job):
@@ -169,7 +305,7 @@ def test_exit_handler_runs_after_everything_with_the_runs_values(gpu_job):
     assert handler["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     params = handler["inputs"]["parameters"]
     assert params["final_status"] == {"taskFinalStatus": {"producerTask": "tfx-dag"}}
-    for name in ("training_run_id", "model_name", "model_type", "model_version"):
+    for name in ("training_run_id", "model_name", "model_type", "model_version", "bigquery_query"):
         assert params[name] == {"componentInputParameter": name}
     # the same per-run report directory the Pusher writes to
     assert _constant(params["report_dir"]) == _constant(_dag_tasks(gpu_job)["Pusher"]["inputs"]["parameters"][
@@ -245,7 +381,7 @@ def test_local_pipelines_keep_their_shape():
     pipeline = create_pipeline("p", "/tmp/root", model_version=1, data_root="/tmp/data",
                                serving_model_dir="/tmp/pushed", not_blessed_model_dir="/tmp/nb")
     assert [c.id for c in pipeline.components] == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform",
-                                                   "Trainer", "MetricsGate", "Pusher"]
+                                                   "Trainer", "Evaluator", "EvaluationGate", "Pusher"]
     pusher = pipeline.components[-1].exec_properties
     assert pusher["model_version"] == 1 and pusher["serving_model_dir"] == "/tmp/pushed"
     assert pusher.get("model_name") is None and pusher.get("training_run_id") is None
@@ -261,9 +397,12 @@ def test_exit_handler_event_from_final_status(status, state):
 
     report = {"blessed": True, "pushed_model_uri": "gs://b/pushed_model/1/", "metrics": {"recall_at_100": 0.3}}
     event = event_from_final_status(json.dumps(status), training_run_id="run-42", model_name="recsys",
-                                    model_type="retrieval", pipeline_root="gs://b/root", report=report)
+                                    model_type="retrieval", pipeline_root="gs://b/root", report=report,
+                                    bigquery_query="SELECT * FROM t")
     validator().validate(event)
     assert event["state"] == state
+    assert event["lineage"]["input"] == {"kind": "bigquery", "query": "SELECT * FROM t"}
+    assert event["lineage"]["pipeline_job"]["name"] == status.get("pipelineJobResourceName", "run-42")
     assert event["blessed"] is (True if state == "SUCCEEDED" else None)
     if state == "FAILED":
         assert event["error_message"] == "Trainer failed" and event["stage"] == "Trainer"

@@ -138,8 +138,11 @@ class ScannIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.candidates.shape[0])
         pre_reorder = max(int(self.params["reordering_num_neighbors"]), k)
+        # The leaves to search are passed on every search: a serialized index keeps the value it was built with,
+        # while the pipeline's tuning chose this one on that index (serving_config.json "scann").
         idx, scores = self.searcher.search_batched(queries, final_num_neighbors=k,
-                                                   pre_reorder_num_neighbors=pre_reorder)
+                                                   pre_reorder_num_neighbors=pre_reorder,
+                                                   leaves_to_search=int(self.params["num_leaves_to_search"]))
         idx = np.asarray(idx, np.int64)
         scores = np.asarray(scores, np.float32)
         # ScaNN pads with NaN scores when the searched leaves hold fewer than k points: answer those exactly.

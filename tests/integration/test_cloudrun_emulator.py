@@ -212,12 +212,21 @@ def test_a_new_template_rolls_out_a_new_revision_and_stops_the_old_process(emula
     assert relabelled.labels["team"] == "recs"
 
 
-def test_native_tf_serving_images_serve_through_the_brute_force_path(serving, bundle):
-    state = serving.apply_service(spec("recs-native", bundle.path, image=NATIVE_IMAGE))
+def test_native_tf_serving_images_serve_their_savedmodel_through_the_tf_serving_stand_in(serving, bundle):
+    native = spec("recs-native", bundle.path, image=NATIVE_IMAGE)
+    native.env["MODEL_PATH"] = str(bundle.path / "retrieval_model")
+    state = serving.apply_service(native)
 
     assert state.ready, state.message
-    assert "native TF Serving cannot run locally" in state.message and "brute-force" in state.message
-    assert recommend(state.uri)["product_ids"]
+    assert "native TF Serving cannot run locally" in state.message and "MODEL_PATH" in state.message
+    served = recommend(state.uri)
+    # the SavedModel's own exact search, as the scann server's brute-force path computes it from the bundle
+    brute = serving.apply_service(spec("recs-brute", bundle.path, image=SCANN_IMAGE))
+    response = requests.post(f"{brute.uri}/v1/models/{MODEL_NAME}:predict",
+                             json={"instances": [ServingBundle.instance()], "top_k": 10}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert served["product_ids"] == response.json()["predictions"][0]["product_ids"]
+    assert serving.delete_service("recs-brute") is True
 
 
 def test_delete_stops_the_serving_process(emulator, serving, client, bundle):

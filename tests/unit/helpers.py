@@ -333,3 +333,34 @@ def _is_envelope(value) -> bool:
 
 def snapshot(store: InMemoryStore) -> dict[str, Any]:
     return copy.deepcopy(store.docs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stored documents against their schemas
+
+DOCUMENTS = "https://registrar.dev/schemas/documents"
+
+
+def schema_errors(document: Mapping[str, Any], schema_id: str) -> list[str]:
+    """What is wrong with `document` (as the API would serialise it) against the schema `schema_id`, resolving
+    references between our schema files locally."""
+    from jsonschema import Draft202012Validator
+    from registrar.kernel.http import jsonable
+
+    validator = Draft202012Validator({"$ref": schema_id}, registry=_schema_registry())
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in validator.iter_errors(jsonable(document))]
+
+
+def _schema_registry():
+    from pathlib import Path
+
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    resources = {}
+    for path in (Path(__file__).resolve().parents[2] / "schemas").rglob("*.json"):
+        schema = json.loads(path.read_text())
+        if "$id" in schema:
+            resources[schema["$id"]] = Resource.from_contents(schema, default_specification=DRAFT202012)
+    return Registry().with_resources(resources.items())

@@ -20,6 +20,7 @@ import yaml
 from fakes import LOCATION, PROJECT, FakeVertex, RecordingPublisher, at
 from helpers import deliver, local_config
 from jsonschema import Draft202012Validator, FormatChecker
+from pipeline_records import records
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from registrar.adapters.memory import InMemoryStore
@@ -217,7 +218,8 @@ def flow():
                          metrics={"recall_at_100": 0.41, "loss": 1.7}, blessed=True,
                          retrieval_algorithm="scann",
                          artifacts={"pushed_model_uri": "gs://artifacts/run-1/pushed_model/1/",
-                                    "metrics_uri": "gs://artifacts/run-1/training_metrics.json"})
+                                    "metrics_uri": "gs://artifacts/run-1/training_metrics.json"},
+                         **{**records(), "evaluation": {**records()["evaluation"], "blessed": True}})
     pipeline(success)
     pipeline(_pipeline_log_entry("run-1", "PIPELINE_STATE_SUCCEEDED", 30))
     pipeline(_pipeline_log_entry("run-1", "PIPELINE_STATE_SUCCEEDED", 30))

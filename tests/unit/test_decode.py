@@ -18,6 +18,7 @@ from helpers import (
     pipeline_log_entry,
     upload_entries,
 )
+from pipeline_records import EVALUATION, LINEAGE, SCANN, records
 from registrar.bootstrap import ENTRY_POINTS
 from registrar.kernel.errors import Ignored, PermanentError, TransientError
 from registrar.kernel.messages import json_payload
@@ -125,6 +126,22 @@ def test_pipeline_fixtures_decode_to_the_same_run():
     assert event.metrics == {"recall_at_100": 0.412, "loss": 1532.7} and event.blessed is True
     assert log.pipeline_job_name == "projects/demo-registrar/locations/us-central1/pipelineJobs/run-20261102-0900"
     assert log.occurred_at.microsecond == 123456
+
+
+def test_a_run_event_brings_its_evaluation_lineage_and_scann_settings_and_the_log_entry_none():
+    event = pipeline_command({**fixture("pipeline_run_event"), **records()})
+    assert (event.evaluation, event.lineage, event.scann) == (EVALUATION, LINEAGE, SCANN)
+    log = pipeline_command(fixture("pipeline_job_log_entry"))
+    assert (log.evaluation, log.lineage, log.scann) == (None, None, None)
+    without = pipeline_command({**fixture("pipeline_run_event"), "scann": None})  # a run that did not tune ScaNN
+    assert (without.evaluation, without.lineage, without.scann) == (None, None, None)
+
+
+def test_a_run_event_with_a_malformed_threshold_outcome_is_refused_naming_it():
+    bad = records()
+    bad["evaluation"]["thresholds"][1]["kind"] = "vibes"
+    with pytest.raises(PermanentError, match="evaluation/thresholds/1/kind"):
+        pipeline_command({**fixture("pipeline_run_event"), **bad})
 
 
 def test_untracked_pipeline_state_is_ignored():

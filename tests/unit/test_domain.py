@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import at, run_cmd
+from pipeline_records import EVALUATION, LINEAGE, SCANN, records
 from registrar.kernel import labels as label_rules
 from registrar.kernel import model as domain
 from registrar.kernel.ids import stable_id
@@ -142,3 +143,23 @@ def test_details_fill_in_from_the_event_after_the_log():
     assert r.finished_now and not r.succeeded_now and r.doc["error_message"] == "DAG failed"
     r2 = apply_run_fact(r.doc, run_cmd("r", "FAILED", at(9.9), stage="Trainer", model_name="recs"))
     assert r2.doc["stage"] == "Trainer" and r2.doc["model_name"] == "recs" and not r2.finished_now
+
+
+def test_the_events_evaluation_lineage_and_scann_settings_are_kept_on_the_run_whatever_the_order():
+    success = run_cmd("r", "SUCCEEDED", at(10), metrics={"recall_at_100": 0.3}, blessed=False, **records())
+    log = run_cmd("r", "SUCCEEDED", at(10.1), route="log")
+    running = run_cmd("r", "RUNNING", at(1), stage="Trainer")
+    for order in ([running, success, log], [log, success, running], [success, log, running, success]):
+        doc = None
+        for cmd in order:
+            doc = apply_run_fact(doc, cmd).doc
+        assert (doc["evaluation"], doc["lineage"], doc["scann"]) == (EVALUATION, LINEAGE, SCANN)
+        assert doc["blessed"] is False and doc["evaluation"]["blessed"] is False
+    again = apply_run_fact(doc, success)
+    assert not again.changed
+
+
+def test_a_failed_run_keeps_the_lineage_its_event_knew():
+    known = {"input": LINEAGE["input"], "pipeline_job": LINEAGE["pipeline_job"]}
+    r = apply_run_fact(None, run_cmd("r", "FAILED", at(10), error_message="Trainer: OOM", lineage=known))
+    assert r.doc["lineage"] == known and "evaluation" not in r.doc and "scann" not in r.doc

@@ -285,8 +285,9 @@ RUN_SCOPED = {
 # Written by pipeline/tests/test_vertex_compile.py::write_fixture (compiled by pipeline/runners/vertex.py); that
 # test fails when the compiler's output and this file differ.
 TEMPLATE_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "vertex_pipeline_template.json"
-# Frozen config keys that are compile-time settings of a template (its trainer machine), not parameters.
-COMPILE_TIME_CONFIG = {"gpu_count", "gpu_type"}
+# Frozen config keys that are compile-time settings of a template, not parameters (the trainer's machine is a
+# parameter: gpu_count / gpu_type / machine_type / training_region reach the training job per run).
+COMPILE_TIME_CONFIG: set[str] = set()
 JSON_TYPES = {"STRING": (str,), "NUMBER_INTEGER": (int,), "NUMBER_DOUBLE": (int, float), "BOOLEAN": (bool,)}
 
 
@@ -352,7 +353,8 @@ def test_the_runner_sends_only_declared_parameters_of_the_declared_types_to_the_
     declared = template["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     config = {"model_type": "ranking", "epochs": 3, "batch_size": 512, "embedding_dim": 16, "learning_rate": 1,
               "early_stopping_patience": 4, "retrieval_algorithm": "scann", "recall_threshold": 0.2,
-              "rmse_threshold": 1, "bigquery_query": "SELECT * FROM `p.d.interactions_v2`", "gpu_count": 1}
+              "rmse_threshold": 1, "bigquery_query": "SELECT * FROM `p.d.interactions_v2`", "gpu_count": 1,
+              "gpu_type": "NVIDIA_L4", "machine_type": "g2-standard-8", "training_region": "us-central1"}
     run = {**scheduled_run(), "training_config": config, "slot": SLOT}
     runner = VertexPipelineRunner(PROJECT, REGION, str(TEMPLATE_FIXTURE), pipeline_root="gs://b/root")
 

@@ -3,15 +3,19 @@
 import base64
 import json
 import re
+import threading
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from fakes import LOCATION, PROJECT, FakeModelRegistry, RecordingPublisher, at
-from helpers import deliver
+from helpers import delete_version_entry, deliver
 from hypothesis import given
 from hypothesis import strategies as st
+from pipeline_records import EVALUATION, LINEAGE, SCANN, records
 from registrar.adapters.artifacts import StorageArtifactStore
 from registrar.adapters.memory import InMemoryStore
+from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.labels import sanitize_label_key, sanitize_label_value
@@ -21,6 +25,8 @@ from registrar.registration.queries import training_run
 from registrar.registration.upload import model_id_for, register_run, resolve_saved_model_dir
 from registrar.registry import queries
 from registrar.registry.precondition import MODEL_NOT_FOUND_MESSAGE, verify_version_exists
+from registrar_cli.main import cli
+from werkzeug.serving import make_server
 
 LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -385,6 +391,46 @@ def test_metrics_reach_the_version_exactly_and_never_through_labels(pushed, writ
     assert model["best_metric"] == {"name": "recall_at_100", "value": 0.123456789012345}
 
 
+@pytest.mark.parametrize("writer_class", [FakeVertexWriter, AuditFirstWriter])
+def test_the_version_keeps_its_runs_evaluation_lineage_and_scann_settings_and_a_tombstone_drops_them(
+        pushed, writer_class):
+    """A not-blessed run is registered and marked, with the verdict that says why: each threshold as threshold /
+    achieved / margin and the baseline version, whichever path registers the version first."""
+    writer = writer_class()
+    services, _ = make_services(writer)
+    writer.services = services
+    event = {**succeeded_event(pushed), "blessed": False, **records()}
+    for _ in range(2):
+        deliver_pipeline(services, event)
+    [upload] = writer.uploads
+    assert upload["labels"]["blessed"] == "false"
+    model_id = model_id_for("recs_retrieval")
+    run = training_run(services.store, "run-1")
+    version = services.store.get(f"models/{model_id}")["versions"]["1"]
+    for doc in (run, version):
+        assert (doc["evaluation"], doc["lineage"], doc["scann"]) == (EVALUATION, LINEAGE, SCANN)
+    assert version["blessed"] is False
+    change = next(t for t in version["evaluation"]["thresholds"] if t["kind"] == "change")
+    assert (change["threshold"], change["achieved"], change["margin"], change["passed"]) == (0.4, 0.3, -0.1, False)
+    assert version["evaluation"]["baseline"]["version"] == "7"
+    shown = create_app(lambda: services.store).test_client().get(f"/models/{model_id}").get_json()
+    assert {k: shown["versions"][0][k] for k in ("blessed", "evaluation", "lineage", "scann")} == {
+        "blessed": False, "evaluation": EVALUATION, "lineage": LINEAGE, "scann": SCANN}
+
+    writer.versions.pop((model_id, "1"))
+    deliver(services, "on_model_audit_event", envelope(delete_version_entry(model_id, "1", at(120))))
+    tombstone = services.store.get(f"models/{model_id}")["versions"]["1"]
+    assert tombstone["state"] == "deleted" and not {"evaluation", "lineage", "scann"} & set(tombstone)
+
+
+def test_a_version_of_a_run_that_reported_no_evaluation_has_none(pushed):
+    services, _ = make_services()
+    deliver_pipeline(services, succeeded_event(pushed))
+    model = queries.get_model(services.store, model_id_for("recs_retrieval"))
+    assert {k: model["versions"][0][k] for k in ("evaluation", "lineage", "scann")} == dict.fromkeys(
+        ("evaluation", "lineage", "scann"))
+
+
 def test_metrics_come_from_the_metrics_file_when_the_event_has_none(tmp_path, pushed):
     metrics_file = tmp_path / "training_metrics.json"
     metrics_file.write_text(json.dumps({"final": {"rmse": 0.91, "recall_at_100": 1.234e-05, "early_stopped": True},
@@ -423,3 +469,24 @@ def test_a_label_update_carrying_metric_labels_changes_no_metrics():
     w.handle(labels_cmd("m1", "1", {"training_run_id": "run-1", "metric_delta_recall": "0_5",
                                     "metric_tiny_loss": "1_234e-05"}, at(2)))
     assert w.versions("m1")["1"]["metrics"] == EXACT
+
+
+def test_registrar_show_prints_the_verdict_with_margins_the_fingerprint_and_the_config(pushed):
+    services, _ = make_services()
+    deliver_pipeline(services, {**succeeded_event(pushed), "blessed": False, **records()})
+    server = make_server("127.0.0.1", 0, create_app(lambda: services.store), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(cli, ["show", model_id_for("recs_retrieval"), "--api",
+                                          f"http://127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "version 1 evaluation: NOT blessed, baseline version 7" in out
+    assert "change │ recall_at_100 │ >= 0.4 │ 0.3 │ -0.1 │ FAILED" in out
+    assert "popularity │ recall_at_100 │ > 0.2 │ 0.3 │ +0.1 │ passed" in out
+    assert "sha256:" + "a" * 64 in result.output.replace("\n", "").replace("│", "").replace(" ", "")
+    assert "eval 10, test 10, train 80" in out
+    assert '"embedding_dim": 32' in out and "tfx 1.16.0" in out
+    assert "scann: recall@100 0.961, 3.1x brute force" in out

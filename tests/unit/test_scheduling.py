@@ -8,24 +8,33 @@ import itertools
 import json
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from fakes import FakeModelRegistry, FakeScheduler, RecordingPublisher
 from helpers import (
+    DOCUMENTS,
+    alias_entry,
     deliver,
+    envelope,
     forget_keys,
     history_of,
     local_config,
     pipeline_event,
     pipeline_log_entry,
+    schema_errors,
     snapshot,
+    upload_entries,
     without_keys,
 )
 from registrar.adapters.memory import InMemoryStore
+from registrar.adapters.pipelines import local_runner_command
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
 from registrar.kernel.errors import TransientError
+from registrar.kernel.labels import SIMULATED_LABEL
 from registrar.kernel.ports import PipelineRunner
+from registrar.registration.upload import model_id_for
 from registrar.schedules import commands as scheduling
 from registrar.schedules.jobs import job_id_for, tick_payload
 from registrar.schedules.timing import parse_timing, runs_between, training_run_id
@@ -596,3 +605,73 @@ def test_every_schedule_command_applied_twice_changes_nothing(env):
         assert env.services.bus.handle(cmd).changes == ()
         assert without_keys(env.store) == state
     assert env.schedule(sid) is None and len(env.runs(sid)) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The baseline a run is evaluated against
+
+
+def register(env: Env, version_id: str, minute: int, *, aliases: tuple[str, ...] = (), simulated: bool = False):
+    labels = {SIMULATED_LABEL: "true"} if simulated else {}
+    for entry in upload_entries(env.services.registry, model_id_for("recs"), version_id,
+                                START + timedelta(minutes=minute), labels=labels, aliases=aliases):
+        deliver(env.services, "on_model_audit_event", envelope(entry))
+
+
+def move_alias(env: Env, version_id: str, alias: str, minute: int):
+    entry = alias_entry(model_id_for("recs"), version_id, [alias], START + timedelta(minutes=minute))
+    deliver(env.services, "on_model_audit_event", envelope(entry))
+
+
+def test_the_first_run_of_a_name_has_no_baseline_and_says_why(env):
+    sid = env.created()["schedule_id"]
+    env.tick(sid, utc(2026, 11, 2, 9, 0, 1))
+    [run] = env.runs(sid).values()
+    assert run["baseline_version"] is None and run["baseline_model_uri"] is None
+    assert "first model of a name" in run["baseline"]["reason"]
+    assert schema_errors(run, f"{DOCUMENTS}/training-run.v1.json") == []
+    [submitted] = env.runner.pipelines.values()
+    assert "--baseline-model-uri" not in local_runner_command("python", submitted, Path("/out"))
+
+
+def test_a_run_is_evaluated_against_the_production_version_and_the_runner_passes_it(env):
+    register(env, "1", 1, aliases=("production",))
+    register(env, "2", 2)  # the newest holds `default`
+    sid = env.created()["schedule_id"]
+    env.tick(sid, utc(2026, 11, 2, 9, 0, 1))
+    [run] = env.runs(sid).values()
+    uri = f"gs://artifacts/{model_id_for('recs')}/pushed_model/1/"
+    assert (run["baseline_version"], run["baseline_model_uri"], run["baseline"]["alias"]) == ("1", uri, "production")
+    assert schema_errors(run, f"{DOCUMENTS}/training-run.v1.json") == []
+    command = local_runner_command("python", env.runner.pipelines[run["training_run_id"]], Path("/out"))
+    assert command[command.index("--baseline-model-uri") + 1] == uri
+    assert command[command.index("--baseline-version") + 1] == "1"
+
+
+def test_without_production_the_default_version_is_the_baseline_and_a_simulated_one_never_is(env):
+    register(env, "1", 1)
+    register(env, "2", 2, simulated=True)  # `default` moves to it: made up by the events runner
+    sid = env.created()["schedule_id"]
+    env.tick(sid, utc(2026, 11, 2, 9, 0, 1))
+    [run] = env.runs(sid).values()
+    assert run["baseline_version"] is None and "simulated" in run["baseline"]["reason"]
+
+    move_alias(env, "1", "production", 10)
+    env.clock.now = utc(2026, 11, 3, 9, 0, 5)
+    env.tick(sid, utc(2026, 11, 3, 9, 0, 1))
+    newest = max(env.runs(sid).values(), key=lambda r: r["slot"])
+    assert newest["baseline_version"] == "1"
+
+
+def test_the_baseline_is_frozen_at_the_first_submission_and_a_redelivery_keeps_it(env):
+    register(env, "1", 1, aliases=("production",))
+    register(env, "2", 2)
+    sid = env.created()["schedule_id"]
+    env.runner.fail_next = 1
+    with pytest.raises(TransientError):
+        env.tick(sid, utc(2026, 11, 2, 9, 0, 1), message_id="m-1")
+    move_alias(env, "2", "production", 20)  # promoted while the run waits for its retry
+    env.tick(sid, utc(2026, 11, 2, 9, 0, 1), message_id="m-1")
+    [run] = env.runs(sid).values()
+    assert run["submission"]["status"] == "submitted" and run["baseline_version"] == "1"
+    assert env.runner.pipelines[run["training_run_id"]]["baseline_version"] == "1"

@@ -15,10 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes import RecordingPublisher
-from helpers import deliver, local_config
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from helpers import DOCUMENTS, deliver, local_config, schema_errors
 from registrar.adapters.artifacts import StorageArtifactStore
 from registrar.adapters.memory import InMemoryStore
 from registrar.adapters.no_runner import UnconfiguredPipelineRunner
@@ -26,7 +23,6 @@ from registrar.adapters.pipelines import EventEmittingRunner
 from registrar.api.app import create_app
 from registrar.bootstrap import bootstrap
 from registrar.config import Config
-from registrar.kernel.http import jsonable
 from registrar.kernel.store import without_internal
 from registrar.registration.upload import model_id_for
 from registrar.registry.commands import UpdateLabels
@@ -179,18 +175,9 @@ def test_simulated_documents_and_answers_match_their_schemas(tmp_path):
     runner = EventEmittingRunner("p", artifacts_root=str(tmp_path / "events"), publish=world.pipeline_event,
                                  clock=lambda: world.now)
     world.fire(world.schedule())
-    resources = {}
-    for path in (ROOT / "schemas").rglob("*.json"):
-        schema = json.loads(path.read_text())
-        if "$id" in schema:
-            resources[schema["$id"]] = Resource.from_contents(schema, default_specification=DRAFT202012)
-    registry = Registry().with_resources(resources.items())
+    errors = schema_errors
 
-    def errors(document: dict, schema_id: str) -> list[str]:
-        validator = Draft202012Validator({"$ref": schema_id}, registry=registry)
-        return [error.message for error in validator.iter_errors(jsonable(document))]
-
-    base = "https://registrar.dev/schemas/documents"
+    base = DOCUMENTS
     [run] = world.runs()
     assert errors(run, f"{base}/training-run.v1.json") == []
     model = world.store.get(f"models/{model_id_for('recs')}")

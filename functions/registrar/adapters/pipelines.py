@@ -7,7 +7,9 @@
 
 `registrar.bootstrap` picks one (REGISTRAR_PIPELINE_RUNNER: vertex | local | events). Every runner is idempotent
 on the training run id: the pipeline job id is derived from it (`pipeline_job_id`), so submitting a run twice
-starts one pipeline. Heavy clients are imported only when a runner first needs them.
+starts one pipeline. Run control: `cancel(training_run)` stops a run (Vertex: PipelineJob cancel; local: the
+runner process) and `log_location(training_run)` says where its logs are. Heavy clients are imported only when a
+runner first needs them.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from registrar.adapters.google_api import gapic_client, is_retry_worthy
 from registrar.kernel.errors import PermanentError, TransientError
@@ -52,8 +57,16 @@ LOCAL_RUNNER_OPTIONS = {
     "early_stopping_patience": "--early-stopping-patience",
     "recall_threshold": "--recall-threshold",
     "rmse_threshold": "--rmse-threshold",
+    "recall_change_tolerance": "--recall-change-tolerance",
+    "rmse_change_tolerance": "--rmse-change-tolerance",
     "retrieval_algorithm": "--retrieval-algorithm",
+    "gpu_count": "--gpu-count",
+    "baseline_model_uri": "--baseline-model-uri",
+    "baseline_version": "--baseline-version",
 }
+# Values the registry resolves for each run (the baseline: the version holding `production` / `default` when the
+# run starts) and stores on the training run itself; they override the frozen config's.
+RUN_RESOLVED = ("baseline_model_uri", "baseline_version")
 
 LOCAL_RUNNER_CHOICES = {"model_type": ("retrieval", "ranking", "multitask"),
                         "retrieval_algorithm": ("auto", "brute_force", "scann")}
@@ -79,10 +92,12 @@ def run_id_of(training_run: Mapping[str, Any]) -> str:
 
 
 def training_config(training_run: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's frozen training config (`training_config`), with the run's own model type as a fallback."""
+    """The run's frozen training config (`training_config`), with the run's own model type as a fallback and the
+    values resolved for the run (`RUN_RESOLVED`) over it."""
     config = dict(training_run.get("training_config") or training_run.get("config") or {})
     if training_run.get("model_type") and "model_type" not in config:
         config["model_type"] = training_run["model_type"]
+    config.update({k: training_run[k] for k in RUN_RESOLVED if training_run.get(k) not in (None, "")})
     return config
 
 
@@ -425,6 +440,33 @@ class VertexPipelineRunner(PipelineRunner):
                 raise TransientError(f"reading PipelineJob {name} failed: {exc}") from exc
             raise
 
+    def job_name(self, training_run: Mapping[str, Any]) -> str:
+        return f"{self.parent}/pipelineJobs/{pipeline_job_id(run_id_of(training_run))}"
+
+    def cancel(self, training_run: Mapping[str, Any]) -> bool:
+        """Asks Vertex AI to cancel the run's PipelineJob (asynchronous: the job ends CANCELLED and the exit handler
+        publishes that). False when there is no such job or it has already ended."""
+        from google.api_core import exceptions as gexc
+
+        name = self.job_name(training_run)
+        try:
+            self.client.cancel_pipeline_job(name=name, timeout=self.timeout)
+            return True
+        except (gexc.NotFound, gexc.FailedPrecondition):
+            return False
+        except Exception as exc:
+            if is_retry_worthy(exc):
+                raise TransientError(f"cancelling PipelineJob {name} failed: {exc}") from exc
+            raise
+
+    def log_location(self, training_run: Mapping[str, Any]) -> str:
+        """Cloud Logging, filtered to the run's PipelineJob (its tasks and the training job it started)."""
+        job_id = pipeline_job_id(run_id_of(training_run))
+        query = (f'resource.type="aiplatform.googleapis.com/PipelineJob"\n'
+                 f'resource.labels.pipeline_job_id="{job_id}"')
+        return (f"https://console.cloud.google.com/logs/query;query={quote(query, safe='')}"
+                f"?project={quote(self.project, safe='')}")
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The local TFX runner
@@ -501,6 +543,48 @@ class LocalPipelineRunner(PipelineRunner):
         marker.update(pid=process.pid, command=command)
         path.write_text(json.dumps(marker, indent=2, sort_keys=True))
         return marker["pipeline_job_name"]
+
+    def _marker(self, training_run: Mapping[str, Any]) -> dict[str, Any]:
+        path = self.marker_path(pipeline_job_id(run_id_of(training_run)))
+        try:
+            return json.loads(path.read_text() or "{}")
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    @staticmethod
+    def _running(pid: int, output: str) -> bool:
+        """The run's own runner process is alive (not a zombie, not another process that got the pid)."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError, OSError):
+            return False
+        return state != "Z" and b"pipeline.runners.local" in cmdline and output.encode() in cmdline
+
+    def cancel(self, training_run: Mapping[str, Any], grace_seconds: float = 60.0) -> bool:
+        """Stops the run's runner process: SIGTERM to its process group (it ends the run CANCELLED and publishes
+        that), SIGKILL after `grace_seconds`. False when the run is not running here."""
+        marker = self._marker(training_run)
+        pid, output = marker.get("pid"), marker.get("output", "")
+        if not isinstance(pid, int) or not self._running(pid, output):
+            return False
+        for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)  # started with start_new_session: its group is its pid
+            except ProcessLookupError:
+                return True
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not self._running(pid, output):
+                    return True
+                time.sleep(0.2)
+        return not self._running(pid, output)
+
+    def log_location(self, training_run: Mapping[str, Any]) -> str:
+        """The run's log file (the runner's output, TFX's and the trainer's included)."""
+        output = self._marker(training_run).get("output") or str(self.runs_dir /
+                                                                 pipeline_job_id(run_id_of(training_run)))
+        return f"file://{Path(output).resolve() / 'runner.log'}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -608,6 +692,13 @@ class EventEmittingRunner(PipelineRunner):
             return future.result(timeout=60)
         except (gexc.GoogleAPICallError, TimeoutError) as exc:
             raise TransientError(f"publishing {event['state']} for {event['training_run_id']} failed: {exc}") from exc
+
+    def cancel(self, training_run: Mapping[str, Any]) -> bool:
+        """Nothing runs: a submitted run has already published its end."""
+        return False
+
+    def log_location(self, training_run: Mapping[str, Any]) -> str | None:
+        return None
 
     def submit(self, training_run: Mapping[str, Any]) -> str:
         run_id = run_id_of(training_run)

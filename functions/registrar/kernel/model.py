@@ -49,6 +49,10 @@ class Version:
     version_create_time: datetime | None = None
     model_create_time: datetime | None = None
     simulated: bool = False  # registered from a run no pipeline produced (its `simulated` label); never unset
+    # From its training run's event: the Evaluator's verdict, what made it, the ScaNN settings chosen at export.
+    evaluation: dict[str, Any] | None = None
+    lineage: dict[str, Any] | None = None
+    scann: dict[str, Any] | None = None
 
     @property
     def live(self) -> bool:
@@ -71,9 +75,12 @@ class Version:
         return cls(**{k: v for k, v in doc.items() if k in fields})
 
 
+# What a training run's own event records beyond its state and metrics: the Evaluator's verdict, what made the
+# model, the ScaNN settings measured at export. Kept on the run and on the version it registers.
+RUN_RECORDS = ("evaluation", "lineage", "scann")
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
                   "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation",
-                  "version_create_time", "model_create_time", "simulated")
+                  "version_create_time", "model_create_time", "simulated", *RUN_RECORDS)
 TOMBSTONE_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "training_run_id", "model_type", "blessed",
                     "resource_name", "upload_operation", "simulated")
 

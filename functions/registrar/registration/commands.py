@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from registrar.kernel.commands import Command
 from registrar.kernel.paths import run_path
@@ -17,7 +18,8 @@ TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 class RecordPipelineRun(Command):
     """A training pipeline run reached a state. `route` is `event` (our PipelineRunEvent), `log` (log sink) or
     `submission` (its pipeline could not be submitted: FAILED with the reason). `simulated`: no pipeline ran, the
-    events runner made the run up."""
+    events runner made the run up. `evaluation`, `lineage` and `scann` are our event's records of the Evaluator's
+    verdict, what made the model and the ScaNN settings measured at export (schemas/events/pipeline-run-event)."""
 
     training_run_id: str
     state: str
@@ -33,6 +35,9 @@ class RecordPipelineRun(Command):
     retrieval_algorithm: str | None = None
     error_message: str | None = None
     simulated: bool = False
+    evaluation: Mapping[str, Any] | None = None
+    lineage: Mapping[str, Any] | None = None
+    scann: Mapping[str, Any] | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from registrar.kernel import schemas
 from registrar.kernel.errors import Ignored
 from registrar.kernel.messages import Message, fact_time
+from registrar.kernel.model import RUN_RECORDS
 from registrar.registration.commands import RecordPipelineRun, RequestRegistration
 
 PIPELINE_EVENT_SCHEMA = "events/pipeline-run-event.v1.json"
@@ -56,6 +57,7 @@ def pipeline_command(payload: Mapping[str, Any]) -> RecordPipelineRun:
         retrieval_algorithm=payload.get("retrieval_algorithm"),
         error_message=payload.get("error_message"),
         simulated=bool(payload.get("simulated")),
+        **{record: payload[record] for record in RUN_RECORDS if payload.get(record)},
     )
 
 

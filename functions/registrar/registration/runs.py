@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from registrar.kernel.model import RUN_RECORDS
 from registrar.registration.commands import TERMINAL_RUN_STATES, RecordPipelineRun
 
 
@@ -25,7 +26,8 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
     """Merge a pipeline-run fact into the training run document.
 
     A terminal state is final: the first terminal fact (by time) wins; RUNNING after a terminal state is stale.
-    Details (metrics, artifacts, blessing) fill in from whichever route carries them, whatever the order.
+    Details (metrics, artifacts, blessing, evaluation, lineage, ScaNN settings) fill in from whichever route carries
+    them, whatever the order.
     """
     doc: dict[str, Any] = dict(existing or {})
     before = dict(doc)
@@ -68,6 +70,9 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
             doc["metrics"] = {**doc["metrics"], **dict(cmd.metrics)}
         if cmd.artifacts:
             doc["artifacts"] = {**doc["artifacts"], **dict(cmd.artifacts)}
+        for record in RUN_RECORDS:
+            if getattr(cmd, record):
+                doc[record] = dict(getattr(cmd, record))
     doc.setdefault("blessed", None)
     if cmd.simulated:  # never unset: a fact from another route (the log sink) does not know
         doc["simulated"] = True

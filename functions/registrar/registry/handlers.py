@@ -13,7 +13,7 @@ from datetime import datetime
 from registrar.kernel import labels as label_rules
 from registrar.kernel.aggregate import ModelAggregate
 from registrar.kernel.changes import Change, Context
-from registrar.kernel.model import ANNOUNCED, DELETED, LIVE, AliasFact, Version
+from registrar.kernel.model import ANNOUNCED, DELETED, LIVE, RUN_RECORDS, AliasFact, Version
 from registrar.kernel.paths import run_path
 from registrar.kernel.store import AbstractUnitOfWork
 from registrar.registry.commands import (
@@ -137,6 +137,9 @@ def _enrich_from_run(uow: AbstractUnitOfWork, version: Version) -> None:
         version.model_type = run["model_type"]
     if run.get("simulated"):
         version.simulated = True
+    for record in RUN_RECORDS:
+        if getattr(version, record) is None and run.get(record):
+            setattr(version, record, dict(run[record]))
 
 
 def _link_run(uow: AbstractUnitOfWork, run_id: str, model_id: str, version_id: str) -> None:

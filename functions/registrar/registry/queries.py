@@ -14,6 +14,7 @@ from typing import Any
 
 from registrar.kernel import model as domain
 from registrar.kernel.http import BadParameter, decode_cursor_token, encode_cursor_token, query_fingerprint
+from registrar.kernel.model import RUN_RECORDS
 from registrar.kernel.paths import MODELS, model_path, run_path
 from registrar.kernel.serving import ServingSnapshot, SnapshotProvider, owner_of, served_version
 from registrar.kernel.store import DocumentStore, Query, Snapshot, evaluate
@@ -245,7 +246,7 @@ def registered_model(store: DocumentStore, model_id: str) -> dict[str, Any] | No
 
 
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "aliases", "labels", "training_run_id",
-                  "blessed", "metrics", "artifact_uri", "resource_name", "simulated")
+                  "blessed", "metrics", "artifact_uri", "resource_name", "simulated", *RUN_RECORDS)
 RUN_FIELDS = ("training_run_id", "status", "model_name", "pipeline_job_name", "finished_at", "blessed", "metrics",
               "simulated")
 
@@ -259,8 +260,9 @@ def get_model(store: DocumentStore, model_id: str, serving: SnapshotProvider | N
     aliases_of: dict[str, list[str]] = {}
     for alias, version_id in (doc.get("aliases") or {}).items():
         aliases_of.setdefault(version_id, []).append(alias)
-    # A tombstone keeps no labels, metrics or URI; an older document has no `simulated`.
-    versions = [{"labels": {}, "metrics": {}, "artifact_uri": "", "simulated": False, **version,
+    # A tombstone keeps no labels, metrics, URI or run records; an older document has no `simulated`.
+    versions = [{"labels": {}, "metrics": {}, "artifact_uri": "", "simulated": False,
+                 **dict.fromkeys(RUN_RECORDS), **version,
                  "version_id": version_id, "aliases": sorted(aliases_of.get(version_id, []))}
                 for version_id, version in (doc.get("versions") or {}).items()]
     versions.sort(key=lambda v: (_int_or(v.get("version_id")), v.get("version_id")), reverse=True)

@@ -9,6 +9,7 @@ from registrar.kernel.errors import PermanentError
 from registrar.kernel.paths import run_path
 from registrar.kernel.ports import PipelineRunner
 from registrar.kernel.store import DocumentStore, update
+from registrar.registration.baseline import freeze_baseline
 from registrar.registration.commands import RecordPipelineRun
 from registrar.schedules.commands import RunScheduledSlot
 
@@ -42,14 +43,16 @@ def record_submission(store: DocumentStore, run_id: str, now: datetime, *, statu
 
 
 def submit_run(services, run_id: str) -> str | None:
-    """Submit a scheduled run's pipeline unless it is submitted already. The pipeline job id is the run id, so a
-    second submission (a redelivery after a crash) starts nothing new. Failures are recorded on the run and
+    """Submit a scheduled run's pipeline unless it is submitted already, with the baseline it is evaluated against
+    (resolved once, registration/baseline.py). The pipeline job id is the run id, so a second submission (a
+    redelivery after a crash) starts nothing new. Failures are recorded on the run and
     raised: a transient one makes Pub/Sub redeliver the tick."""
     run = services.store.get(run_path(run_id))
     if run is None or not run.get("schedule_id"):
         return None
     if (run.get("submission") or {}).get("status") == "submitted":
         return run["submission"].get("pipeline_job_name")
+    run = freeze_baseline(services.store, run_id, services.now()) or run
     try:
         name = services.runner.submit(run)
     except PermanentError as exc:

@@ -20,7 +20,7 @@ CLUSTERS = 30
 BUCKETS = 997
 MODEL_NAME = "recs"
 MODEL_VERSION = "20261123t070000"
-SCANN = {"distance_measure": "dot_product", "num_neighbors": 20, "num_leaves": 50, "num_leaves_to_search": 12,
+SCANN = {"distance_measure": "dot_product", "num_neighbors": 20, "num_leaves": 50, "num_leaves_to_search": 20,
          "training_sample_size": NUM_CANDIDATES, "dimensions_per_block": 2,
          "anisotropic_quantization_threshold": 0.2, "reordering_num_neighbors": 100}
 
@@ -45,8 +45,14 @@ def make_bundle(path, num_candidates=NUM_CANDIDATES, algorithm="scann", scann=No
     centers *= 3.0 / np.linalg.norm(centers, axis=1, keepdims=True)
     members = rng.integers(0, CLUSTERS, num_candidates)
     candidates = (centers[members] + 0.3 * rng.normal(size=(num_candidates, DIM))).astype(np.float32)
-    # Each customer bucket sits near one cluster centre: an "easy" dataset on which ScaNN should match exact search.
-    customer_table = (centers[rng.integers(0, CLUSTERS, BUCKETS)] + 0.2 * rng.normal(size=(BUCKETS, DIM)))
+    # Each customer bucket sits between four clusters, so its exact top-k spans several of ScaNN's partitions and
+    # an index that searches too few of them shows (test_scann_api: the one-leaf recall).
+    mix = np.zeros((BUCKETS, CLUSTERS))
+    for row in mix:
+        row[rng.choice(CLUSTERS, 4, replace=False)] = rng.uniform(0.5, 1.0, 4)
+    customer_table = mix @ centers
+    customer_table *= 3.0 / np.linalg.norm(customer_table, axis=1, keepdims=True)
+    customer_table += 0.1 * rng.normal(size=(BUCKETS, DIM))
 
     class QueryTower(tf.Module):
         def __init__(self):
