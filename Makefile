@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo up down status test lint pipeline-setup pipeline-test terraform-check
+.PHONY: setup demo up down status test test-slow lint pipeline-setup pipeline-test terraform-check
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,11 @@ status:
 
 # The serving tests run the real model server, which needs TensorFlow and ScaNN: they share .venv-pipeline.
 test: setup pipeline-setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+# The long suites (whole pipeline runs, minutes each); CI runs them as a step of their own.
+test-slow: setup pipeline-setup
+	$(BIN)/python -m pytest -m slow
 
 lint: setup
 	$(BIN)/ruff check .
