@@ -56,69 +56,77 @@ class IdTokenVerifier(IdentityVerifier):
         return self._request
 
     def verify(self, token: str) -> VerifiedCaller:
-        from google.auth import exceptions, jwt
         from google.oauth2 import id_token
 
         if not self.audiences:
             raise IdentityRefused("this API has no audience configured (REGISTRAR_API_AUDIENCES), so no token can "
                                   "be meant for it")
         audience = list(self.audiences)
-        try:
-            claimed = jwt.decode(token, verify=False)  # only to refuse a foreign issuer before fetching any keys
-        except (ValueError, exceptions.GoogleAuthError) as exc:
-            raise IdentityRefused(f"the bearer token is not a JWT: {exc}") from None
-        if claimed.get("iss") not in self.issuers:
-            raise IdentityRefused(f"the ID token's issuer {claimed.get('iss')!r} is not accepted here")
-        try:
-            if self.certs_url is None:
-                claims = id_token.verify_oauth2_token(token, self.request, audience=audience,
-                                                      clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
-            else:
-                claims = id_token.verify_token(token, self.request, audience=audience, certs_url=self.certs_url,
-                                               clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
-        except exceptions.TransportError as exc:
-            raise TransientError(f"the ID token signing keys could not be fetched: {exc}") from exc
-        except (ValueError, exceptions.GoogleAuthError) as exc:
-            raise IdentityRefused(f"the ID token is not valid: {exc}") from None
-        issuer = claims.get("iss")
-        if issuer not in self.issuers:
-            raise IdentityRefused(f"the ID token's issuer {issuer!r} is not accepted here")
-        email = claims.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise IdentityRefused("the ID token carries no email (for an impersonated service account, "
-                                  "`gcloud auth print-identity-token --include-email`)")
+        if self.certs_url is None:
+            def check():
+                return id_token.verify_oauth2_token(token, self.request, audience=audience,
+                                                    clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        else:
+            def check():
+                return id_token.verify_token(token, self.request, audience=audience, certs_url=self.certs_url,
+                                             clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        claims = _verified_claims(token, check, what="the ID token", issuers=self.issuers,
+                                  keys="the ID token signing keys")
+        email = _email(claims, "the ID token", hint=" (for an impersonated service account, "
+                                                     "`gcloud auth print-identity-token --include-email`)")
         if claims.get("email_verified") is False:
             raise IdentityRefused(f"the ID token's email {email} is not verified")
-        return VerifiedCaller(email=email.lower(), issuer=issuer, subject=str(claims.get("sub") or ""))
+        return VerifiedCaller(email=email, issuer=claims["iss"], subject=str(claims.get("sub") or ""))
 
     def verify_iap(self, assertion: str) -> VerifiedCaller:
-        from google.auth import exceptions, jwt
         from google.oauth2 import id_token
 
         if not self.iap_audience_prefix:
             return super().verify_iap(assertion)
-        try:
-            claimed = jwt.decode(assertion, verify=False)
-        except (ValueError, exceptions.GoogleAuthError) as exc:
-            raise IdentityRefused(f"the IAP assertion is not a JWT: {exc}") from None
-        if claimed.get("iss") != IAP_ISSUER:
-            raise IdentityRefused(f"the IAP assertion's issuer {claimed.get('iss')!r} is not IAP's")
-        try:
+
+        def check():
             # audience checked below: the backend service's generated id is not known here
-            claims = id_token.verify_token(assertion, self.request, audience=None, certs_url=self.iap_certs_url,
-                                           clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
-        except exceptions.TransportError as exc:
-            raise TransientError(f"IAP's signing keys could not be fetched: {exc}") from exc
-        except (ValueError, exceptions.GoogleAuthError) as exc:
-            raise IdentityRefused(f"the IAP assertion is not valid: {exc}") from None
+            return id_token.verify_token(assertion, self.request, audience=None, certs_url=self.iap_certs_url,
+                                         clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+
+        claims = _verified_claims(assertion, check, what="the IAP assertion", issuers=(IAP_ISSUER,),
+                                  keys="IAP's signing keys", foreign="is not IAP's")
         audience = claims.get("aud")
         if not isinstance(audience, str) or not audience.startswith(self.iap_audience_prefix):
             raise IdentityRefused(f"the IAP assertion is for {audience!r}, not a backend service of this project "
                                   f"({self.iap_audience_prefix}…)")
-        email = claims.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise IdentityRefused("the IAP assertion carries no email")
-        return VerifiedCaller(email=email.lower(), issuer=IAP_ISSUER, subject=str(claims.get("sub") or ""))
+        email = _email(claims, "the IAP assertion")
+        return VerifiedCaller(email=email, issuer=IAP_ISSUER, subject=str(claims.get("sub") or ""))
+
+
+def _verified_claims(token: str, check: Callable[[], dict], *, what: str, issuers: Sequence[str], keys: str,
+                     foreign: str = "is not accepted here") -> dict:
+    """Refuses a token of a foreign issuer before any keys are fetched, then runs google-auth's verification
+    (`check`) and maps its failures: unreachable keys are transient, anything else refuses the caller."""
+    from google.auth import exceptions, jwt
+
+    try:
+        claimed = jwt.decode(token, verify=False)
+    except (ValueError, exceptions.GoogleAuthError) as exc:
+        raise IdentityRefused(f"{what} is not a JWT: {exc}") from None
+    if claimed.get("iss") not in issuers:
+        raise IdentityRefused(f"{what}'s issuer {claimed.get('iss')!r} {foreign}")
+    try:
+        claims = check()
+    except exceptions.TransportError as exc:
+        raise TransientError(f"{keys} could not be fetched: {exc}") from exc
+    except (ValueError, exceptions.GoogleAuthError) as exc:
+        raise IdentityRefused(f"{what} is not valid: {exc}") from None
+    if claims.get("iss") not in issuers:
+        raise IdentityRefused(f"{what}'s issuer {claims.get('iss')!r} {foreign}")
+    return claims
+
+
+def _email(claims: dict, what: str, hint: str = "") -> str:
+    email = claims.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        raise IdentityRefused(f"{what} carries no email{hint}")
+    return email.lower()
 
 
 class RefusingVerifier(IdentityVerifier):
