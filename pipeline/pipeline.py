@@ -59,6 +59,7 @@ def create_pipeline(
     early_stopping_patience: int = 2,
     top_k: int = 100,
     retrieval_algorithm: str = "auto",
+    seed: int = 42,
     recall_threshold: float | None = None,
     rmse_threshold: float | None = None,
     recall_change_tolerance: float | None = 0.0,
@@ -91,7 +92,8 @@ def create_pipeline(
     (``recall_threshold``, ``rmse_threshold``; None: not configured), the change thresholds against the baseline
     model at ``baseline_model_uri`` (empty: no baseline; a tolerance of None: no change threshold) and the
     popularity baseline; ``baseline_version`` names it in the run's event.
-    ``model_version`` is decided once by the runner and used for every path of this run.
+    ``seed`` seeds the trainer's initialisation and shuffling (a CPU run with the same data and config trains the
+    same model). ``model_version`` is decided once by the runner and used for every path of this run.
     ``model_name`` / ``training_run_id`` (optional) fill ``{model_name}`` / ``{training_run_id}`` in
     ``serving_model_dir``, ``not_blessed_model_dir`` and ``report_dir`` when the Pusher runs.
     When a trainer or machine setting is a RuntimeParameter, a ``TrainerHyperparameters`` step hands the run's
@@ -136,7 +138,7 @@ def create_pipeline(
     # custom_config is one constant in a compiled template: runtime settings appear there with their defaults
     # and reach the trainer through the hyperparameters input instead.
     custom_config = {k: casts[k](_default(v)) for k, v in settings.items()}
-    custom_config.update({"top_k": int(top_k), "gpu_count": int(_default(gpu_count))})
+    custom_config.update({"top_k": int(top_k), "gpu_count": int(_default(gpu_count)), "seed": int(seed)})
     extra_components = []
     trainer_code = _user_code(trainer_module, "run_fn")
     trainer_inputs = {}

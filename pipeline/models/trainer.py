@@ -5,7 +5,8 @@ embeddings, ScaNN settings measured on them), the candidate tower and ``training
 ``custom_config`` keys (all optional): model_type, epochs, batch_size, embedding_dim, learning_rate,
 optimizer ("adam" | "adagrad"), early_stopping_patience, top_k, gpu_count (> 0: MirroredStrategy over that many
 GPUs, and a failure when fewer are visible), retrieval_algorithm ("auto" | "brute_force" | "scann"),
-scann_min_candidates, scann_target_recall, scann_tuning_queries, retrieval_weight, rating_weight.
+scann_min_candidates, scann_target_recall, scann_tuning_queries, retrieval_weight, rating_weight, seed (the
+random seed of initialisation and shuffling: a CPU run with the same data, config and seed trains the same model).
 
 Early stopping ends training but keeps the last epoch's weights, so the exported model is the one the
 "final" metrics (validation arrays' last epoch) describe.
@@ -56,10 +57,11 @@ DEFAULTS = {
     "scann_tuning_queries": 1000,
     "retrieval_weight": 1.0,
     "rating_weight": 1.0,
+    "seed": 42,
 }
 # The training settings that shape the model (lineage reports them apart from the rest of the config).
 HYPERPARAMETERS = ("model_type", "epochs", "batch_size", "embedding_dim", "learning_rate", "optimizer",
-                   "early_stopping_patience", "retrieval_weight", "rating_weight", "top_k")
+                   "early_stopping_patience", "retrieval_weight", "rating_weight", "top_k", "seed")
 METRICS_FILE = "training_metrics.json"
 BUNDLE_DIR = "serving_bundle"
 CANDIDATE_TOWER_DIR = "candidate_tower"
@@ -93,6 +95,17 @@ def distribution_strategy(gpu_count: int):
             f"(CUDA build: {tf.test.is_built_with_cuda()}); refusing to train on the CPU. Run the trainer from the "
             "CUDA image (pipeline/Dockerfile.gpu) on a machine with that many GPUs, or set gpu_count to 0.")
     return tf.distribute.MirroredStrategy(), "mirrored"
+
+
+def make_reproducible(seed: int, gpu_count: int) -> bool:
+    """Seeds Python, NumPy and TensorFlow. On the CPU, TensorFlow's ops are also made deterministic, so a rerun with
+    the same data, config and seed trains the same weights; GPU kernels are left as they are (some have no
+    deterministic implementation and would fail the run). Returns whether ops are deterministic."""
+    tf.keras.utils.set_random_seed(int(seed))
+    if gpu_count:
+        return False
+    tf.config.experimental.enable_op_determinism()
+    return True
 
 
 def vocab_sizes(tf_transform_output) -> dict:
@@ -277,6 +290,7 @@ def train_and_export(train_ds, eval_ds, test_ds, tf_transform_output, custom_con
     """Train, evaluate, export; returns the metrics dict that was written to ``metrics_path``."""
     cfg = config_from(custom_config)
     strategy, strategy_name = distribution_strategy(int(cfg["gpu_count"]))
+    deterministic = make_reproducible(int(cfg["seed"]), int(cfg["gpu_count"]))
     sizes = vocab_sizes(tf_transform_output)
     product_vocab = original_product_ids(tf_transform_output)
     candidates = collect_candidates(candidate_sources or [train_ds, eval_ds, test_ds], len(product_vocab))
@@ -322,6 +336,7 @@ def train_and_export(train_ds, eval_ds, test_ds, tf_transform_output, custom_con
         "num_candidates": num_candidates,
         "distribution_strategy": strategy_name,
         "replicas": int(strategy.num_replicas_in_sync),
+        "deterministic_ops": deterministic,
         "config": {key: cfg[key] for key in sorted(cfg)},
         "hyperparameters": {key: cfg[key] for key in HYPERPARAMETERS if key in cfg},
         "versions": library_versions(),
@@ -352,7 +367,8 @@ def run_fn(fn_args):
 
     def dataset(files, shuffle):
         return fn_args.data_accessor.tf_dataset_factory(
-            files, tfxio.TensorFlowDatasetOptions(batch_size=int(cfg["batch_size"]), num_epochs=1, shuffle=shuffle),
+            files, tfxio.TensorFlowDatasetOptions(batch_size=int(cfg["batch_size"]), num_epochs=1, shuffle=shuffle,
+                                           shuffle_seed=int(cfg["seed"]) if shuffle else None),
             schema)
 
     test_files = _test_files(fn_args.train_files)

@@ -106,7 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--model-type", choices=["retrieval", "ranking", "multitask"], default="retrieval")
     p.add_argument("--interactions", type=int, default=5000, help="synthetic interactions to generate")
     p.add_argument("--data-root", help="use this directory of CSV files instead of generating data")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42,
+                   help="seeds the synthetic data and the training (a CPU run with the same seed trains the same model)")
     p.add_argument("--output", required=True, help="directory for data, pipeline root, MLMD, pushed models")
     p.add_argument("--training-run-id", help="registrar training run id (default: local-<version>)")
     p.add_argument("--model-name", help="registered model name (default: <model-type>-local)")
@@ -180,7 +181,7 @@ def run(args) -> int:
             model_type=args.model_type, epochs=args.epochs, batch_size=args.batch_size,
             embedding_dim=args.embedding_dim, learning_rate=args.learning_rate,
             early_stopping_patience=args.early_stopping_patience,
-            retrieval_algorithm=args.retrieval_algorithm,
+            retrieval_algorithm=args.retrieval_algorithm, seed=args.seed,
             recall_threshold=_threshold(args.recall_threshold), rmse_threshold=_threshold(args.rmse_threshold),
             recall_change_tolerance=_threshold(args.recall_change_tolerance),
             rmse_change_tolerance=_threshold(args.rmse_change_tolerance),

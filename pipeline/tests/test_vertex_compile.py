@@ -379,12 +379,14 @@ def test_local_pipelines_keep_their_shape():
     from pipeline.pipeline import create_pipeline
 
     pipeline = create_pipeline("p", "/tmp/root", model_version=1, data_root="/tmp/data",
-                               serving_model_dir="/tmp/pushed", not_blessed_model_dir="/tmp/nb")
+                               serving_model_dir="/tmp/pushed", not_blessed_model_dir="/tmp/nb", seed=5)
     assert [c.id for c in pipeline.components] == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform",
                                                    "Trainer", "Evaluator", "EvaluationGate", "Pusher"]
     pusher = pipeline.components[-1].exec_properties
     assert pusher["model_version"] == 1 and pusher["serving_model_dir"] == "/tmp/pushed"
     assert pusher.get("model_name") is None and pusher.get("training_run_id") is None
+    trainer = next(c for c in pipeline.components if c.id == "Trainer")
+    assert json.loads(trainer.exec_properties["custom_config"])["seed"] == 5  # the runner's --seed trains the model
 
 
 @pytest.mark.parametrize("status,state", [
