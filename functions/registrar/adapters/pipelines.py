@@ -32,6 +32,7 @@ from registrar.adapters.google_api import gapic_client, is_retry_worthy
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.labels import sanitize_label_value
 from registrar.kernel.ports import PipelineRunner
+from registrar.kernel.run_config import RUN_RESOLVED, RUN_SCOPED
 
 _HERE = Path(__file__).resolve()
 ROOT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parents[-1]  # the repository (local runs only)
@@ -65,8 +66,7 @@ LOCAL_RUNNER_OPTIONS = {
     "baseline_version": "--baseline-version",
 }
 # Values the registry resolves for each run (the baseline: the version holding `production` / `default` when the
-# run starts) and stores on the training run itself; they override the frozen config's.
-RUN_RESOLVED = ("baseline_model_uri", "baseline_version")
+# run starts) and stores on the training run itself; they override the frozen config's (kernel/run_config.py).
 
 LOCAL_RUNNER_CHOICES = {"model_type": ("retrieval", "ranking", "multitask"),
                         "retrieval_algorithm": ("auto", "brute_force", "scann")}
@@ -154,7 +154,7 @@ def _typed(name: str, value: Any, definition: Mapping[str, Any]) -> Any:
 
 # Template parameters that name the run itself. They come from the run, never from the template's defaults or the
 # frozen config: a default would make every scheduled run report the same run id and push to the same place.
-RUN_SCOPED_PARAMETERS = ("training_run_id", "model_name", "model_version")
+RUN_SCOPED_PARAMETERS = RUN_SCOPED
 
 
 def _unix_seconds(value: Any) -> int | None:
@@ -585,6 +585,27 @@ class LocalPipelineRunner(PipelineRunner):
         output = self._marker(training_run).get("output") or str(self.runs_dir /
                                                                  pipeline_job_id(run_id_of(training_run)))
         return f"file://{Path(output).resolve() / 'runner.log'}"
+
+    def log_tail(self, training_run: Mapping[str, Any], lines: int) -> list[str] | None:
+        """The last `lines` lines of the run's log file ([] before the run has written any)."""
+        path = Path(self.log_location(training_run).removeprefix("file://"))
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                end = handle.tell()
+                # Read back from the end until the block holds enough lines (logs can be large).
+                block, size = b"", 8192
+                while True:
+                    start = max(0, end - size)
+                    handle.seek(start)
+                    block = handle.read(end - start)
+                    if start == 0 or block.count(b"\n") > lines:
+                        break
+                    size *= 4
+        except FileNotFoundError:
+            return []
+        text = block.decode("utf-8", errors="replace").splitlines()
+        return text[-lines:] if lines > 0 else []
 
 
 # ---------------------------------------------------------------------------------------------------------------
