@@ -27,7 +27,8 @@ from registrar.registration.upload import model_id_for
 from registrar.schedules.timing import InvalidSchedule
 from registrar.schedules.validation import check_training_config
 
-CANCEL_OUTCOMES = ("requested", "not_running")
+# What the runner answered → the change recorded.
+CANCEL_OUTCOMES = {"requested": "run.cancel_sent", "not_running": "run.cancel_not_running"}
 REASON_MAX = 1000
 
 
@@ -106,7 +107,7 @@ def record_cancel_outcome(cmd: RecordCancelOutcome, uow: AbstractUnitOfWork, ctx
     run["cancel_requested"] = request
     run["updated_at"] = ctx.now()
     uow.set(run_path(cmd.training_run_id), run)
-    return [Change("run.cancel_" + cmd.outcome, cmd.occurred_at, _model_id(run), training_run_id=cmd.training_run_id,
+    return [Change(CANCEL_OUTCOMES[cmd.outcome], cmd.occurred_at, _model_id(run), training_run_id=cmd.training_run_id,
                    details={"model_name": run.get("model_name"), "status": run.get("status")})]
 
 

@@ -26,7 +26,7 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
     """Merge a pipeline-run fact into the training run document.
 
     A terminal state is final: the first terminal fact (by time) wins; RUNNING after a terminal state is stale.
-    Details (metrics, artifacts, blessing, evaluation, lineage, ScaNN settings) fill in from whichever route carries
+    Details (metrics, per-epoch metrics, artifacts, blessing, evaluation, lineage, ScaNN settings) fill in from whichever route carries
     them, whatever the order.
     """
     doc: dict[str, Any] = dict(existing or {})
@@ -73,6 +73,8 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
         for record in RUN_RECORDS:
             if getattr(cmd, record):
                 doc[record] = dict(getattr(cmd, record))
+        if cmd.epochs:
+            doc["epochs"] = [dict(epoch) for epoch in cmd.epochs]
     doc.setdefault("blessed", None)
     if cmd.simulated:  # never unset: a fact from another route (the log sink) does not know
         doc["simulated"] = True
