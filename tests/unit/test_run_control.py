@@ -148,85 +148,85 @@ def test_the_rerun_body_names_exactly_the_accepted_keys():
 
 
 def test_a_cancel_is_recorded_then_the_runner_is_asked_and_the_run_ends_by_its_event():
-    registry = Registry()
-    registry.runner.running.add("run-1")
-    registry.finished_run("run-1", "RUNNING")
+    world = Registry()
+    world.runner.running.add("run-1")
+    world.finished_run("run-1", "RUNNING")
 
-    registry.deliver(registry.request("cancel_run", "run-1", reason="wrong data"))
+    world.deliver(world.request("cancel_run", "run-1", reason="wrong data"))
 
-    run = registry.run("run-1")
+    run = world.run("run-1")
     assert run["status"] == "RUNNING"  # not made up: the pipeline says when it has stopped
     request = run["cancel_requested"]
     assert (request["by"], request["at"], request["reason"], request["runner"]) == (ALICE, at(50), "wrong data",
                                                                                     "requested")
-    assert registry.runner.cancels == ["run-1"]
-    registry.services.bus.handle(run_cmd("run-1", "CANCELLED", at(60), model_name="recs"))
-    assert registry.run("run-1")["status"] == "CANCELLED"
-    assert {"run.cancel_requested", "run.cancel_sent", "run.finished"} <= set(kinds(registry.store, "run-1"))
+    assert world.runner.cancels == ["run-1"]
+    world.services.bus.handle(run_cmd("run-1", "CANCELLED", at(60), model_name="recs"))
+    assert world.run("run-1")["status"] == "CANCELLED"
+    assert {"run.cancel_requested", "run.cancel_sent", "run.finished"} <= set(kinds(world.store, "run-1"))
 
 
 def test_a_redelivered_cancel_records_one_request():
-    registry = Registry()
-    registry.runner.running.add("run-1")
-    registry.finished_run("run-1", "RUNNING")
-    message = registry.request("cancel_run", "run-1")
-    registry.deliver(message)
-    registry.deliver(message)
-    registry.deliver(registry.request("cancel_run", "run-1", request_id="req-0002", reason="again"))
+    world = Registry()
+    world.runner.running.add("run-1")
+    world.finished_run("run-1", "RUNNING")
+    message = world.request("cancel_run", "run-1")
+    world.deliver(message)
+    world.deliver(message)
+    world.deliver(world.request("cancel_run", "run-1", request_id="req-0002", reason="again"))
 
-    assert kinds(registry.store, "run-1").count("run.cancel_requested") == 1
-    request = registry.run("run-1")["cancel_requested"]
+    assert kinds(world.store, "run-1").count("run.cancel_requested") == 1
+    request = world.run("run-1")["cancel_requested"]
     assert request["request_id"] == "req-0001" and request["reason"] is None  # the first request stands
     assert request["runner"] == "requested"  # a later "not running" (it has stopped) does not overwrite it
 
 
 def test_a_crash_between_recording_the_cancel_and_asking_the_runner_is_repaired_by_the_redelivery():
-    registry = Registry()
-    registry.runner.running.add("run-1")
-    registry.finished_run("run-1", "RUNNING")
-    registry.runner.fail_cancel = 1
-    message = registry.request("cancel_run", "run-1")
+    world = Registry()
+    world.runner.running.add("run-1")
+    world.finished_run("run-1", "RUNNING")
+    world.runner.fail_cancel = 1
+    message = world.request("cancel_run", "run-1")
 
     with pytest.raises(TransientError):
-        registry.deliver(message)  # recorded, the runner not reached: Pub/Sub redelivers
-    assert registry.run("run-1")["cancel_requested"]["by"] == ALICE and registry.runner.cancels == []
+        world.deliver(message)  # recorded, the runner not reached: Pub/Sub redelivers
+    assert world.run("run-1")["cancel_requested"]["by"] == ALICE and world.runner.cancels == []
 
-    registry.deliver(message)
-    assert registry.runner.cancels == ["run-1"]
-    assert registry.run("run-1")["cancel_requested"]["runner"] == "requested"
+    world.deliver(message)
+    assert world.runner.cancels == ["run-1"]
+    assert world.run("run-1")["cancel_requested"]["runner"] == "requested"
 
 
 def test_a_cancel_of_a_run_that_ended_changes_nothing_and_asks_no_runner():
-    registry = Registry()
-    registry.finished_run("run-1", "SUCCEEDED")
-    registry.deliver(registry.request("cancel_run", "run-1"))
-    assert "cancel_requested" not in registry.run("run-1") and registry.runner.cancels == []
-    assert "ignored.cancel_request" in kinds(registry.store, "run-1")
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED")
+    world.deliver(world.request("cancel_run", "run-1"))
+    assert "cancel_requested" not in world.run("run-1") and world.runner.cancels == []
+    assert "ignored.cancel_request" in kinds(world.store, "run-1")
 
 
 def test_a_runner_with_nothing_running_is_recorded_as_such():
-    registry = Registry()
-    registry.finished_run("run-1", "RUNNING")
-    registry.deliver(registry.request("cancel_run", "run-1"))
-    assert registry.run("run-1")["cancel_requested"]["runner"] == "not_running"
-    assert registry.run("run-1")["status"] == "RUNNING"
+    world = Registry()
+    world.finished_run("run-1", "RUNNING")
+    world.deliver(world.request("cancel_run", "run-1"))
+    assert world.run("run-1")["cancel_requested"]["runner"] == "not_running"
+    assert world.run("run-1")["status"] == "RUNNING"
 
 
 def test_a_run_cancelled_before_its_pipeline_was_submitted_is_never_submitted():
-    registry = Registry()
-    registry.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
-    registry.runner.fail_submit = 1
-    rerun = registry.request("rerun", "run-1")
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
+    world.runner.fail_submit = 1
+    rerun = world.request("rerun", "run-1")
     with pytest.raises(TransientError):
-        registry.deliver(rerun)  # the new run is recorded, its submission failed
+        world.deliver(rerun)  # the new run is recorded, its submission failed
     new_id = rerun_id("run-1", "req-0001")
-    assert registry.run(new_id)["submission"]["status"] == "error"
+    assert world.run(new_id)["submission"]["status"] == "error"
 
-    registry.deliver(registry.request("cancel_run", new_id, request_id="req-0002"))
-    registry.deliver(rerun)  # the redelivery that would have submitted it
+    world.deliver(world.request("cancel_run", new_id, request_id="req-0002"))
+    world.deliver(rerun)  # the redelivery that would have submitted it
 
-    run = registry.run(new_id)
-    assert new_id not in registry.runner.pipelines
+    run = world.run(new_id)
+    assert new_id not in world.runner.pipelines
     assert (run["status"], run["submission"]["status"]) == ("CANCELLED", "cancelled")
     assert run["cancel_requested"]["runner"] == "not_running"
 
@@ -236,70 +236,70 @@ def test_a_run_cancelled_before_its_pipeline_was_submitted_is_never_submitted():
 
 
 def test_a_rerun_is_a_new_run_with_the_edited_config_lineage_and_a_fresh_baseline():
-    registry = Registry()
-    registry.store.set(schedule_path("sch-00000000000000000000"),
+    world = Registry()
+    world.store.set(schedule_path("sch-00000000000000000000"),
                        {"schedule_id": "sch-00000000000000000000", "statistics": {"total": 4, "successful": 4,
                                                                                    "failed": 0}})
-    registry.finished_run("run-1", "FAILED", training_config=CONFIG, schedule_id="sch-00000000000000000000",
+    world.finished_run("run-1", "FAILED", training_config=CONFIG, schedule_id="sch-00000000000000000000",
                           baseline={"version": "1"}, baseline_version="1")
 
-    registry.deliver(registry.request("rerun", "run-1", training_config={"epochs": 5, "batch_size": None},
+    world.deliver(world.request("rerun", "run-1", training_config={"epochs": 5, "batch_size": None},
                                       reason="more epochs"))
 
     new_id = rerun_id("run-1", "req-0001")
-    run = registry.run(new_id)
+    run = world.run(new_id)
     assert run["rerun_of"] == "run-1" and run["trigger"] == "rerun" and run["requested_by"] == ALICE
     assert run["training_config"] == {"model_type": "retrieval", "epochs": 5, "retrieval_algorithm": "brute_force"}
     assert (run["model_name"], run["model_type"], run["schedule_id"]) == ("recs", "retrieval",
                                                                           "sch-00000000000000000000")
     assert run["baseline"]["version"] is None  # resolved afresh (no model named recs is registered here)
     assert run["submission"]["status"] == "submitted" and run["rerun_reason"] == "more epochs"
-    assert registry.runner.pipelines[new_id]["training_config"]["epochs"] == 5
-    assert registry.run("run-1")["reruns"] == [new_id]
-    assert registry.store.get(schedule_path("sch-00000000000000000000"))["statistics"]["total"] == 5
-    assert "run.rerun_requested" in kinds(registry.store, new_id)
-    assert "run.rerun" in kinds(registry.store, "run-1")
+    assert world.runner.pipelines[new_id]["training_config"]["epochs"] == 5
+    assert world.run("run-1")["reruns"] == [new_id]
+    assert world.store.get(schedule_path("sch-00000000000000000000"))["statistics"]["total"] == 5
+    assert "run.rerun_requested" in kinds(world.store, new_id)
+    assert "run.rerun" in kinds(world.store, "run-1")
 
 
 def test_a_rerun_request_delivered_twice_starts_one_run():
-    registry = Registry()
-    registry.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
-    message = registry.request("rerun", "run-1")
-    registry.deliver(message)
-    registry.deliver(message)
-    registry.deliver(registry.request("rerun", "run-1"))  # re-sent with the same request id: another message
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
+    message = world.request("rerun", "run-1")
+    world.deliver(message)
+    world.deliver(message)
+    world.deliver(world.request("rerun", "run-1"))  # re-sent with the same request id: another message
 
     new_id = rerun_id("run-1", "req-0001")
-    assert list(registry.runner.pipelines) == [new_id]
-    assert registry.run("run-1")["reruns"] == [new_id]
-    assert kinds(registry.store, new_id).count("run.rerun_requested") == 1
+    assert list(world.runner.pipelines) == [new_id]
+    assert world.run("run-1")["reruns"] == [new_id]
+    assert kinds(world.store, new_id).count("run.rerun_requested") == 1
 
 
 def test_two_rerun_requests_are_two_runs_numbered_apart():
-    registry = Registry()
-    registry.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
-    registry.deliver(registry.request("rerun", "run-1", request_id="req-0001"))
-    registry.deliver(registry.request("rerun", "run-1", request_id="req-0002"))
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
+    world.deliver(world.request("rerun", "run-1", request_id="req-0001"))
+    world.deliver(world.request("rerun", "run-1", request_id="req-0002"))
     first, second = rerun_id("run-1", "req-0001"), rerun_id("run-1", "req-0002")
-    assert registry.run("run-1")["reruns"] == [first, second]
-    assert registry.run(first)["run_number"] + 1 == registry.run(second)["run_number"]
+    assert world.run("run-1")["reruns"] == [first, second]
+    assert world.run(first)["run_number"] + 1 == world.run(second)["run_number"]
 
 
 def test_a_rerun_of_a_run_that_has_not_ended_is_ignored():
-    registry = Registry()
-    registry.finished_run("run-1", "RUNNING")
-    registry.deliver(registry.request("rerun", "run-1"))
-    assert registry.run(rerun_id("run-1", "req-0001")) is None and registry.runner.pipelines == {}
-    assert "ignored.rerun_request" in kinds(registry.store, "run-1")
+    world = Registry()
+    world.finished_run("run-1", "RUNNING")
+    world.deliver(world.request("rerun", "run-1"))
+    assert world.run(rerun_id("run-1", "req-0001")) is None and world.runner.pipelines == {}
+    assert "ignored.rerun_request" in kinds(world.store, "run-1")
 
 
 def test_a_rerun_naming_a_key_no_runner_accepts_is_quarantined_with_the_key():
-    registry = Registry()
-    registry.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
-    registry.deliver(registry.request("rerun", "run-1", training_config={"epochz": 5}))
-    [entry] = registry.quarantined()
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
+    world.deliver(world.request("rerun", "run-1", training_config={"epochz": 5}))
+    [entry] = world.quarantined()
     assert "training_config.epochz" in entry["reason"]
-    assert registry.runner.pipelines == {}
+    assert world.runner.pipelines == {}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -318,16 +318,16 @@ def event(state: str, **fields) -> dict:
 
 
 def test_a_run_keeps_the_per_epoch_metrics_its_event_reports():
-    registry = Registry()
-    deliver(registry.services, "on_pipeline_event", envelope(event("SUCCEEDED", epochs=EPOCHS)))
-    assert registry.run("run-1")["epochs"] == EPOCHS
+    world = Registry()
+    deliver(world.services, "on_pipeline_event", envelope(event("SUCCEEDED", epochs=EPOCHS)))
+    assert world.run("run-1")["epochs"] == EPOCHS
 
 
 def test_an_event_with_more_than_200_epochs_is_quarantined():
-    registry = Registry()
+    world = Registry()
     many = [{"epoch": n, "train": {"loss": 1.0}} for n in range(1, 202)]
-    deliver(registry.services, "on_pipeline_event", envelope(event("SUCCEEDED", epochs=many)))
-    assert registry.run("run-1") is None and len(registry.quarantined()) == 1
+    deliver(world.services, "on_pipeline_event", envelope(event("SUCCEEDED", epochs=many)))
+    assert world.run("run-1") is None and len(world.quarantined()) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -336,7 +336,7 @@ def test_an_event_with_more_than_200_epochs_is_quarantined():
 
 @pytest.fixture
 def api() -> Registry:
-    return Registry(identity=IdentitySettings(mode="google", audiences=("https://registry.example.com",),
+    return Registry(identity=IdentitySettings(mode="google", audiences=("https://world.example.com",),
                                               policy_seed=SEED))
 
 
