@@ -5,12 +5,11 @@ the run ends CANCELLED with its pipeline's event."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
-from flow_helpers import eventually
+from flow_helpers import eventually, with_events_runner
 from registrar_cli.main import cli
 
 from localcloud.demo import pipeline_run_event
@@ -22,18 +21,7 @@ MODEL_NAME = "e2e_rerun_recs"
 
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory):
-    """The local stack, with runs submitted by the EventEmittingRunner (RUNNING, then SUCCEEDED)."""
-    saved = {k: os.environ.get(k) for k in ("REGISTRAR_PIPELINE_RUNNER", "REGISTRAR_EVENTS_ARTIFACTS_ROOT")}
-    os.environ["REGISTRAR_PIPELINE_RUNNER"] = "events"
-    os.environ["REGISTRAR_EVENTS_ARTIFACTS_ROOT"] = str(tmp_path_factory.mktemp("runs"))
-    try:
-        return request.getfixturevalue("local_stack")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return with_events_runner(request, tmp_path_factory)
 
 
 def registrar(stack, *args: str):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from registrar.kernel.changes import Change, Context
-from registrar.kernel.paths import run_number_path, run_path, schedule_path
+from registrar.kernel.paths import run_path, schedule_path
 from registrar.kernel.run_config import UnknownConfigKey, merged_config
 from registrar.kernel.store import AbstractUnitOfWork
 from registrar.registration.commands import (
@@ -23,6 +23,7 @@ from registrar.registration.commands import (
     RequestRerun,
     RequestRunCancel,
 )
+from registrar.registration.runs import allocate_run_number, new_run
 from registrar.registration.upload import model_id_for
 from registrar.schedules.timing import InvalidSchedule
 from registrar.schedules.validation import check_training_config
@@ -125,36 +126,15 @@ def request_rerun(cmd: RequestRerun, uow: AbstractUnitOfWork, ctx: Context) -> l
     except RunControlRefused as exc:
         return [Change("ignored.rerun_request", cmd.occurred_at, training_run_id=cmd.rerun_of,
                        details={**details, "reason_ignored": exc.message})]
+    schedule_id = original.get("schedule_id")
+    schedule = uow.get(schedule_path(schedule_id)) if schedule_id else None  # every read before any write
     now = ctx.now()
     model_name = original["model_name"]
-    counter = uow.get(run_number_path(model_name)) or {"model_name": model_name, "last": 0}
-    run_number = int(counter["last"]) + 1
-    run: dict[str, Any] = {
-        "training_run_id": run_id,
-        "created_at": cmd.occurred_at,
-        "calendar_at": cmd.occurred_at,
-        "status": None,
-        "status_at": None,
-        "metrics": {},
-        "artifacts": {},
-        "blessed": None,
-        "routes": [],
-        "model_name": model_name,
-        "model_type": config["model_type"],
-        "trigger": "rerun",
-        "rerun_of": cmd.rerun_of,
-        "requested_by": cmd.requested_by,
-        "run_number": run_number,
-        "training_config": config,
-        "submission": {"status": "pending", "pipeline_job_id": run_id, "attempts": 0, "updated_at": now},
-        "updated_at": now,
-    }
+    run = new_run(run_id, cmd.occurred_at, now, model_name=model_name, config=config, trigger="rerun",
+                  rerun_of=cmd.rerun_of, requested_by=cmd.requested_by,
+                  run_number=allocate_run_number(uow, model_name, now))
     if cmd.reason:
         run["rerun_reason"] = cmd.reason
-    if config.get("retrieval_algorithm") in ("brute_force", "scann"):
-        run["retrieval_algorithm"] = config["retrieval_algorithm"]
-    schedule_id = original.get("schedule_id")
-    schedule = uow.get(schedule_path(schedule_id)) if schedule_id else None
     if schedule_id:
         run["schedule_id"] = schedule_id
     if schedule is not None:  # its statistics count the rerun's outcome as they count its scheduled runs'
@@ -166,10 +146,9 @@ def request_rerun(cmd: RequestRerun, uow: AbstractUnitOfWork, ctx: Context) -> l
     original["updated_at"] = now
     uow.set(run_path(run_id), run)
     uow.set(run_path(cmd.rerun_of), original)
-    uow.set(run_number_path(model_name), {"model_name": model_name, "last": run_number, "updated_at": now})
     model_id = model_id_for(model_name)
     return [Change("run.rerun_requested", cmd.occurred_at, model_id, training_run_id=run_id,
-                   details={**details, "model_name": model_name, "run_number": run_number,
+                   details={**details, "model_name": model_name, "run_number": run["run_number"],
                             "training_config": config}),
             Change("run.rerun", cmd.occurred_at, model_id, training_run_id=cmd.rerun_of,
                    details={"rerun_id": run_id, "request_id": cmd.request_id, "requested_by": cmd.requested_by})]
