@@ -439,6 +439,9 @@ def _register_extra_commands() -> None:
 
     for command in (promote, promotions, approve, reject, policy):
         cli.add_command(command)
+    from registrar_cli.runs import runs
+
+    cli.add_command(runs)
 
 
 _register_extra_commands()

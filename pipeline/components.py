@@ -223,6 +223,7 @@ def VersionedPusher(
         "metrics_uri": metrics_uri,
         "blessing_uri": blessing.uri,
         "metrics": M.flat_metrics(result),
+        "history": result.get("history"),
         "retrieval_algorithm": info.get("retrieval_algorithm"),
         "model_type": result.get("model_type"),
         "evaluation": evaluation,

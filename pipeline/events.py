@@ -55,6 +55,39 @@ def _numbers(mapping) -> dict:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+MAX_EPOCHS = 200  # the schema's bound: a long run keeps its last epochs
+MAX_EPOCH_METRICS = 32
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_@.-]{1,64}$")
+
+
+def epochs_field(history: dict | None) -> list | None:
+    """training_metrics.json's ``history`` ({"train": {name: [per epoch]}, "validation": {...}}) as the event
+    carries it (schema: ``epochs``): one item per epoch with its finite numbers, the last ``MAX_EPOCHS``."""
+    if not isinstance(history, dict):
+        return None
+    splits = {split: history.get(split) for split in ("train", "validation")
+              if isinstance(history.get(split), dict)}
+    count = max((len(values) for split in splits.values() for values in split.values() if isinstance(values, list)),
+                default=0)
+    epochs = []
+    for index in range(max(0, count - MAX_EPOCHS), count):
+        item: dict = {"epoch": index + 1}
+        for split, metrics in splits.items():
+            numbers = {}
+            for name, values in sorted(metrics.items()):
+                if not isinstance(values, list) or index >= len(values) or not _METRIC_NAME.match(str(name)):
+                    continue
+                value = values[index]
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    numbers[name] = float(value)
+                if len(numbers) == MAX_EPOCH_METRICS:
+                    break
+            if numbers:
+                item[split] = numbers
+        epochs.append(item)
+    return epochs or None
+
+
 def evaluation_field(evaluation: dict | None) -> dict | None:
     """The Evaluator's verdict as the event carries it (schema: ``evaluation``)."""
     if not evaluation:
@@ -93,8 +126,8 @@ def build_event(*, training_run_id: str, model_name: str, model_type: str | None
                 state: str, occurred_at: dt.datetime, stage: str | None = None, report: dict | None = None,
                 pipeline_root: str | None = None, error_message: str | None = None,
                 lineage_input: dict | None = None) -> dict:
-    """``report`` is the push report written by the VersionedPusher (blessed, URIs, metrics, algorithm, the
-    evaluation, the ScaNN tuning, the lineage); ``lineage_input`` what the run read (``pipeline.lineage``)."""
+    """``report`` is the push report written by the VersionedPusher (blessed, URIs, metrics, the per-epoch
+    history, algorithm, the evaluation, the ScaNN tuning, the lineage); ``lineage_input`` what the run read (``pipeline.lineage``)."""
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
     report = report or {}
@@ -122,6 +155,9 @@ def build_event(*, training_run_id: str, model_name: str, model_type: str | None
         event["evaluation"] = evaluation_field(report["evaluation"])
     if report.get("scann_tuning"):
         event["scann"] = _finite(report["scann_tuning"])
+    epochs = epochs_field(report.get("history"))
+    if epochs:
+        event["epochs"] = epochs
     if report.get("lineage") or lineage_input:
         event["lineage"] = lineage_field(report, lineage_input, pipeline_job_name, pipeline_root)
     if model_type:

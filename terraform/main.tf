@@ -139,11 +139,13 @@ locals {
     # changes, unlike run.admin), after checking the version in Vertex AI; `register` retries a run's
     # registration, which uploads to Vertex AI and reads the run's artifacts like on_pipeline_event.
     # model_aliases: a rollback moves back the aliases that came with the releases it undoes.
+    # pipeline_runs: run control cancels a run's PipelineJob and submits a rerun's, which runs as the pipeline
+    # account (act as it) from the template in the artifacts bucket.
     on_deploy_request = {
-      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, run_developer = "roles/run.developer", model_aliases = google_project_iam_custom_role.model_aliases.id }
+      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, run_developer = "roles/run.developer", model_aliases = google_project_iam_custom_role.model_aliases.id, pipeline_runs = google_project_iam_custom_role.pipeline_runs.id }
       publish       = []
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
-      act_as        = { serving = google_service_account.serving.name }
+      act_as        = { serving = google_service_account.serving.name, pipeline = google_service_account.pipeline.name }
     }
     # Audits Vertex AI (and its audit log since the last clean audit), Cloud Run and Cloud Scheduler; repairs
     # schedules' jobs and, with --undeploy-orphans, deletes services that serve what no longer exists.
@@ -647,6 +649,21 @@ resource "google_project_iam_custom_role" "model_registrar" {
     "aiplatform.models.get",
     "aiplatform.models.list",
     "aiplatform.models.upload",
+  ]
+}
+
+# Run control submits (a rerun) and cancels PipelineJobs: only that, not roles/aiplatform.user, which could also
+# upload, deploy and delete models.
+resource "google_project_iam_custom_role" "pipeline_runs" {
+  project     = var.project_id
+  role_id     = "registrarPipelineRuns"
+  title       = "Registrar pipeline runs"
+  description = "Submit and cancel the Vertex AI PipelineJobs of training runs."
+  permissions = [
+    "aiplatform.metadataStores.get",
+    "aiplatform.pipelineJobs.cancel",
+    "aiplatform.pipelineJobs.create",
+    "aiplatform.pipelineJobs.get",
   ]
 }
 

@@ -56,16 +56,25 @@ from registrar.messaging.bus import MessageBus, Route
 from registrar.messaging.consume import EntryPoint, by_action
 from registrar.reconcile import audit as reconcile_audit
 from registrar.reconcile import tick as reconcile_tick
+from registrar.registration import control as run_control
 from registrar.registration import follow_ups as registration_follow_ups
 from registrar.registration import handlers as registration
 from registrar.registration import upload as registration_upload
 from registrar.registration.commands import (
+    RecordCancelOutcome,
     RecordPipelineRun,
     RecordRegistration,
     ReleaseReservation,
     RequestRegistration,
+    RequestRerun,
+    RequestRunCancel,
 )
-from registrar.registration.decode import decode_pipeline_event, decode_register_request
+from registrar.registration.decode import (
+    decode_cancel_request,
+    decode_pipeline_event,
+    decode_register_request,
+    decode_rerun_request,
+)
 from registrar.registry import decode as registry_decode
 from registrar.registry import handlers as registry
 from registrar.registry.commands import (
@@ -117,6 +126,8 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
         "undeploy": decode_undeploy,
         "rollback": decode_rollback,
         "register": decode_register_request,
+        "cancel_run": decode_cancel_request,
+        "rerun": decode_rerun_request,
     })),
     "on_schedule_tick": EntryPoint("schedule-ticks", decode_schedule_tick),
     "on_reconcile_tick": EntryPoint("reconcile-ticks", reconcile_tick.decode_tick),
@@ -139,6 +150,10 @@ ROUTES: dict[type, Route] = {
     RecordRegistration: Route(registration.record_registration),
     RequestRegistration: Route(registration.request_registration, registration_follow_ups.register_requested),
     ReleaseReservation: Route(registration.release_reservation),
+    # run control: a cancel is recorded, then the runner is asked; a rerun is a new run, then submitted
+    RequestRunCancel: Route(run_control.request_run_cancel, registration_follow_ups.cancel_requested_run),
+    RecordCancelOutcome: Route(run_control.record_cancel_outcome),
+    RequestRerun: Route(run_control.request_rerun, registration_follow_ups.submit_rerun),
     # deployments: serving versions on Cloud Run
     RequestDeployment: Route(deployments.request_deployment, deploy_follow_ups.deploy),
     RequestUndeployment: Route(deployments.request_undeployment, deploy_follow_ups.undeploy),
@@ -169,6 +184,8 @@ ROUTES: dict[type, Route] = {
     reconcile_tick.RunReconcile: Route(reconcile_tick.record_tick, reconcile_tick.reconcile_on_tick),
 }
 
+LOG_CALLS = (PipelineRunner.log_location, PipelineRunner.log_tail)
+
 # What each deployed function calls outside Firestore, besides publishing registry events (every one does). Its
 # service account holds exactly the permissions these need (tests/terraform/test_iam.py).
 WIRING: dict[str, Wiring] = {
@@ -176,14 +193,18 @@ WIRING: dict[str, Wiring] = {
     # a model's release policy deploys (a request on deploy-requests) and promotes a new blessed version
     "on_model_audit_event": Wiring.of(registry_decode.CALLS, release_follow_ups.CALLS,
                                       publishes=("deploy-requests",)),
-    # deploy and undeploy on Cloud Run, and `register`: the retry of a run's registration
-    "on_deploy_request": Wiring.of(deploy_follow_ups.CALLS, registration_upload.CALLS, release_rollback.CALLS),
+    # deploy and undeploy on Cloud Run, and `register`: the retry of a run's registration; run control: cancel a
+    # run's pipeline, submit a rerun's
+    "on_deploy_request": Wiring.of(deploy_follow_ups.CALLS, registration_upload.CALLS, release_rollback.CALLS,
+                                   registration_follow_ups.CANCEL_CALLS, registration_follow_ups.RERUN_CALLS),
     "on_schedule_tick": Wiring.of(submission.CALLS),
     # the audit's listings; its repairs: schedules' jobs, and undeploying orphans (`--undeploy-orphans`)
     "on_reconcile_tick": Wiring.of(reconcile_audit.CALLS, schedule_jobs.CALLS, deploy_follow_ups.UNDEPLOY_CALLS),
     # deployment status from Cloud Run; schedules' jobs; predictions to the served models; promotions move aliases;
     # deploy requests and `trigger now` go through Pub/Sub
+    # a run's logs: where they are (and, locally, their last lines)
     "registry_api": Wiring.of(SNAPSHOT_CALLS, schedule_jobs.CALLS, predictions.CALLS, release_follow_ups.CALLS,
+                              LOG_CALLS,
                               publishes=("deploy-requests", schedule_jobs.TICKS_TOPIC)),
 }
 

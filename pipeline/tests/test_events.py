@@ -98,6 +98,23 @@ def test_events_without_them_keep_the_old_shape():
     assert failed["lineage"]["input"]["query"] == "SELECT 1" and failed["lineage"]["data"] is None
 
 
+def test_per_epoch_history_is_carried_bounded_and_valid():
+    history = {"train": {"loss": [2.0, 1.5, float("nan")]},
+               "validation": {"loss": [2.2, 1.7, 1.6], "recall_at_100": [0.1, 0.2, 0.25]}}
+    event = make(report={**REPORT, "history": history}, stage="Pusher")
+    validator().validate(event)
+    assert event["epochs"] == [
+        {"epoch": 1, "train": {"loss": 2.0}, "validation": {"loss": 2.2, "recall_at_100": 0.1}},
+        {"epoch": 2, "train": {"loss": 1.5}, "validation": {"loss": 1.7, "recall_at_100": 0.2}},
+        {"epoch": 3, "validation": {"loss": 1.6, "recall_at_100": 0.25}},  # NaN dropped: strict JSON
+    ]
+    long = make(report={**REPORT, "history": {"train": {"loss": [float(i) for i in range(250)]}}})
+    validator().validate(long)
+    assert len(long["epochs"]) == events.MAX_EPOCHS == 200
+    assert long["epochs"][0] == {"epoch": 51, "train": {"loss": 50.0}}  # the last epochs are kept
+    assert "epochs" not in make()  # no history: the old shape
+
+
 def test_schema_rejects_a_malformed_threshold_outcome():
     event = make(report={**REPORT, "evaluation": EVALUATION})
     event["evaluation"]["thresholds"][0]["kind"] = "vibes"

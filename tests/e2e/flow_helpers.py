@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -189,3 +190,19 @@ def quarantined_marker(stack, topic: str, *, timeout: float = 90.0) -> str:
     eventually(lambda: any(q["message_id"] == message_id for q in stack.get("/quarantine", limit=500)["messages"]),
                timeout=timeout, what=f"the marker {message_id} on {topic} quarantined")
     return message_id
+
+
+def with_events_runner(request, tmp_path_factory, stack_fixture: str = "local_stack"):
+    """`stack_fixture` started with runs submitted by the EventEmittingRunner (RUNNING, then SUCCEEDED), its
+    artifacts under a temporary directory; the environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in ("REGISTRAR_PIPELINE_RUNNER", "REGISTRAR_EVENTS_ARTIFACTS_ROOT")}
+    os.environ["REGISTRAR_PIPELINE_RUNNER"] = "events"
+    os.environ["REGISTRAR_EVENTS_ARTIFACTS_ROOT"] = str(tmp_path_factory.mktemp("runs"))
+    try:
+        return request.getfixturevalue(stack_fixture)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

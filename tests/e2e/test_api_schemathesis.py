@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from flow_helpers import eventually
+from flow_helpers import eventually, with_events_runner
 
 from localcloud import demo
 
@@ -42,18 +42,8 @@ RUN_TIMEOUT = 600
 
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in ("REGISTRAR_PIPELINE_RUNNER", "REGISTRAR_EVENTS_ARTIFACTS_ROOT")}
-    os.environ["REGISTRAR_PIPELINE_RUNNER"] = "events"
-    os.environ["REGISTRAR_EVENTS_ARTIFACTS_ROOT"] = str(tmp_path_factory.mktemp("runs"))
-    try:
-        # With the Vertex AI emulator, as `registrar local up` runs it: promotions move aliases there.
-        return request.getfixturevalue("vertex_stack")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # With the Vertex AI emulator, as `registrar local up` runs it: promotions move aliases there.
+    return with_events_runner(request, tmp_path_factory, "vertex_stack")
 
 
 @pytest.fixture(scope="module")

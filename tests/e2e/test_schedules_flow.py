@@ -5,12 +5,11 @@ and frees the model name."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from flow_helpers import eventually, quarantined_marker
+from flow_helpers import eventually, quarantined_marker, with_events_runner
 from registrar.schedules.timing import parse_timing, slot_for, training_run_id
 
 pytestmark = pytest.mark.e2e
@@ -21,17 +20,7 @@ MODEL_NAME = "e2e_scheduled_recs"
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory):
     """The local stack, with scheduled runs submitted by the EventEmittingRunner (RUNNING, then SUCCEEDED)."""
-    saved = {k: os.environ.get(k) for k in ("REGISTRAR_PIPELINE_RUNNER", "REGISTRAR_EVENTS_ARTIFACTS_ROOT")}
-    os.environ["REGISTRAR_PIPELINE_RUNNER"] = "events"
-    os.environ["REGISTRAR_EVENTS_ARTIFACTS_ROOT"] = str(tmp_path_factory.mktemp("runs"))
-    try:
-        running = request.getfixturevalue("local_stack")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    running = with_events_runner(request, tmp_path_factory)
     if "SCHEDULER_API_ENDPOINT" not in running.env:
         pytest.skip("the local Cloud Scheduler emulator is not part of this checkout")
     return running

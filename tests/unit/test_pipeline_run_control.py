@@ -107,6 +107,21 @@ def test_local_logs_are_the_runs_log_file(tmp_path):
         f"file://{runs}/never-submitted/runner.log"
 
 
+def test_local_log_tail_is_the_files_last_lines(tmp_path):
+    runs = tmp_path / "runs"
+    _marker(runs, 1, runs / "elsewhere")
+    runner = LocalPipelineRunner(PROJECT, runs_dir=runs)
+    assert runner.log_tail(RUN, 5) == []  # nothing written yet
+    log = runs / "elsewhere" / "runner.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"step {n} " + "x" * 200 + "\n" for n in range(1, 2001)))  # beyond one read block
+    tail = runner.log_tail(RUN, 1000)
+    assert len(tail) == 1000 and tail[0].startswith("step 1001 ") and tail[-1].startswith("step 2000 ")
+    assert [line.split()[1] for line in runner.log_tail(RUN, 2)] == ["1999", "2000"]
+    log.write_bytes(b"ok\n\xff broken\n")
+    assert runner.log_tail(RUN, 10) == ["ok", "\ufffd broken"]
+
+
 def test_the_events_runner_has_nothing_to_cancel(tmp_path):
     runner = EventEmittingRunner(PROJECT, artifacts_root=str(tmp_path), publish=lambda topic, event: "1")
     assert runner.cancel(RUN) is False and runner.log_location(RUN) is None

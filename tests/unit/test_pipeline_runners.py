@@ -524,9 +524,20 @@ def test_events_are_shaped_as_the_pipeline_shapes_them(tmp_path):
         training_run_id=ours["training_run_id"], model_name=ours["model_name"], model_type=ours["model_type"],
         pipeline_job_name=ours["pipeline_job_name"], state="SUCCEEDED",
         occurred_at=datetime.fromisoformat(ours["occurred_at"].replace("Z", "+00:00")), stage="Pusher",
-        report={**ours["artifacts"], "metrics": ours["metrics"], "blessed": True, "retrieval_algorithm": "scann"})
+        report={**ours["artifacts"], "metrics": ours["metrics"], "blessed": True, "retrieval_algorithm": "scann",
+                "history": history_of(ours["epochs"])})
 
     assert ours == {**theirs, "simulated": True}  # no pipeline ran: the events say so
+    assert len(ours["epochs"]) == scheduled_run()["training_config"].get("epochs", 3)
+
+
+def history_of(epochs):
+    """training_metrics.json's `history` arrays that the event's `epochs` come from."""
+    history = {"train": {}, "validation": {}}
+    for split in history:
+        for name in {name for epoch in epochs for name in epoch.get(split, {})}:
+            history[split][name] = [epoch.get(split, {}).get(name, float("nan")) for epoch in epochs]
+    return history
 
 
 def test_events_runner_can_fail_runs(tmp_path):

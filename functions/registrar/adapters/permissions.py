@@ -107,6 +107,11 @@ PERMISSIONS: dict[str, dict[str, tuple[Need, ...]]] = {
                    *_needs("aiplatform.pipelineJobs.create", "aiplatform.pipelineJobs.get",
                            "aiplatform.metadataStores.get"),
                    Need("iam.serviceAccounts.actAs", PIPELINE_ACCOUNT)),
+        # CancelPipelineJob (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.pipelineJobs/cancel)
+        "cancel": _needs("aiplatform.pipelineJobs.cancel"),
+        # a Cloud Logging console URL, built without a call; the caller's own access applies when it is opened
+        "log_location": (),
+        "log_tail": (),
     },
     "PubSubPublisher": {
         "publish": (Need("pubsub.topics.publish", TOPIC),),

@@ -32,6 +32,7 @@ from registrar.adapters.google_api import gapic_client, is_retry_worthy
 from registrar.kernel.errors import PermanentError, TransientError
 from registrar.kernel.labels import sanitize_label_value
 from registrar.kernel.ports import PipelineRunner
+from registrar.kernel.run_config import RUN_RESOLVED, RUN_SCOPED
 
 _HERE = Path(__file__).resolve()
 ROOT = _HERE.parents[3] if len(_HERE.parents) > 3 else _HERE.parents[-1]  # the repository (local runs only)
@@ -65,8 +66,7 @@ LOCAL_RUNNER_OPTIONS = {
     "baseline_version": "--baseline-version",
 }
 # Values the registry resolves for each run (the baseline: the version holding `production` / `default` when the
-# run starts) and stores on the training run itself; they override the frozen config's.
-RUN_RESOLVED = ("baseline_model_uri", "baseline_version")
+# run starts) and stores on the training run itself; they override the frozen config's (kernel/run_config.py).
 
 LOCAL_RUNNER_CHOICES = {"model_type": ("retrieval", "ranking", "multitask"),
                         "retrieval_algorithm": ("auto", "brute_force", "scann")}
@@ -154,7 +154,7 @@ def _typed(name: str, value: Any, definition: Mapping[str, Any]) -> Any:
 
 # Template parameters that name the run itself. They come from the run, never from the template's defaults or the
 # frozen config: a default would make every scheduled run report the same run id and push to the same place.
-RUN_SCOPED_PARAMETERS = ("training_run_id", "model_name", "model_version")
+RUN_SCOPED_PARAMETERS = RUN_SCOPED
 
 
 def _unix_seconds(value: Any) -> int | None:
@@ -311,7 +311,8 @@ def pipeline_run_event(*, training_run_id: str, model_name: str, model_type: str
                        state: str, occurred_at: datetime, stage: str | None = None,
                        artifacts: Mapping[str, str] | None = None, metrics: Mapping[str, float] | None = None,
                        blessed: bool | None = None, retrieval_algorithm: str | None = None,
-                       error_message: str | None = None) -> dict[str, Any]:
+                       error_message: str | None = None,
+                       epochs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A PipelineRunEvent (schemas/events/pipeline-run-event.v1.json) shaped as `pipeline.events.build_event`
     shapes it."""
     event: dict[str, Any] = {
@@ -331,6 +332,8 @@ def pipeline_run_event(*, training_run_id: str, model_name: str, model_type: str
     }
     if model_type:
         event["model_type"] = model_type
+    if epochs:
+        event["epochs"] = epochs
     return event
 
 
@@ -586,6 +589,27 @@ class LocalPipelineRunner(PipelineRunner):
                                                                  pipeline_job_id(run_id_of(training_run)))
         return f"file://{Path(output).resolve() / 'runner.log'}"
 
+    def log_tail(self, training_run: Mapping[str, Any], lines: int) -> list[str] | None:
+        """The last `lines` lines of the run's log file ([] before the run has written any)."""
+        path = Path(self.log_location(training_run).removeprefix("file://"))
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                end = handle.tell()
+                # Read back from the end until the block holds enough lines (logs can be large).
+                block, size = b"", 8192
+                while True:
+                    start = max(0, end - size)
+                    handle.seek(start)
+                    block = handle.read(end - start)
+                    if start == 0 or block.count(b"\n") > lines:
+                        break
+                    size *= 4
+        except FileNotFoundError:
+            return []
+        text = block.decode("utf-8", errors="replace").splitlines()
+        return text[-lines:] if lines > 0 else []
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Events only
@@ -658,11 +682,28 @@ class EventEmittingRunner(PipelineRunner):
         final = pipeline_run_event(
             **common, state="SUCCEEDED", occurred_at=self.clock(), stage="Pusher",
             artifacts=self.artifacts_for(run_id, int(started.timestamp())), metrics=self.metrics, blessed=True,
-            retrieval_algorithm=algorithm if model_type == "retrieval" else None)
+            retrieval_algorithm=algorithm if model_type == "retrieval" else None,
+            epochs=self.epochs_for(config))
         return [{**event, "simulated": True} for event in (running, final)]
 
     def job_name(self, training_run: Mapping[str, Any]) -> str:
         return f"events/{pipeline_job_id(run_id_of(training_run))}"
+
+    def epochs_for(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """As many made-up epochs as the config's `epochs` (3 by default, at most 200), losses falling towards the
+        run's final metrics."""
+        count = config.get("epochs", 3)
+        count = min(max(count, 1), 200) if isinstance(count, int) and not isinstance(count, bool) else 3
+        final_loss = float(self.metrics.get("loss", 1.0))
+        epochs = []
+        for epoch in range(1, count + 1):
+            remaining = count - epoch
+            validation = {"loss": round(final_loss * (1 + 0.5 * remaining / count), 6)}
+            validation.update({name: float(value) for name, value in self.metrics.items() if name != "loss"
+                               and epoch == count})
+            epochs.append({"epoch": epoch, "train": {"loss": round(final_loss * (0.9 + 0.5 * remaining / count), 6)},
+                           "validation": validation})
+        return epochs
 
     def write_artifacts(self, event: Mapping[str, Any]) -> None:
         artifacts = event.get("artifacts") or {}

@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from registrar.api import audit, compare, deployments, models, predictions, releases, schedules
+from registrar.api import audit, compare, deployments, models, predictions, releases, runs, schedules
 from registrar.api.access import Access, AccessDenied, from_services, local_settings
 from registrar.api.context import Api, NotInRegistry
 from registrar.console import register as register_console
@@ -43,6 +43,9 @@ ROUTE_ROLES: dict[str, str | None] = {
     "POST /models/<model_id>/versions/<version_id>:deploy": OPERATOR,
     "POST /models/<model_id>:undeploy": OPERATOR,
     "POST /training-runs/<run_id>:register": OPERATOR,
+    "POST /training-runs/<run_id>:cancel": OPERATOR,
+    "POST /training-runs/<run_id>:rerun": OPERATOR,
+    "GET /training-runs/<run_id>/logs": VIEWER,
     "POST /models/<model_id>:rollback": OPERATOR,
     # predictions change nothing: anyone who may read the registry may try a served model
     "POST /models/<model_id>/versions/<version_id>:predict": VIEWER,
@@ -169,6 +172,7 @@ def create_app(store_factory: Callable[[], DocumentStore], services_factory: Cal
     audit.register(app, api)
     compare.register(app, api)
     releases.register(app, api)
+    runs.register(app, api)
     register_console(app, api)  # the operator console's pages, and the headers and forgery guard of every answer
     _check_roles(app)
     return app

@@ -57,17 +57,31 @@ from registrar.registry.queries import registered_model
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
+def publish_request(api: Api, payload: dict[str, Any]):
+    """Publish a request to `deploy-requests`: None, or the error answer (503) when it could not be."""
+    if api.services_factory is None:
+        return error(503, "requests are not configured on this API (no publisher)")
+    try:
+        api.services().bus.publisher.publish(DEPLOY_REQUESTS_TOPIC, payload["request_id"], payload)
+    except TransientError as exc:
+        return error(503, f"the request could not be published to {DEPLOY_REQUESTS_TOPIC}; retry: {exc}")
+    return None
+
+
+def request_id_of(body: dict[str, Any]) -> str:
+    """The request's `request_id` (a retried request sends the same one), else a new one."""
+    request_id = body.get("request_id", uuid.uuid4().hex)
+    if not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id):
+        raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
+    return request_id
+
+
 def register(app, api: Api) -> None:
     def publish(payload: dict[str, Any]):
-        if api.services_factory is None:
-            return error(503, "deploys are not configured on this API (no publisher)")
-        try:
-            api.services().bus.publisher.publish(DEPLOY_REQUESTS_TOPIC, payload["request_id"], payload)
-        except TransientError as exc:
-            return error(503, f"the request could not be published to {DEPLOY_REQUESTS_TOPIC}; retry: {exc}")
-        if api.serving is not None:
+        failed = publish_request(api, payload)
+        if failed is None and api.serving is not None:
             api.serving.invalidate()
-        return None
+        return failed
 
     def requested(payload: dict[str, Any], answer: dict[str, Any]):
         """Publish the request; 202 with `answer` (what was asked, and where its outcome will be)."""
@@ -95,10 +109,7 @@ def register(app, api: Api) -> None:
 
     def request_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> str:
         known_fields(body, allowed)
-        request_id = body.get("request_id", uuid.uuid4().hex)
-        if not isinstance(request_id, str) or not _REQUEST_ID_RE.match(request_id):
-            raise BadParameter("request_id", "must be 8-64 letters, digits, '_' or '-'")
-        return request_id
+        return request_id_of(body)
 
     @app.post("/models/<model_id>/versions/<version_id>:deploy")
     def deploy_version(model_id: str, version_id: str):

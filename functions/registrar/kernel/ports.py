@@ -389,6 +389,19 @@ class PipelineRunner(abc.ABC):
     @abc.abstractmethod
     def submit(self, training_run: Mapping[str, object]) -> str: ...
 
+    def cancel(self, training_run: Mapping[str, object]) -> bool:
+        """Ask the run's pipeline to stop (asynchronous: its CANCELLED event follows). False when nothing of the
+        run is running here (never submitted, already ended, or a runner that runs nothing)."""
+        return False
+
+    def log_location(self, training_run: Mapping[str, object]) -> str | None:
+        """Where the run's logs are (a Cloud Logging console URL, a file:// URI), or None when it has none."""
+        return None
+
+    def log_tail(self, training_run: Mapping[str, object], lines: int) -> list[str] | None:
+        """The last `lines` lines of the run's log when this runner keeps it locally (a file), else None."""
+        return None
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Identity: who calls the API

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from registrar.kernel.commands import Command
+from registrar.kernel.ids import stable_id
 from registrar.kernel.paths import run_path
 
 RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
@@ -38,6 +39,7 @@ class RecordPipelineRun(Command):
     evaluation: Mapping[str, Any] | None = None
     lineage: Mapping[str, Any] | None = None
     scann: Mapping[str, Any] | None = None
+    epochs: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def idempotency_key(self) -> str:
@@ -105,6 +107,78 @@ class ReleaseReservation(Command):
     @property
     def idempotency_key(self) -> str:
         return f"release-reservation:{self.training_run_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
+
+def rerun_id(training_run_id: str, request_id: str) -> str:
+    """A rerun's training run id: fixed by the original run and the request, so the API can answer it at once and
+    every delivery of the request (and a re-sent request with the same id) names the same run and pipeline job.
+    Shaped like a scheduled run's id (the pipeline event's run id pattern, a valid PipelineJob id)."""
+    return "rerun-" + stable_id("rerun", training_run_id, request_id, length=26)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRunCancel(Command):
+    """Someone asked (API / CLI `runs cancel`) to stop a run's pipeline. Recorded on the run as
+    `cancel_requested`; the runner is asked after the commit, and the run ends when its CANCELLED (or any other
+    final) event arrives. Repeated asks of one run are one request: the first one's who, when and why stand."""
+
+    training_run_id: str
+    request_id: str
+    occurred_at: datetime
+    requested_by: str = ""
+    reason: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"run-cancel:{self.training_run_id}:{self.request_id}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordCancelOutcome(Command):
+    """What the pipeline runner answered to a cancel: `requested` (it is stopping the run) or `not_running`
+    (nothing of the run runs there: never submitted, already ended, or a runner that runs nothing)."""
+
+    training_run_id: str
+    outcome: str
+    occurred_at: datetime
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"run-cancel-outcome:{self.training_run_id}:{self.outcome}"
+
+    @property
+    def aggregate(self) -> str:
+        return run_path(self.training_run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRerun(Command):
+    """Someone asked (API / CLI `runs rerun`) to run a finished run again, with its training config or an edited
+    one: a new run (`training_run_id`, from `rerun_id`) with `rerun_of` = the original, submitted like a scheduled
+    run."""
+
+    rerun_of: str
+    request_id: str
+    occurred_at: datetime
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    requested_by: str = ""
+    reason: str | None = None
+
+    @property
+    def training_run_id(self) -> str:
+        return rerun_id(self.rerun_of, self.request_id)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"rerun:{self.training_run_id}"
 
     @property
     def aggregate(self) -> str:

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from registrar.kernel import schemas
-from registrar.kernel.errors import Ignored
+from registrar.kernel.errors import Ignored, PermanentError
 from registrar.kernel.messages import Message, fact_time
 from registrar.kernel.model import RUN_RECORDS
-from registrar.registration.commands import RecordPipelineRun, RequestRegistration
+from registrar.kernel.run_config import UnknownConfigKey, check_override_keys
+from registrar.registration.commands import RecordPipelineRun, RequestRegistration, RequestRerun, RequestRunCancel
 
 PIPELINE_EVENT_SCHEMA = "events/pipeline-run-event.v1.json"
 PIPELINE_LOG_SCHEMA = "events/pipeline-job-log-entry.v1.json"
@@ -37,6 +38,34 @@ def decode_register_request(payload: Mapping[str, Any], message: Message, servic
     )
 
 
+def decode_cancel_request(payload: Mapping[str, Any], message: Message, services) -> RequestRunCancel:
+    """`cancel_run` on deploy-requests (schema already validated): stop a training run's pipeline."""
+    return RequestRunCancel(
+        training_run_id=payload["training_run_id"],
+        request_id=payload["request_id"],
+        occurred_at=fact_time(payload["requested_at"], field="requested_at"),
+        requested_by=payload.get("requested_by", ""),
+        reason=payload.get("reason"),
+    )
+
+
+def decode_rerun_request(payload: Mapping[str, Any], message: Message, services) -> RequestRerun:
+    """`rerun` on deploy-requests (schema already validated): run a finished training run again."""
+    overrides = dict(payload.get("training_config") or {})
+    try:
+        check_override_keys(overrides)
+    except UnknownConfigKey as exc:
+        raise PermanentError(f"training_config.{exc.key}: {exc.message}", kind="invalid") from None
+    return RequestRerun(
+        rerun_of=payload["training_run_id"],
+        request_id=payload["request_id"],
+        occurred_at=fact_time(payload["requested_at"], field="requested_at"),
+        overrides=overrides,
+        requested_by=payload.get("requested_by", ""),
+        reason=payload.get("reason"),
+    )
+
+
 def pipeline_command(payload: Mapping[str, Any]) -> RecordPipelineRun:
     if "jsonPayload" in payload or "resource" in payload:
         return _pipeline_log_command(payload)
@@ -57,6 +86,7 @@ def pipeline_command(payload: Mapping[str, Any]) -> RecordPipelineRun:
         retrieval_algorithm=payload.get("retrieval_algorithm"),
         error_message=payload.get("error_message"),
         simulated=bool(payload.get("simulated")),
+        epochs=tuple(payload.get("epochs") or ()),
         **{record: payload[record] for record in RUN_RECORDS if payload.get(record)},
     )
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from registrar.kernel.model import RUN_RECORDS
+from registrar.kernel.paths import run_number_path
+from registrar.kernel.store import AbstractUnitOfWork
 from registrar.registration.commands import TERMINAL_RUN_STATES, RecordPipelineRun
 
 
@@ -26,7 +28,7 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
     """Merge a pipeline-run fact into the training run document.
 
     A terminal state is final: the first terminal fact (by time) wins; RUNNING after a terminal state is stale.
-    Details (metrics, artifacts, blessing, evaluation, lineage, ScaNN settings) fill in from whichever route carries
+    Details (metrics, per-epoch metrics, artifacts, blessing, evaluation, lineage, ScaNN settings) fill in from whichever route carries
     them, whatever the order.
     """
     doc: dict[str, Any] = dict(existing or {})
@@ -73,6 +75,8 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
         for record in RUN_RECORDS:
             if getattr(cmd, record):
                 doc[record] = dict(getattr(cmd, record))
+        if cmd.epochs:
+            doc["epochs"] = [dict(epoch) for epoch in cmd.epochs]
     doc.setdefault("blessed", None)
     if cmd.simulated:  # never unset: a fact from another route (the log sink) does not know
         doc["simulated"] = True
@@ -82,3 +86,41 @@ def apply_run_fact(existing: Mapping[str, Any] | None, cmd: RecordPipelineRun) -
     doc["routes"] = sorted(routes)
     changed = doc != before
     return RunChange(doc=doc, changed=changed, finished_now=finished_now, succeeded_now=succeeded_now)
+
+
+def allocate_run_number(uow: AbstractUnitOfWork, model_name: str, now) -> int:
+    """The next number of a run the registry creates for `model_name` (its schedules' runs and reruns), counted in
+    the unit of work that creates the run."""
+    counter = uow.get(run_number_path(model_name)) or {"model_name": model_name, "last": 0}
+    number = int(counter["last"]) + 1
+    uow.set(run_number_path(model_name), {"model_name": model_name, "last": number, "updated_at": now})
+    return number
+
+
+def new_run(run_id: str, created_at, now, *, model_name: str, config: Mapping[str, Any],
+            existing: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A run the registry creates and then submits (a schedule's slot, a rerun): its pipeline not yet submitted,
+    no fact about it yet — except what a pipeline event that overtook its creation recorded (`existing`), which
+    stays."""
+    run: dict[str, Any] = {
+        "training_run_id": run_id,
+        "created_at": created_at,
+        "status": None,
+        "status_at": None,
+        "metrics": {},
+        "artifacts": {},
+        "blessed": None,
+        "routes": [],
+        **(existing or {}),
+        "model_name": model_name,
+        **fields,
+        "training_config": dict(config),
+        "submission": {"status": "pending", "pipeline_job_id": run_id, "attempts": 0, "updated_at": now},
+        "updated_at": now,
+    }
+    run["calendar_at"] = run.get("finished_at") or run["created_at"]
+    if not run.get("model_type"):
+        run["model_type"] = config["model_type"]
+    if config.get("retrieval_algorithm") in ("brute_force", "scann") and not run.get("retrieval_algorithm"):
+        run["retrieval_algorithm"] = config["retrieval_algorithm"]
+    return run

@@ -8,8 +8,9 @@ from typing import Any
 
 from registrar.kernel.changes import Change, Context
 from registrar.kernel.clock import ensure_utc
-from registrar.kernel.paths import name_claim_path, run_number_path, run_path, schedule_path
+from registrar.kernel.paths import name_claim_path, run_path, schedule_path
 from registrar.kernel.store import AbstractUnitOfWork
+from registrar.registration.runs import allocate_run_number, new_run
 from registrar.schedules import timing as schedule_timing
 from registrar.schedules.commands import (
     CreateSchedule,
@@ -211,34 +212,12 @@ def run_scheduled_slot(cmd: RunScheduledSlot, uow: AbstractUnitOfWork, ctx: Cont
     existing = uow.get(run_path(run_id))
     if existing is not None and existing.get("schedule_id") == cmd.schedule_id:
         return []  # this slot's run exists already (a ledger entry that expired, or a replayed firing)
-    counter = uow.get(run_number_path(doc["model_name"])) or {"model_name": doc["model_name"], "last": 0}
-    run_number = int(counter["last"]) + 1
     now = ctx.now()
-    config = dict(doc["training_config"])
-    run: dict[str, Any] = {
-        "training_run_id": run_id,
-        "created_at": cmd.occurred_at,
-        "status": None,
-        "status_at": None,
-        "metrics": {},
-        "artifacts": {},
-        "blessed": None,
-        "routes": [],
-        **(existing or {}),  # a pipeline event that overtook the tick keeps what it recorded
-        "model_name": doc["model_name"],
-        "schedule_id": cmd.schedule_id,
-        "slot": slot,
-        "trigger": cmd.trigger,
-        "run_number": run_number,
-        "training_config": config,
-        "submission": {"status": "pending", "pipeline_job_id": run_id, "attempts": 0, "updated_at": now},
-        "updated_at": now,
-    }
-    run["calendar_at"] = run.get("finished_at") or run["created_at"]
-    if not run.get("model_type"):
-        run["model_type"] = config["model_type"]
-    if config.get("retrieval_algorithm") in ("brute_force", "scann") and not run.get("retrieval_algorithm"):
-        run["retrieval_algorithm"] = config["retrieval_algorithm"]
+    run_number = allocate_run_number(uow, doc["model_name"], now)
+    # a pipeline event that overtook the tick keeps what it recorded (`existing`)
+    run = new_run(run_id, cmd.occurred_at, now, model_name=doc["model_name"], config=doc["training_config"],
+                  existing=existing, schedule_id=cmd.schedule_id, slot=slot, trigger=cmd.trigger,
+                  run_number=run_number)
     stats = dict(doc.get("statistics") or {"total": 0, "successful": 0, "failed": 0})
     stats["total"] += 1
     doc["statistics"] = stats
@@ -254,7 +233,5 @@ def run_scheduled_slot(cmd: RunScheduledSlot, uow: AbstractUnitOfWork, ctx: Cont
     else:
         doc["next_run_at"] = schedule_timing.next_run_at(timing, max(slot, cmd.occurred_at))
     uow.set(run_path(run_id), run)
-    uow.set(run_number_path(doc["model_name"]), {"model_name": doc["model_name"], "last": run_number,
-                                                 "updated_at": now})
     uow.set(schedule_path(cmd.schedule_id), doc)
     return changes

@@ -13,7 +13,7 @@ from registrar.registration.baseline import freeze_baseline
 from registrar.registration.commands import RecordPipelineRun
 from registrar.schedules.commands import RunScheduledSlot
 
-CALLS = (PipelineRunner.submit,)  # what submitting a scheduled run calls outside Firestore
+CALLS = (PipelineRunner.submit,)  # what submitting a run calls outside Firestore
 
 
 def record_submission(store: DocumentStore, run_id: str, now: datetime, *, status: str,
@@ -21,8 +21,8 @@ def record_submission(store: DocumentStore, run_id: str, now: datetime, *, statu
                       simulated: bool = False) -> None:
     def change(run: dict[str, Any]) -> bool:
         submission = dict(run.get("submission") or {})
-        if submission.get("status") == "submitted":
-            return False  # submitted is final
+        if submission.get("status") in ("submitted", "cancelled"):
+            return False  # final
         if simulated:
             run["simulated"] = True
         submission.update(status=status, updated_at=now, pipeline_job_id=run_id,
@@ -43,15 +43,23 @@ def record_submission(store: DocumentStore, run_id: str, now: datetime, *, statu
 
 
 def submit_run(services, run_id: str) -> str | None:
-    """Submit a scheduled run's pipeline unless it is submitted already, with the baseline it is evaluated against
-    (resolved once, registration/baseline.py). The pipeline job id is the run id, so a second submission (a
-    redelivery after a crash) starts nothing new. Failures are recorded on the run and
-    raised: a transient one makes Pub/Sub redeliver the tick."""
+    """Submit the pipeline of a run the registry created (a schedule's slot, a rerun: it has a `submission`) unless
+    it is submitted already, with the baseline it is evaluated against (resolved once, registration/baseline.py).
+    The pipeline job id is the run id, so a second submission (a redelivery after a crash) starts nothing new.
+    Failures are recorded on the run and raised: a transient one makes Pub/Sub redeliver the request. A run whose
+    cancel was asked for before its pipeline started is never submitted: it ends CANCELLED, with the reason."""
     run = services.store.get(run_path(run_id))
-    if run is None or not run.get("schedule_id"):
+    if run is None or not run.get("submission"):
         return None
-    if (run.get("submission") or {}).get("status") == "submitted":
+    if run["submission"].get("status") == "submitted":
         return run["submission"].get("pipeline_job_name")
+    if run.get("cancel_requested"):
+        reason = "cancelled before its pipeline was submitted"
+        record_submission(services.store, run_id, services.now(), status="cancelled", reason=reason)
+        services.bus.handle(RecordPipelineRun(training_run_id=run_id, state="CANCELLED", occurred_at=services.now(),
+                                              route="submission", model_name=run.get("model_name"),
+                                              stage="submission", error_message=reason))
+        return None
     run = freeze_baseline(services.store, run_id, services.now()) or run
     try:
         name = services.runner.submit(run)
