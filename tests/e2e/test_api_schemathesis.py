@@ -111,9 +111,14 @@ def _schemathesis(stack, config: Path, tmp_path: Path, name: str, *selection: st
 
 def test_schemathesis_finds_nothing(stack, seeded, tmp_path):
     config = _config(tmp_path / "schemathesis.toml", seeded)
+    # Each accepted rerun starts a run that registers a new version of the seeded model a moment later: fuzzed among
+    # the other operations, those registrations would contend with every write the fuzzing makes to that model's
+    # document. Reruns are fuzzed on their own, after them.
     # Saving the access policy can take every role away from the local caller, after which every other operation
     # would answer only 401 / 403: it is fuzzed on its own, last.
-    _schemathesis(stack, config, tmp_path, "all but the access policy", "--exclude-operation-id", "putPolicy")
+    _schemathesis(stack, config, tmp_path, "all but reruns and the access policy",
+                  "--exclude-operation-id", "putPolicy", "--exclude-operation-id", "rerunTrainingRun")
+    _schemathesis(stack, config, tmp_path, "reruns", "--include-operation-id", "rerunTrainingRun")
     kpis = requests.get(f"{stack.api}/kpis", timeout=30)
     assert kpis.status_code == 200, f"the local caller lost its roles during the run: {kpis.text}"
     _schemathesis(stack, config, tmp_path, "the access policy", "--include-operation-id", "putPolicy")
