@@ -97,6 +97,7 @@ def TrainerHyperparameters(
     learning_rate: Parameter[float],
     early_stopping_patience: Parameter[int],
     retrieval_algorithm: Parameter[str],
+    seed: Parameter[int] = 42,
     machine_type: Parameter[str] = "",
     gpu_type: Parameter[str] = "",
     gpu_count: Parameter[int] = 0,
@@ -111,7 +112,7 @@ def TrainerHyperparameters(
     values = {"model_type": model_type, "epochs": int(epochs), "batch_size": int(batch_size),
               "embedding_dim": int(embedding_dim), "learning_rate": float(learning_rate),
               "early_stopping_patience": int(early_stopping_patience), "retrieval_algorithm": retrieval_algorithm,
-              "machine_type": machine_type, "gpu_type": gpu_type, "gpu_count": int(gpu_count),
+              "seed": int(seed), "machine_type": machine_type, "gpu_type": gpu_type, "gpu_count": int(gpu_count),
               "training_region": training_region}
     tf.io.gfile.makedirs(hyperparameters.uri)
     # keras_tuner.HyperParameters config shape, which the Trainer hands to run_fn as fn_args.hyperparameters

@@ -16,7 +16,7 @@ TRANSFORM_MODULE = os.path.join(HERE, "models", "features.py")
 TRAINER_MODULE = os.path.join(HERE, "models", "trainer.py")
 SPLITS = {"train": 8, "eval": 1, "test": 1}
 TRAINER_SETTINGS = ("model_type", "epochs", "batch_size", "embedding_dim", "learning_rate", "early_stopping_patience",
-                    "retrieval_algorithm")
+                    "retrieval_algorithm", "seed")
 # Where the Trainer runs on Vertex AI (read by pipeline.vertex_training); gpu_count also reaches the trainer.
 MACHINE_SETTINGS = ("machine_type", "gpu_type", "gpu_count", "training_region")
 EVALUATION_SPLITS = ("test",)
@@ -59,7 +59,7 @@ def create_pipeline(
     early_stopping_patience: int = 2,
     top_k: int = 100,
     retrieval_algorithm: str = "auto",
-    seed: int = 42,
+    seed: Any = 42,
     recall_threshold: float | None = None,
     rmse_threshold: float | None = None,
     recall_change_tolerance: float | None = 0.0,
@@ -129,16 +129,16 @@ def create_pipeline(
         **_user_code(transform_module, "preprocessing_fn"))
     settings = {"model_type": model_type, "epochs": epochs, "batch_size": batch_size, "embedding_dim": embedding_dim,
                 "learning_rate": learning_rate, "early_stopping_patience": early_stopping_patience,
-                "retrieval_algorithm": retrieval_algorithm}
+                "retrieval_algorithm": retrieval_algorithm, "seed": seed}
     machine = {"machine_type": machine_type, "gpu_type": gpu_type, "gpu_count": gpu_count,
                "training_region": training_region}
     casts = {"model_type": str, "epochs": int, "batch_size": int, "embedding_dim": int, "learning_rate": float,
-             "early_stopping_patience": int, "retrieval_algorithm": str, "machine_type": str, "gpu_type": str,
+             "early_stopping_patience": int, "retrieval_algorithm": str, "seed": int, "machine_type": str, "gpu_type": str,
              "gpu_count": int, "training_region": str}
     # custom_config is one constant in a compiled template: runtime settings appear there with their defaults
     # and reach the trainer through the hyperparameters input instead.
     custom_config = {k: casts[k](_default(v)) for k, v in settings.items()}
-    custom_config.update({"top_k": int(top_k), "gpu_count": int(_default(gpu_count)), "seed": int(seed)})
+    custom_config.update({"top_k": int(top_k), "gpu_count": int(_default(gpu_count))})
     extra_components = []
     trainer_code = _user_code(trainer_module, "run_fn")
     trainer_inputs = {}

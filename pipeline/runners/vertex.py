@@ -43,6 +43,7 @@ RUNTIME_PARAMETERS: dict[str, type] = {
     "learning_rate": float,
     "early_stopping_patience": int,
     "retrieval_algorithm": str,
+    "seed": int,
     "recall_threshold": float,
     "rmse_threshold": float,
     "recall_change_tolerance": float,
@@ -167,7 +168,7 @@ def compile_pipeline(*, project: str, region: str, bucket: str, bigquery_query: 
                      rmse_threshold: float | None = 1.5, recall_change_tolerance: float | None = 0.0,
                      rmse_change_tolerance: float | None = 0.0, baseline_model_uri: str = "",
                      baseline_version: str = "", dataflow: dict | None = None, topic: str = "pipeline-events",
-                     early_stopping_patience: int = 2, retrieval_algorithm: str = "auto") -> str:
+                     early_stopping_patience: int = 2, retrieval_algorithm: str = "auto", seed: int = 42) -> str:
     """Writes the template to ``output`` and returns its absolute path. The run-scoped arguments
     (``RUNTIME_PARAMETERS``) are only the defaults of the template's parameters; ``image`` runs every component
     and the CPU Trainer, ``gpu_image`` (pipeline/Dockerfile.gpu) the Trainer of runs that ask for GPUs."""
@@ -185,7 +186,7 @@ def compile_pipeline(*, project: str, region: str, bucket: str, bigquery_query: 
         "model_version": int(model_version if model_version is not None else time.time()),
         "model_type": model_type, "bigquery_query": bigquery_query, "epochs": epochs, "batch_size": batch_size,
         "embedding_dim": embedding_dim, "learning_rate": learning_rate,
-        "early_stopping_patience": early_stopping_patience, "retrieval_algorithm": retrieval_algorithm,
+        "early_stopping_patience": early_stopping_patience, "retrieval_algorithm": retrieval_algorithm, "seed": seed,
         "recall_threshold": -1.0 if recall_threshold is None else recall_threshold,
         "rmse_threshold": -1.0 if rmse_threshold is None else rmse_threshold,
         "recall_change_tolerance": -1.0 if recall_change_tolerance is None else recall_change_tolerance,
@@ -216,7 +217,7 @@ def compile_pipeline(*, project: str, region: str, bucket: str, bigquery_query: 
         model_type=params["model_type"], epochs=params["epochs"], batch_size=params["batch_size"],
         embedding_dim=params["embedding_dim"], learning_rate=params["learning_rate"],
         early_stopping_patience=params["early_stopping_patience"],
-        retrieval_algorithm=params["retrieval_algorithm"],
+        retrieval_algorithm=params["retrieval_algorithm"], seed=params["seed"],
         **thresholds,
         baseline_model_uri=params["baseline_model_uri"], baseline_version=params["baseline_version"],
         machine_type=params["machine_type"], gpu_type=params["gpu_type"], gpu_count=params["gpu_count"],
@@ -282,6 +283,7 @@ def main(argv=None) -> None:
     p.add_argument("--rmse-change-tolerance", type=float, default=0.0)
     p.add_argument("--early-stopping-patience", type=int, default=2)
     p.add_argument("--retrieval-algorithm", choices=["auto", "brute_force", "scann"], default="auto")
+    p.add_argument("--seed", type=int, default=42, help="the training seed (initialisation and shuffling)")
     p.add_argument("--dataflow", default="", help="default Dataflow settings, a JSON object (empty: DirectRunner; "
                                                   "see pipeline/runners/dataflow.py)")
     p.add_argument("--model-version", type=int, help="default: now, as a unix timestamp")
@@ -297,7 +299,7 @@ def main(argv=None) -> None:
         recall_change_tolerance=_threshold(a.recall_change_tolerance),
         rmse_change_tolerance=_threshold(a.rmse_change_tolerance),
         dataflow=json.loads(a.dataflow) if a.dataflow else None,
-        early_stopping_patience=a.early_stopping_patience, retrieval_algorithm=a.retrieval_algorithm)
+        early_stopping_patience=a.early_stopping_patience, retrieval_algorithm=a.retrieval_algorithm, seed=a.seed)
     print(path)
 
 

@@ -25,6 +25,7 @@ EXPECTED_PARAMETERS = {
     "learning_rate": ("NUMBER_DOUBLE", 0.01),
     "early_stopping_patience": ("NUMBER_INTEGER", 2),
     "retrieval_algorithm": ("STRING", "auto"),
+    "seed": ("NUMBER_INTEGER", 42),
     "recall_threshold": ("NUMBER_DOUBLE", 0.05),
     "rmse_threshold": ("NUMBER_DOUBLE", 1.5),
     "recall_change_tolerance": ("NUMBER_DOUBLE", 0.0),
@@ -130,8 +131,8 @@ def test_the_components_reference_the_parameters_not_literal_values(gpu_job):
     assert inputs("BigQueryExampleGen")["input_config"] == {"componentInputParameter": "bigquery_query"}
     assert {k: v["componentInputParameter"] for k, v in inputs("TrainerHyperparameters").items()} == {
         k: k for k in ("model_type", "epochs", "batch_size", "embedding_dim", "learning_rate",
-                       "early_stopping_patience", "retrieval_algorithm", "machine_type", "gpu_type", "gpu_count",
-                       "training_region")}
+                       "early_stopping_patience", "retrieval_algorithm", "seed", "machine_type", "gpu_type",
+                       "gpu_count", "training_region")}
     evaluator = inputs("Evaluator")
     assert _constant(evaluator.pop("example_splits")) == '["test"]'
     assert {k: v["componentInputParameter"] for k, v in evaluator.items()} == {k: k for k in (

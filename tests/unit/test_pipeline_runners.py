@@ -354,7 +354,8 @@ def test_the_runner_sends_only_declared_parameters_of_the_declared_types_to_the_
     config = {"model_type": "ranking", "epochs": 3, "batch_size": 512, "embedding_dim": 16, "learning_rate": 1,
               "early_stopping_patience": 4, "retrieval_algorithm": "scann", "recall_threshold": 0.2,
               "rmse_threshold": 1, "bigquery_query": "SELECT * FROM `p.d.interactions_v2`", "gpu_count": 1,
-              "gpu_type": "NVIDIA_L4", "machine_type": "g2-standard-8", "training_region": "us-central1"}
+              "gpu_type": "NVIDIA_L4", "machine_type": "g2-standard-8", "training_region": "us-central1",
+              "seed": 7}
     run = {**scheduled_run(), "training_config": config, "slot": SLOT}
     runner = VertexPipelineRunner(PROJECT, REGION, str(TEMPLATE_FIXTURE), pipeline_root="gs://b/root")
 
