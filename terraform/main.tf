@@ -127,10 +127,10 @@ locals {
       read_buckets  = {}
       act_as        = {}
     }
-    # Submits PipelineJobs (aiplatform.user) that run as the pipeline account (act as it), reading the compiled
-    # template from the artifacts bucket. Scheduler jobs are changed by the API, never here.
+    # Submits PipelineJobs (registrarPipelineSubmit) that run as the pipeline account (act as it), reading the
+    # compiled template from the artifacts bucket. Scheduler jobs are changed by the API, never here.
     on_schedule_tick = {
-      project_roles = { vertex_user = "roles/aiplatform.user" }
+      project_roles = { pipeline_submit = google_project_iam_custom_role.pipeline_submit.id }
       publish       = []
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { pipeline = google_service_account.pipeline.name }
@@ -662,6 +662,20 @@ resource "google_project_iam_custom_role" "pipeline_runs" {
   permissions = [
     "aiplatform.metadataStores.get",
     "aiplatform.pipelineJobs.cancel",
+    "aiplatform.pipelineJobs.create",
+    "aiplatform.pipelineJobs.get",
+  ]
+}
+
+# A schedule's tick submits its run's PipelineJob (and reads it back when it exists already): only that, not
+# roles/aiplatform.user, which could also upload, deploy and delete models.
+resource "google_project_iam_custom_role" "pipeline_submit" {
+  project     = var.project_id
+  role_id     = "registrarPipelineSubmit"
+  title       = "Registrar pipeline submission"
+  description = "Submit the Vertex AI PipelineJobs of scheduled training runs."
+  permissions = [
+    "aiplatform.metadataStores.get",
     "aiplatform.pipelineJobs.create",
     "aiplatform.pipelineJobs.get",
   ]
