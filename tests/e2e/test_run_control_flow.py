@@ -45,13 +45,16 @@ def test_a_finished_run_is_rerun_with_an_edited_config(stack):
     assert result.exit_code == 0, result.output
     new_id = result.output.split("new run ", 1)[1].split()[0]
 
-    run = eventually(lambda: (r := stack.get(f"/training-runs/{new_id}")) and r.get("status") == "SUCCEEDED" and r,
-                     what=f"the rerun {new_id} succeeded")
+    # The events runner publishes the run's end from inside `submit`, so the end may be recorded before the
+    # submission is: wait for both.
+    run = eventually(lambda: (r := stack.get(f"/training-runs/{new_id}")) and r.get("status") == "SUCCEEDED"
+                     and (r.get("submission") or {}).get("status") == "submitted" and r,
+                     what=f"the rerun {new_id} submitted and succeeded")
     assert run["rerun_of"] == "e2e-rerun-orig" and run["trigger"] == "rerun"
     assert run["training_config"] == {"model_type": "retrieval", "epochs": 4, "batch_size": 64}
     assert run["model_name"] == MODEL_NAME and run["requested_by"].startswith("local:")
     assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3, 4]  # the edited config reached the runner
-    assert run["submission"]["status"] == "submitted" and run["simulated"] is True
+    assert run["simulated"] is True
     assert "run.rerun_requested" in {e["kind"] for e in run["history"]}
     assert stack.get("/training-runs/e2e-rerun-orig")["reruns"] == [new_id]
 
