@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from console_browser import Browser
-from flow_helpers import eventually, vertex_registry
+from flow_helpers import eventually, vertex_registry, with_events_runner
 from registrar.registration.upload import model_id_for, serving_image
 from serving_bundle import ServingBundle, build_serving_bundle
 
@@ -44,9 +44,11 @@ APPROVE_403 = r"/promotions/prm-[0-9a-f]+:approve .*403"  # the requester's own 
 
 
 @pytest.fixture(scope="module")
-def stack(vertex_stack):
+def stack(request, tmp_path_factory):
     """The stack after the demo story, with a few more models uploaded through the aiplatform client, every
-    message they caused handled."""
+    message they caused handled. Runs it submits (a schedule triggered, a rerun) are the events runner's: their
+    events, per-epoch metrics included, arrive at once and no pipeline runs."""
+    vertex_stack = with_events_runner(request, tmp_path_factory, "vertex_stack")
     with vertex_stack.deliveries() as deliveries:
         state = demo.run(vertex_stack.env, artifacts_root=vertex_stack.state_dir / "artifacts", timeout=120,
                          say=lambda _message: None)
@@ -531,6 +533,107 @@ def test_compare_two_versions_from_the_model_page(stack, browser, served):
     browser.wait_ready()
     browser.assert_clean("the swapped comparison")
     assert browser.find(f"{row} .metric-better").text == f"◀ version {newer}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training runs: a finished run's page from the model page, rerun from it; cancel a running run
+
+
+def shown_epochs(browser) -> list[dict]:
+    """The epochs table as the API's `epochs` (the exact values are the cells' data-value)."""
+    epochs = []
+    for row in browser.find_all("#epochs-table tbody tr[data-epoch]"):
+        epoch: dict = {"epoch": int(row.get_attribute("data-epoch"))}
+        for cell in row.find_elements("css selector", "td[data-value]"):
+            epoch.setdefault(cell.get_attribute("data-split"), {})[cell.get_attribute("data-metric")] = float(
+                cell.get_attribute("data-value"))
+        epochs.append(epoch)
+    return epochs
+
+
+def test_a_finished_runs_page_from_the_model_page_then_rerun_it_with_more_epochs(stack, browser):
+    created = requests.post(f"{stack.api}/schedules", json={
+        "name": "console runs", "model_name": "console_runs_model", "schedule_type": "weekly", "day_of_week": 0,
+        "schedule_time": "09:00", "training_config": {"model_type": "retrieval", "epochs": 2}}, timeout=60)
+    assert created.status_code == 201, created.text
+    sid = created.json()["schedule_id"]
+    browser.visit(f"{stack.api}/console/schedules", "schedules-before-trigger")
+    browser.find(f'tr[data-schedule-id="{sid}"] button[data-action="trigger"]').click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the trigger's confirmation step")
+    browser.find(".confirm .confirm-yes").click()
+    link = browser.wait_for(lambda d: browser.find_all("#schedule-outcome a.run-link"), what="the triggered run")[0]
+    run_id = link.text
+    assert link.get_attribute("href") == f"{stack.api}/console/runs/{run_id}"
+    model_id = model_id_for("console_runs_model")
+    run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}"))
+                     and (r.get("registration") or {}).get("status") == "registered" and r,
+                     what="the triggered run succeeded and registered")
+
+    browser.visit(f"{stack.api}/console/models/{model_id}", "runs-model")
+    browser.find(f'#lineage-table a.run-link[href="/console/runs/{run_id}"]').click()
+    browser.wait_ready()
+    browser.assert_clean("the run page")
+    browser.screenshot("finished-run")
+    assert browser.driver.current_url == f"{stack.api}/console/runs/{run_id}"
+    assert browser.find("#run-status").text == run["status"] == "SUCCEEDED"
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2] and shown_epochs(browser) == run["epochs"]
+    charted = sorted((f.get_attribute("data-metric"), c.get_attribute("data-split"), int(c.get_attribute("data-epoch")),
+                      float(c.get_attribute("data-value")))
+                     for f in browser.find_all("figure.epoch-chart") for c in f.find_elements("css selector", "circle"))
+    assert charted == sorted((name, split, e["epoch"], value) for e in run["epochs"]
+                             for split in ("train", "validation") for name, value in (e.get(split) or {}).items())
+    assert browser.find_all("#cancel-form") == []  # it ended: nothing to cancel
+    assert browser.find("#run-trigger a").get_attribute("href").endswith(f"/console/schedules#schedule-{sid}")
+
+    # Rerun with one more epoch: only what changed is sent; the new run's page says what it reruns.
+    field = browser.find("#rerun-epochs")
+    assert field.get_attribute("value") == "2"
+    field.clear()
+    field.send_keys("3")
+    browser.find("#rerun-reason").send_keys("one more epoch")
+    browser.find("#rerun-button").click()
+    browser.wait_for(lambda d: browser.find_all(".confirm"), what="the rerun's confirmation step")
+    assert "with epochs=3" in browser.find(".confirm").text
+    browser.find(".confirm .confirm-yes").click()
+    new_link = browser.wait_for(lambda d: browser.find_all("#run-outcome a.run-link"), what="the new run's link")[0]
+    new_id = new_link.text
+    new_run = eventually(lambda: (r := stack.get(f"/training-runs/{new_id}")) and r.get("status") == "SUCCEEDED"
+                         and r, what="the rerun succeeded")
+    assert new_run["training_config"]["epochs"] == 3 and all(  # only epochs was overridden
+        new_run["training_config"][key] == value for key, value in run["training_config"].items() if key != "epochs")
+    new_link.click()
+    browser.wait_ready()
+    browser.assert_clean("the rerun's page")
+    browser.screenshot("rerun")
+    assert browser.driver.current_url == f"{stack.api}/console/runs/{new_id}"
+    assert browser.find("#run-rerun-of").text == run_id == new_run["rerun_of"]
+    assert browser.find("#run-requested-by").text.startswith(new_run["requested_by"])
+    assert shown_epochs(browser) == new_run["epochs"] and len(new_run["epochs"]) == 3
+    browser.find("#run-rerun-of a").click()
+    browser.wait_ready()
+    assert browser.texts("#run-reruns a") == [new_id] == stack.get(f"/training-runs/{run_id}")["reruns"]
+
+
+def test_cancel_a_running_run_from_its_page(stack, browser):
+    run_id = "console-running-run"
+    stack.publish("pipeline-events", pipeline_run_event(run_id, "RUNNING", datetime.now(timezone.utc),
+                                                        model_name="console_runs_model"))
+    eventually(lambda: (stack.get(f"/training-runs/{run_id}") or {}).get("status") == "RUNNING", what="running")
+    browser.visit(f"{stack.api}/console/runs/{run_id}", "running-run")
+    assert browser.find_all("#rerun-form") == []  # it has not ended: nothing to rerun yet
+    browser.find("#cancel-button").click()
+    browser.wait_for(lambda d: browser.find_all(".confirm .confirm-reason"), what="the cancel's reason field")
+    assert stack.get(f"/training-runs/{run_id}").get("cancel_requested") is None  # nothing before confirming
+    browser.find(".confirm .confirm-reason").send_keys("wrong data")
+    browser.find(".confirm .confirm-yes").click()
+    browser.wait_for(lambda d: "Cancel requested" in browser.find("#run-outcome").text, what="the cancel accepted")
+    assert browser.find_all("#cancel-form") == []
+    run = eventually(lambda: (r := stack.get(f"/training-runs/{run_id}")) and r.get("cancel_requested") and r,
+                     what="the cancel recorded")
+    assert run["cancel_requested"]["reason"] == "wrong data" and run["status"] == "RUNNING"
+    browser.visit(f"{stack.api}/console/runs/{run_id}", "cancel-requested")
+    assert browser.find_all("#cancel-button") == [] and "A cancel was requested" in browser.find("#run-actions-note").text
+    assert "wrong data" in browser.find("#run-cancel-requested").text
 
 
 # ---------------------------------------------------------------------------------------------------------------

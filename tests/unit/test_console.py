@@ -147,6 +147,12 @@ def test_model_page_shows_versions_deployment_lineage_and_history(client):
     assert f'href="{model["deployment"]["uri"]}"' in html
     assert re.findall(r'<tr data-version-id="([^"]+)"', html) == [v["version_id"] for v in model["versions"]]
     assert model["lineage"][0]["training_run"]["training_run_id"] == "run-1" and "run-1" in html
+    lineage = re.search(r'<table id="lineage-table">(.*?)</table>', html, re.S).group(1)
+    assert re.findall(r'<a class="run-link" href="/console/runs/([a-z0-9-]+)">', lineage) == [
+        link["training_run"]["training_run_id"] for link in model["lineage"]]
+    versions = re.search(r'<table id="versions-table">(.*?)</table>', html, re.S).group(1)
+    assert re.findall(r'<a class="run-link" href="/console/runs/([a-z0-9-]+)">', versions) == [
+        v["training_run_id"] for v in model["versions"] if v.get("training_run_id")]
     history = client.get(f"/models/{MODEL}/history").get_json()["history"]
     assert re.findall(r'<th scope="row">([a-z_.]+)</th><td>', html) == [e["kind"] for e in reversed(history)]
     assert "ops@example.com" in html  # who asked for the deploy

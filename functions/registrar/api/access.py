@@ -79,6 +79,12 @@ class Access:
         g.principal = principal
         return principal
 
+    def holds(self, role: str) -> bool:
+        """Whether the principal `authorize` verified for this request holds `role` (a page shows the actions of
+        the routes its caller may call; the routes still check)."""
+        principal = g.get("principal")
+        return principal is not None and self.policy().grants(principal, role)
+
 
 def known_fields(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     """400 naming the first field a request does not take; who acts is never a field (it is the verified caller)."""

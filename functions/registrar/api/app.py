@@ -77,6 +77,7 @@ ROUTE_ROLES: dict[str, str | None] = {
     "GET /console/": VIEWER,
     "GET /console/models/<model_id>": VIEWER,
     "GET /console/models/<model_id>/compare": VIEWER,
+    "GET /console/runs/<run_id>": VIEWER,
     "GET /console/schedules": VIEWER,
     "GET /console/quarantine": VIEWER,
     "GET /console/audit": VIEWER,

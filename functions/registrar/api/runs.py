@@ -31,9 +31,9 @@ from registrar.kernel.http import (
 )
 from registrar.registration.commands import rerun_id
 from registrar.registration.control import REASON_MAX, RunControlRefused, check_cancel, rerun_config
-from registrar.registration.queries import training_run
+from registrar.registration.queries import LOG_TAIL_DEFAULT, NO_LOGS, training_run
+from registrar.registration.queries import run_logs as logs_of
 
-LOG_TAIL_DEFAULT = 100
 LOG_TAIL_MAX = 1000
 
 
@@ -101,12 +101,7 @@ def register(app, api: Api) -> None:
             return error(404, f"training run {run_id!r} is not in the registry")
         if api.services_factory is None:
             return error(503, "no pipeline runner is configured on this API: it cannot say where run logs are")
-        runner = api.services().runner
-        location = runner.log_location(run)
-        if not location:
-            return error(404, f"training run {run_id} has no logs: the configured pipeline runner keeps none "
-                              "(the events runner runs no pipeline)")
-        if location.startswith("file://"):
-            return jsonify({"training_run_id": run_id, "kind": "file", "location": location,
-                            "lines": runner.log_tail(run, tail) or []})
-        return jsonify({"training_run_id": run_id, "kind": "cloud_logging", "location": location})
+        logs = logs_of(api.services().runner, run, tail)
+        if logs is None:
+            return error(404, f"training run {run_id} has no logs: {NO_LOGS}")
+        return jsonify(logs)

@@ -28,7 +28,7 @@ def when(value: Any, zone: str | None = None) -> str:
     """A time to read: in UTC, or in `zone` (IANA) with its abbreviation."""
     moment = as_datetime(value)
     if moment is None:
-        return "—" if value in (None, "") else str(value)
+        return "—" if _absent(value) else str(value)
     if zone:
         from zoneinfo import ZoneInfo
 
@@ -71,8 +71,13 @@ def yesno(value: Any) -> str:
     return {True: "yes", False: "no", None: "—"}.get(value, str(value))
 
 
+def _absent(value: Any) -> bool:
+    """None, an empty string or collection, or a field the document does not have (Jinja's Undefined)."""
+    return not value and not isinstance(value, (int, float))
+
+
 def text(value: Any) -> str:
-    if value is None or value == "" or value == {} or value == []:
+    if _absent(value):
         return "—"
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={text(v)}" for k, v in value.items())

@@ -12,25 +12,31 @@ from pathlib import Path
 from typing import Any
 
 from registrar.comparison import queries as comparison
-from registrar.console.figures import calendar_weeks, metric_charts
+from registrar.console.figures import calendar_weeks, epoch_charts, epoch_columns, metric_charts
 from registrar.console.formatting import FILTERS
 from registrar.console.links import console_links
 from registrar.console.security import csrf_token, set_csrf_cookie
 from registrar.deployments import queries as deployments
 from registrar.deployments.release_history import rollback_targets
 from registrar.deployments.settings import PRESETS
+from registrar.kernel.errors import TransientError
 from registrar.kernel.http import BadParameter, check_id, int_param, known_params
+from registrar.kernel.run_config import CONFIG_KEYS
 from registrar.messaging import history
 from registrar.messaging.consume import count_quarantined, list_quarantined
 from registrar.reconcile.report import CATEGORY_LABELS, COUNT_LABELS, latest_report
+from registrar.registration.control import cancellable, rerun_base, rerunnable
+from registrar.registration.queries import LOG_TAIL_DEFAULT, NO_LOGS, run_logs, training_run
+from registrar.registration.upload import model_id_for
 from registrar.registry import queries
 from registrar.registry.queries import DeploymentStatusUnknown
 from registrar.releases import queries as releases
+from registrar.releases.policy import OPERATOR
 from registrar.schedules.calendar import CALENDAR_PARAMS, calendar, calendar_params
 from registrar.schedules.queries import list_schedules
 
 HERE = Path(__file__).resolve().parent
-ASSETS_VERSION = "2"  # in the stylesheet's and script's URLs: a new version is fetched, not a cached one
+ASSETS_VERSION = "3"  # in the stylesheet's and script's URLs: a new version is fetched, not a cached one
 DEFAULT_PAGE_SIZE = 25
 HISTORY_ENTRIES = 200
 RAW_PREVIEW = 300  # characters of a quarantined payload shown before "…"
@@ -62,6 +68,29 @@ def compare_pair(versions: list[dict[str, Any]]) -> tuple[str, str] | None:
     live = [v["version_id"] for v in versions if v.get("state") == "live"]
     ids = live if len(live) >= 2 else [v["version_id"] for v in versions]
     return (ids[1], ids[0]) if len(ids) >= 2 else None
+
+
+def rerun_fields(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The keys of the rerun form: those of the config a rerun starts from that a rerun may override, with their
+    value and how the page reads an edit back (a config value that is not a scalar is not offered)."""
+    fields = []
+    for key, value in sorted(rerun_base(run).items()):
+        kind = ("boolean" if isinstance(value, bool) else "integer" if isinstance(value, int)
+                else "number" if isinstance(value, float) else "string" if isinstance(value, str) else None)
+        if key in CONFIG_KEYS and kind is not None:
+            fields.append({"key": key, "value": value, "type": kind,
+                           "text": ("true" if value else "false") if kind == "boolean" else str(value)})
+    return fields
+
+
+def run_model_id(run: dict[str, Any]) -> str | None:
+    """The registry's model of a run: the one it registered into, else the one its model name maps to."""
+    registered = [v.get("model_id") for v in run.get("model_versions") or () if v.get("model_id")]
+    if registered:
+        return registered[0]
+    if (run.get("registration") or {}).get("model_id"):
+        return run["registration"]["model_id"]
+    return model_id_for(run["model_name"]) if run.get("model_name") else None
 
 
 def make_blueprint(api):
@@ -156,6 +185,36 @@ def make_blueprint(api):
         name = result["a"]["display_name"] or model_id
         return page("compare", title=f"{name}: versions {a} and {b}", model_id=model_id, name=name,
                     comparison=result, swapped=f"{b},{a}")
+
+    @bp.get("/runs/<run_id>")
+    def run(run_id: str):
+        known_params()
+        check_id("run_id", run_id)
+        store = api.store()
+        read = together(run=lambda: training_run(store, run_id),
+                        history=lambda: history.run_history(store, run_id, HISTORY_ENTRIES))
+        found = read["run"]
+        if found is None:
+            raise PageError(404, f"training run {run_id} is not in the registry")
+        model_id = run_model_id(found)
+        registered = model_id is not None and queries.registered_model(store, model_id) is not None
+        logs, logs_note = None, None
+        if api.services_factory is None:
+            logs_note = "no pipeline runner is configured on this API: it cannot say where run logs are"
+        else:
+            try:
+                logs = run_logs(api.services().runner, found, LOG_TAIL_DEFAULT)
+            except TransientError as exc:
+                logs_note = f"the pipeline runner could not be asked: {exc}"
+            if logs is None and logs_note is None:
+                logs_note = NO_LOGS
+        operator = api.access is not None and api.access.holds(OPERATOR)
+        epochs = found.get("epochs") or []
+        return page("run", title=f"Training run {run_id}", run=found, history=read["history"],
+                    model_id=model_id, model_registered=registered, logs=logs, logs_note=logs_note,
+                    epochs=epochs, epoch_columns=epoch_columns(epochs), epoch_charts=epoch_charts(epochs),
+                    operator=operator, may_cancel=operator and cancellable(found),
+                    may_rerun=operator and rerunnable(found), rerun_fields=rerun_fields(found))
 
     @bp.get("/schedules")
     def schedules():

@@ -51,6 +51,27 @@ def check_cancel(run: Mapping[str, Any] | None, run_id: str) -> None:
                                      "cancel (rerun it to train again)")
 
 
+def cancellable(run: Mapping[str, Any]) -> bool:
+    """Whether asking to cancel `run` can still change anything: it has not ended and nobody asked yet (a second
+    request is accepted, but the first one stands)."""
+    return run.get("status") not in TERMINAL_RUN_STATES and not run.get("cancel_requested")
+
+
+def rerunnable(run: Mapping[str, Any]) -> bool:
+    """Whether `run` can be rerun: it ended and names its model."""
+    return run.get("status") in TERMINAL_RUN_STATES and bool(run.get("model_name"))
+
+
+def rerun_base(original: Mapping[str, Any]) -> dict[str, Any]:
+    """The training config a rerun of `original` starts from (before overrides): its own, with the model type and
+    retrieval algorithm the run recorded when its config does not say them."""
+    base = dict(original.get("training_config") or {})
+    for key in ("model_type", "retrieval_algorithm"):
+        if original.get(key) and key not in base:
+            base[key] = original[key]
+    return base
+
+
 def rerun_config(original: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The training config of a rerun of `original`: its own, with `overrides` over it (a null removes a key),
     checked as a schedule's is."""
@@ -60,12 +81,8 @@ def rerun_config(original: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
                                      "a run that ended can be rerun")
     if not original.get("model_name"):
         raise RunControlRefused(409, f"training run {run_id} names no model: it cannot be rerun")
-    base = dict(original.get("training_config") or {})
-    for key in ("model_type", "retrieval_algorithm"):
-        if original.get(key) and key not in base:
-            base[key] = original[key]
     try:
-        config = merged_config(base, overrides)
+        config = merged_config(rerun_base(original), overrides)
     except UnknownConfigKey as exc:
         raise RunControlRefused(400, f"training_config.{exc.key}: {exc.message}",
                                 field=f"training_config.{exc.key}") from None

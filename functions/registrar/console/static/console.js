@@ -356,7 +356,7 @@
         }
         var row = document.querySelector('tr[data-schedule-id="' + CSS.escape(id) + '"]');
         if (action === "trigger") {
-          show(outcome, "succeeded", ["Triggered " + label + ": training run " + result.data.training_run_id + " for slot " + result.data.slot + " (published to " + result.data.topic + ")."]);
+          show(outcome, "succeeded", ["Triggered " + label + ": training run ", runLink(result.data.training_run_id), " for slot " + result.data.slot + " (published to " + result.data.topic + ")."]);
           return;
         }
         var status = result.data.status;
@@ -366,6 +366,79 @@
           scheduleButtons(row.querySelector(".buttons"), id, label, status);
         }
       }, function (err) { button.disabled = false; show(outcome, "failed", [action + " failed: " + err]); });
+    });
+  }
+
+  /* Training runs: cancel through POST /training-runs/{id}:cancel, rerun through POST /training-runs/{id}:rerun
+   * with only the config keys the form changed; the new run is linked. */
+  function runLink(id) {
+    return el("a", id, { "href": "/console/runs/" + encodeURIComponent(id), "class": "run-link" });
+  }
+
+  function setupCancelRun(form) {
+    var runId = form.getAttribute("data-run-id");
+    var outcome = document.getElementById("run-outcome");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var button = form.querySelector("button[type=submit]");
+      confirmStep(form, "Cancel training run " + runId + "?", function (reason) {
+        button.disabled = true;
+        api("POST", "/training-runs/" + encodeURIComponent(runId) + ":cancel", reason ? { reason: reason } : {}).then(function (result) {
+          if (!result.ok) {
+            button.disabled = false;
+            show(outcome, "failed", ["Cancel refused: " + errorMessage(result)]);
+            return;
+          }
+          form.remove();
+          show(outcome, "succeeded", ["Cancel requested (request " + result.data.request_id + "): the run ends when its pipeline reports it."]);
+        }, function (err) { button.disabled = false; show(outcome, "failed", ["Cancel failed: " + err]); });
+      }, { label: "Reason", required: false });
+    });
+  }
+
+  /* A field's value as the config holds it: a number for a numeric field (the text itself when it is not one, for
+   * the API to refuse by name), true / false, or the text; an emptied field is null (the runner's default). */
+  function fieldValue(kind, text) {
+    text = text.trim();
+    if (text === "") { return null; }
+    if (kind === "integer" || kind === "number") {
+      var n = Number(text);
+      return isNaN(n) ? text : n;
+    }
+    if (kind === "boolean") { return text === "true"; }
+    return text;
+  }
+
+  function setupRerun(form) {
+    var runId = form.getAttribute("data-run-id");
+    var outcome = document.getElementById("run-outcome");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var button = form.querySelector("button[type=submit]");
+      var overrides = {};
+      form.querySelectorAll(".rerun-field").forEach(function (field) {
+        var kind = field.getAttribute("data-type");
+        var value = fieldValue(kind, field.value);
+        if (value !== fieldValue(kind, field.getAttribute("data-original"))) {
+          overrides[field.getAttribute("data-key")] = value;
+        }
+      });
+      var reason = form.querySelector("#rerun-reason").value.trim();
+      var changed = Object.keys(overrides).map(function (k) { return k + "=" + (overrides[k] === null ? "(default)" : overrides[k]); });
+      confirmStep(form, "Rerun " + runId + (changed.length ? " with " + changed.join(", ") : " with the same config") + "?", function () {
+        var body = {};
+        if (changed.length) { body.training_config = overrides; }
+        if (reason) { body.reason = reason; }
+        button.disabled = true;
+        api("POST", "/training-runs/" + encodeURIComponent(runId) + ":rerun", body).then(function (result) {
+          button.disabled = false;
+          if (!result.ok) {
+            show(outcome, "failed", ["Rerun refused: " + errorMessage(result)]);
+            return;
+          }
+          show(outcome, "succeeded", ["Rerun requested (request " + result.data.request_id + "): new run ", runLink(result.data.training_run_id), "."]);
+        }, function (err) { button.disabled = false; show(outcome, "failed", ["Rerun failed: " + err]); });
+      });
     });
   }
 
@@ -435,6 +508,10 @@
     if (promote) { setupPromote(promote); }
     var compare = document.getElementById("compare-form");
     if (compare) { setupCompare(compare); }
+    var cancelRun = document.getElementById("cancel-form");
+    if (cancelRun) { setupCancelRun(cancelRun); }
+    var rerun = document.getElementById("rerun-form");
+    if (rerun) { setupRerun(rerun); }
     var predict = document.getElementById("predict-form");
     if (predict) { setupPredict(predict); }
   });
