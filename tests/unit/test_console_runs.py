@@ -256,3 +256,27 @@ def test_the_schedules_page_links_the_last_run(world):
     html = page(world, "/console/schedules")
     assert 'last: <a class="run-link" href="/console/runs/run-1">run-1</a>' in html
     assert 'id="schedule-sch-00000000000000000000"' in html
+
+
+def test_the_model_and_schedules_pages_offer_only_the_actions_of_the_callers_roles(world):
+    """Deploy / undeploy / roll back / promote need the operator role, schedule actions too: a viewer is not offered
+    them (the API would answer 403), an operator is."""
+    from helpers import upload_entries
+
+    for entry in upload_entries(world.services.registry, "recs", "1", at(3), labels={"model_type": "retrieval"}):
+        deliver(world.services, "on_model_audit_event", envelope(entry))
+    world.store.set(schedule_path("sch-00000000000000000000"), {
+        "schedule_id": "sch-00000000000000000000", "name": "nightly", "model_name": "recs", "status": "active",
+        "schedule_type": "daily", "schedule_time": "02:00", "timezone": "UTC", "created_at": at(0),
+        "updated_at": at(0)})
+    forms = ('id="deploy-form"', 'id="undeploy-form"', 'id="promote-form"')
+
+    operator = page(world, "/console/models/recs", "t-alice")
+    assert all(form in operator for form in forms) and "need the operator role" not in operator
+    viewer = page(world, "/console/models/recs", "t-carol")
+    assert not any(form in viewer for form in forms)
+    assert "Deploying, undeploying and rolling back need the operator role." in viewer
+    assert "Promoting needs the operator role." in viewer
+
+    assert 'data-action="trigger"' in page(world, "/console/schedules", "t-alice")
+    assert 'class="schedule-action"' not in page(world, "/console/schedules", "t-carol")

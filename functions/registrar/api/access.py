@@ -79,11 +79,14 @@ class Access:
         g.principal = principal
         return principal
 
-    def holds(self, role: str) -> bool:
-        """Whether the principal `authorize` verified for this request holds `role` (a page shows the actions of
-        the routes its caller may call; the routes still check)."""
+    def holds(self, *roles: str) -> dict[str, bool]:
+        """Whether the principal `authorize` verified for this request holds each of `roles`, from one read of the
+        policy (a page shows the actions of the routes its caller may call; the routes still check)."""
         principal = g.get("principal")
-        return principal is not None and self.policy().grants(principal, role)
+        if principal is None:
+            return {role: False for role in roles}
+        policy = self.policy()
+        return {role: policy.grants(principal, role) for role in roles}
 
 
 def known_fields(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:

@@ -31,7 +31,7 @@ from registrar.registration.upload import model_id_for
 from registrar.registry import queries
 from registrar.registry.queries import DeploymentStatusUnknown
 from registrar.releases import queries as releases
-from registrar.releases.policy import OPERATOR
+from registrar.releases.policy import APPROVER, OPERATOR
 from registrar.schedules.calendar import CALENDAR_PARAMS, calendar, calendar_params
 from registrar.schedules.queries import list_schedules
 
@@ -103,10 +103,15 @@ def make_blueprint(api):
     for name, function in FILTERS.items():
         bp.add_app_template_filter(function, name)
 
-    def page(template: str, status: int = 200, **context: Any):
+    def allowed() -> dict[str, bool]:
+        """The roles whose actions a page offers: those the caller holds (the API would refuse the others)."""
+        roles = (OPERATOR, APPROVER)
+        return api.access.holds(*roles) if api.access is not None else {role: False for role in roles}
+
+    def page(template: str, status: int = 200, may: dict[str, bool] | None = None, **context: Any):
         token, fresh = csrf_token(request)
         body = render_template(f"console/{template}.html", csrf_token=token, assets_version=ASSETS_VERSION,
-                               nav=request.endpoint, **context)
+                               nav=request.endpoint, may=allowed() if may is None else may, **context)
         response = make_response(body, status)
         response.headers["Content-Type"] = "text/html; charset=utf-8"
         if fresh:
@@ -208,12 +213,13 @@ def make_blueprint(api):
                 logs_note = f"the pipeline runner could not be asked: {exc}"
             if logs is None and logs_note is None:
                 logs_note = NO_LOGS
-        operator = api.access is not None and api.access.holds(OPERATOR)
+        may = allowed()
+        operator = may[OPERATOR]
         epochs = found.get("epochs") or []
         return page("run", title=f"Training run {run_id}", run=found, history=read["history"],
                     model_id=model_id, model_registered=registered, logs=logs, logs_note=logs_note,
                     epochs=epochs, epoch_columns=epoch_columns(epochs), epoch_charts=epoch_charts(epochs),
-                    operator=operator, may_cancel=operator and cancellable(found),
+                    may=may, operator=operator, may_cancel=operator and cancellable(found),
                     may_rerun=operator and rerunnable(found), rerun_fields=rerun_fields(found))
 
     @bp.get("/schedules")
