@@ -106,13 +106,21 @@ class Browser:
 
     def wait_for(self, check, timeout: float = 30, what: str = "", every: float = 0.25,
                  allow_network: str | None = None):
-        """Poll `check(driver)` until truthy (dialogs and console errors fail at once)."""
+        """Poll `check(driver)` until truthy (dialogs and console errors fail at once). An element the page replaced
+        between being found and being read (the page re-renders a row after an action) is read again on the next
+        poll, as Selenium's own waits do."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            last = check(self.driver)
-            if last:
-                return last
+            try:
+                last = check(self.driver)
+            except StaleElementReferenceException as exc:
+                last = exc
+            else:
+                if last:
+                    return last
             self.assert_clean(what or "waiting", allow_network)
             time.sleep(every)
         self.screenshot(f"timeout-{what}")
