@@ -418,7 +418,9 @@ REQUESTS = [
     ("GET", "/kpis", 200),
     ("GET", "/models", 200),
     ("GET", "/models?page_size=1", 200),
-    ("GET", "/models?model_type=RANKING&sort=name", 200),
+    ("GET", "/models?model_type=ranking&sort=name", 200),
+    ("GET", "/models?model_type=RANKING", 400),
+    ("GET", "/models?status=", 400),
     ("GET", "/models?status=deleted", 200),
     ("GET", "/models?status=blessed&sort=best_metric&q=MOVIE", 200),
     ("GET", "/models?status=not_blessed&sort=oldest", 200),
@@ -444,6 +446,9 @@ REQUESTS = [
     ("GET", "/kpis?verbose=1", 400),
     ("GET", "/models?page_size=0", 400),
     ("GET", "/models?page_size=many", 400),
+    ("GET", "/models?page_size=1_0", 400),
+    ("GET", "/models?page_size=+5", 400),
+    ("GET", "/models?page_size=%205", 400),
     ("GET", "/models?sort=random", 400),
     ("GET", "/models?page_token=garbage", 400),
     ("GET", "/models/bad.id", 400),
@@ -502,6 +507,44 @@ def test_the_flow_reads_right_through_the_api(client):
     assert rest["next_page_token"] is None
     assert [m["model_id"] for m in models["models"] + rest["models"]] == ["4004", "1001"]
     assert {m["model_id"] for m in client.get("/models?status=deleted").get_json()["models"]} == {"2002", "3003"}
+
+
+def _enum_query_parameters() -> list[tuple[str, str, list[str]]]:
+    """(path, parameter, enum) for every GET without path parameters whose query parameter lists an `enum`."""
+    found = []
+    for path, item in _openapi()["paths"].items():
+        if "{" in path or "get" not in item:
+            continue
+        for parameter in item["get"].get("parameters", []):
+            if parameter.get("in") == "query" and "enum" in parameter.get("schema", {}):
+                found.append((path, parameter["name"], parameter["schema"]["enum"]))
+    return found
+
+
+ENUM_QUERY_PARAMETERS = _enum_query_parameters()
+
+
+def test_enum_query_parameters_are_found():
+    assert {(path, name) for path, name, _ in ENUM_QUERY_PARAMETERS} >= {
+        ("/models", "status"), ("/models", "model_type"), ("/models", "sort"), ("/schedules", "status"),
+        ("/promotions", "status"), ("/console/", "status")}
+
+
+@pytest.mark.parametrize(("path", "name", "values"), ENUM_QUERY_PARAMETERS,
+                         ids=[f"{path}?{name}" for path, name, _ in ENUM_QUERY_PARAMETERS])
+def test_enum_query_parameters_take_exactly_the_listed_values(client, path, name, values):
+    """What the description lists is accepted, and nothing else: not another case, not an empty value it does not list."""
+    for value in values:
+        response = client.get(path, query_string={name: value})
+        assert response.status_code != 400, (value, response.get_data(as_text=True))
+    refused = {"not-a-listed-value"} | {v.upper() for v in values if v.upper() != v} | ({""} - set(values))
+    for value in sorted(refused):
+        response = client.get(path, query_string={name: value})
+        assert response.status_code == 400, (value, response.get_data(as_text=True))
+        if response.is_json:
+            assert response.get_json()["error"]["parameter"] == name
+        else:
+            assert f'data-parameter="{name}"' in response.get_data(as_text=True)
 
 
 def test_the_schemas_are_not_vacuous(flow, registry):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from registrar.api.context import Api
-from registrar.kernel.http import check_id, error, int_param, jsonable, known_params
+from registrar.kernel.http import check_id, choice_param, error, int_param, jsonable, known_params
 from registrar.messaging import history
 from registrar.messaging.consume import list_quarantined
 from registrar.registration.queries import training_run
@@ -26,13 +26,12 @@ def register(app, api: Api) -> None:
     @app.get("/models")
     def models():
         known_params("model_type", "status", "q", "sort", "page_size", "page_token")
-        model_type = request.args.get("model_type") or None
         result = queries.list_models(
             api.store(),
-            model_type=model_type.lower() if model_type else None,
-            status=(request.args.get("status") or "all").lower(),
+            model_type=choice_param("model_type", queries.MODEL_TYPES, "") or None,
+            status=choice_param("status", queries.STATUSES, "all"),
             search=request.args.get("q") or None,
-            sort=(request.args.get("sort") or "latest").lower(),
+            sort=choice_param("sort", queries.SORTS, "latest"),
             page_size=int_param("page_size", 50, 1, queries.MAX_PAGE_SIZE),
             page_token=request.args.get("page_token") or None,
             serving=api.snapshot,

@@ -22,6 +22,7 @@ from registrar.kernel.http import (
     BadParameter,
     body_text,
     check_id,
+    choice_param,
     error,
     json_body,
     jsonable,
@@ -123,9 +124,7 @@ def register(app, api: Api) -> None:
     @app.get("/promotions")
     def list_promotions():
         known_params("status", "model_id")
-        status = (request.args.get("status") or "all").lower()
-        if status not in ("all", *STATUSES):
-            raise BadParameter("status", f"must be one of all, {', '.join(STATUSES)}")
+        status = choice_param("status", ("all", *STATUSES), "all")
         model_id = request.args.get("model_id")
         if model_id is not None:
             check_id("model_id", model_id)

@@ -20,6 +20,7 @@ from registrar.kernel.errors import TransientError
 from registrar.kernel.http import (
     BadParameter,
     check_id,
+    choice_param,
     decode_page_token,
     encode_page_token,
     error,
@@ -162,14 +163,12 @@ def register(app, api: Api) -> None:
     def list_schedules():
         known_params("model_name", "status", "page_size", "page_token")
         model_name = request.args.get("model_name") or None
-        status = (request.args.get("status") or "all").lower()
+        status = choice_param("status", ("all", *validation.STATUSES), "all")
         if model_name is not None:
             try:
                 validation.check_model_name(model_name)
             except InvalidSchedule as exc:
                 raise BadParameter("model_name", exc.message) from None
-        if status not in ("all", *validation.STATUSES):
-            raise BadParameter("status", f"must be one of all, {', '.join(validation.STATUSES)}")
         page_size = int_param("page_size", 50, 1, MAX_PAGE_SIZE)
         fingerprint = query_fingerprint(model_name, status)
         token = request.args.get("page_token")

@@ -20,7 +20,7 @@ from registrar.deployments import queries as deployments
 from registrar.deployments.release_history import rollback_targets
 from registrar.deployments.settings import PRESETS
 from registrar.kernel.errors import TransientError
-from registrar.kernel.http import BadParameter, check_id, int_param, known_params
+from registrar.kernel.http import BadParameter, check_id, choice_param, int_param, known_params
 from registrar.kernel.run_config import CONFIG_KEYS
 from registrar.messaging import history
 from registrar.messaging.consume import count_quarantined, list_quarantined
@@ -138,9 +138,10 @@ def make_blueprint(api):
     @bp.get("/")
     def overview():
         known_params(*MODEL_FILTERS)
-        model_type = (request.args.get("model_type") or "").lower() or None
-        filters = {"model_type": model_type, "status": (request.args.get("status") or "all").lower(),
-                   "search": request.args.get("q") or None, "sort": (request.args.get("sort") or "latest").lower(),
+        model_type = choice_param("model_type", queries.MODEL_TYPES, "", blank_is_default=True) or None
+        filters = {"model_type": model_type, "status": choice_param("status", queries.STATUSES, "all", blank_is_default=True),
+                   "search": request.args.get("q") or None,
+                   "sort": choice_param("sort", queries.SORTS, "latest", blank_is_default=True),
                    "page_size": int_param("page_size", DEFAULT_PAGE_SIZE, 1, queries.MAX_PAGE_SIZE)}
         token = request.args.get("page_token") or None
         store, serving = api.store(), api.snapshot

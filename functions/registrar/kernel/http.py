@@ -19,8 +19,9 @@ from registrar.kernel.serialize import jsonable
 
 ID_RULE = "must be 1-128 letters, digits, '_' or '-'"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_INTEGER_RE = re.compile(r"-?[0-9]+")
 
-__all__ = ["BadParameter", "body_int", "body_text", "check_id", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
+__all__ = ["BadParameter", "body_int", "body_text", "check_id", "choice_param", "decode_cursor_token", "decode_page_token", "encode_cursor_token",
            "encode_page_token", "error", "int_param", "json_body", "jsonable", "known_params", "query_fingerprint",
            "without_nulls"]
 
@@ -47,13 +48,28 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(name, f"must be an integer, got {raw!r}") from None
+    if not _INTEGER_RE.fullmatch(raw):  # int() would also take " 5", "+5", "1_0" and non-ASCII digits
+        raise BadParameter(name, f"must be an integer, got {raw!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise BadParameter(name, f"must be between {low} and {high}")
     return value
+
+
+def choice_param(name: str, choices: tuple[str, ...], default: str, *, blank_is_default: bool = False) -> str:
+    """One of `choices`, exactly as written (no case folding): schemas/openapi.yaml lists them as an `enum`.
+
+    Absent means `default`; an empty value means `default` only where the description lists "" (an HTML form's
+    "any" option), and is refused elsewhere.
+    """
+    from flask import request
+
+    raw = request.args.get(name)
+    if raw is None or (raw == "" and blank_is_default):
+        return default
+    if raw not in choices:
+        raise BadParameter(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def check_id(name: str, value: str) -> str:
