@@ -192,12 +192,11 @@ def quarantined_marker(stack, topic: str, *, timeout: float = 90.0) -> str:
     return message_id
 
 
-def with_events_runner(request, tmp_path_factory, stack_fixture: str = "local_stack"):
-    """`stack_fixture` started with runs submitted by the EventEmittingRunner (RUNNING, then SUCCEEDED), its
-    artifacts under a temporary directory; the environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in ("REGISTRAR_PIPELINE_RUNNER", "REGISTRAR_EVENTS_ARTIFACTS_ROOT")}
-    os.environ["REGISTRAR_PIPELINE_RUNNER"] = "events"
-    os.environ["REGISTRAR_EVENTS_ARTIFACTS_ROOT"] = str(tmp_path_factory.mktemp("runs"))
+def started_with(request, stack_fixture: str, env: dict[str, str]):
+    """`stack_fixture` started with `env` set in this process's environment (its processes inherit it); only those
+    variables are restored afterwards, so what the fixture itself sets stays."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
         return request.getfixturevalue(stack_fixture)
     finally:
@@ -206,3 +205,10 @@ def with_events_runner(request, tmp_path_factory, stack_fixture: str = "local_st
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def with_events_runner(request, tmp_path_factory, stack_fixture: str = "local_stack"):
+    """`stack_fixture` started with runs submitted by the EventEmittingRunner (RUNNING, then SUCCEEDED), its
+    artifacts under a temporary directory."""
+    return started_with(request, stack_fixture, {"REGISTRAR_PIPELINE_RUNNER": "events",
+                                                 "REGISTRAR_EVENTS_ARTIFACTS_ROOT": str(tmp_path_factory.mktemp("runs"))})

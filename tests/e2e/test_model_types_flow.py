@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from flow_helpers import eventually, vertex_registry
+from flow_helpers import eventually, started_with, vertex_registry
 from registrar.adapters.cloudrun import CloudRunServing
 from registrar.adapters.pipelines import pipeline_job_id
 from registrar.registration.upload import model_id_for
@@ -49,17 +49,8 @@ def runs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stack(request, runs_dir):
     """The stack with the local Vertex AI; runs a schedule starts are run by the local TFX runner in `runs_dir`."""
-    saved = {k: os.environ.get(k) for k in ("REGISTRAR_PIPELINE_RUNNER", "REGISTRAR_LOCAL_RUNS_DIR")}
-    os.environ["REGISTRAR_PIPELINE_RUNNER"] = "local"
-    os.environ["REGISTRAR_LOCAL_RUNS_DIR"] = str(runs_dir)
-    try:
-        return request.getfixturevalue("vertex_stack")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return started_with(request, "vertex_stack", {"REGISTRAR_PIPELINE_RUNNER": "local",
+                                                   "REGISTRAR_LOCAL_RUNS_DIR": str(runs_dir)})
 
 
 def train(stack, output: Path, run_id: str, model_name: str, model_type: str, *args: str) -> dict:
