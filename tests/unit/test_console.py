@@ -99,13 +99,20 @@ def test_overview_shows_the_kpis_and_models_of_the_api(client):
     assert "none has run yet" in html
 
 
-@pytest.mark.parametrize("query", ["model_type=ranking", "model_type=RANKING", "status=blessed&sort=best_metric",
+@pytest.mark.parametrize("query", ["model_type=ranking", "model_type=retrieval", "status=blessed&sort=best_metric",
                                    "q=RECS", "q=hostile", "sort=oldest", "status=deleted", "status=deployed",
                                    "status=idle", "status=not_blessed&sort=name"])
 def test_overview_filters_are_the_apis(client, query):
     html = page(client, f"/console/?{query}")
     expected = client.get(f"/models?{query}&page_size=25").get_json()
     assert model_rows(html) == [m["model_id"] for m in expected["models"]]
+
+
+@pytest.mark.parametrize("query", ["model_type=RANKING", "sort=Name", "status=ALL"])
+def test_overview_refuses_what_the_api_refuses(client, query):
+    parameter = query.split("=")[0]
+    assert client.get(f"/models?{query}").get_json()["error"]["parameter"] == parameter
+    assert f'data-parameter="{parameter}"' in page(client, f"/console/?{query}", 400)
 
 
 def test_the_forms_empty_fields_mean_what_leaving_them_out_means(client):
