@@ -114,9 +114,11 @@ locals {
   # tests/terraform/test_iam.py derives that and checks these grants against it.
   # A new entry point gets only the defaults until it is listed here (try(..., {}) below).
   function_access = {
+    # A model's release policy also deploys (deploy-requests) and promotes a version whose run's evaluation arrives
+    # after its upload.
     on_pipeline_event = {
-      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id }
-      publish       = []
+      project_roles = { model_registrar = google_project_iam_custom_role.model_registrar.id, model_aliases = google_project_iam_custom_role.model_aliases.id }
+      publish       = ["deploy-requests"]
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = {}
     }

@@ -52,7 +52,7 @@ from registrar.kernel.ports import (
 )
 from registrar.kernel.serving import SNAPSHOT_CALLS
 from registrar.kernel.store import DocumentStore
-from registrar.messaging.bus import MessageBus, Route
+from registrar.messaging.bus import MessageBus, Route, in_turn
 from registrar.messaging.consume import EntryPoint, by_action
 from registrar.reconcile import audit as reconcile_audit
 from registrar.reconcile import tick as reconcile_tick
@@ -146,7 +146,9 @@ ROUTES: dict[type, Route] = {
     UpdateModelLabels: Route(registry.update_model_labels),
     CorrectResourceNames: Route(registry.correct_resource_names),
     # registration: training runs and their registration in Vertex AI
-    RecordPipelineRun: Route(registration.record_pipeline_run, registration_follow_ups.register_if_pending),
+    # (a run's evaluation that arrives after its version's upload may start that version's release too)
+    RecordPipelineRun: Route(delivery.with_release(registration.record_pipeline_run),
+                             in_turn(registration_follow_ups.register_if_pending, delivery.deliver)),
     RecordRegistration: Route(registration.record_registration),
     RequestRegistration: Route(registration.request_registration, registration_follow_ups.register_requested),
     ReleaseReservation: Route(registration.release_reservation),
@@ -189,7 +191,9 @@ LOG_CALLS = (PipelineRunner.log_location, PipelineRunner.log_tail)
 # What each deployed function calls outside Firestore, besides publishing registry events (every one does). Its
 # service account holds exactly the permissions these need (tests/terraform/test_iam.py).
 WIRING: dict[str, Wiring] = {
-    "on_pipeline_event": Wiring.of(registration_upload.CALLS),
+    # registration uploads a run's model; a model's release policy deploys and promotes a version its run blessed
+    "on_pipeline_event": Wiring.of(registration_upload.CALLS, release_follow_ups.CALLS,
+                                   publishes=("deploy-requests",)),
     # a model's release policy deploys (a request on deploy-requests) and promotes a new blessed version
     "on_model_audit_event": Wiring.of(registry_decode.CALLS, release_follow_ups.CALLS,
                                       publishes=("deploy-requests",)),

@@ -83,6 +83,18 @@ def test_pipeline_run_by_both_routes_links_to_version(w):
     assert w.model("m1")["blessed"] is True
 
 
+def test_a_run_recorded_after_its_version_finds_it_with_a_query_in_the_transaction(w):
+    for entry in upload_entries(w.registry, "m1", "1", at(2), labels={"training_run_id": "run-1"}):
+        w.audit(entry)
+    assert w.model("m1")["evaluation"] == "pending"
+    w.pipeline(pipeline_log_entry("run-1", "RUNNING", at(0)))  # found by Firestore's array-contains query
+    assert w.store.get("training_runs/run-1")["model_versions"] == [{"model_id": "m1", "version_id": "1"}]
+    w.pipeline(pipeline_event("run-1", "SUCCEEDED", at(1), metrics={"rmse": 0.8}, blessed=True))
+    version = w.versions("m1")["1"]
+    assert (version["blessed"], version["metrics"], w.model("m1")["evaluation"]) == (True, {"rmse": 0.8}, "blessed")
+    assert w.published_types().count("model.version_evaluated") == 1
+
+
 def test_twenty_concurrent_handlers_on_one_model(firestore_store):
     # Few in-process attempts: under this much contention most handlers lose anyway and are redelivered.
     w = World(firestore_store, max_attempts=3, sleep=lambda s: time.sleep(s / 2))

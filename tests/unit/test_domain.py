@@ -96,6 +96,9 @@ def test_label_helpers():
     assert label_rules.blessed_from_labels(labels) is True
     assert label_rules.blessed_from_labels({"blessed": "false"}) is False
     assert label_rules.blessed_from_labels({}) is None
+    # A registration of a run whose blessing had not arrived writes `unknown`: not evaluated, not "not blessed".
+    assert label_rules.blessed_from_labels({"blessed": "unknown"}) is None
+    assert label_rules.blessed_from_labels({"blessed": "No"}) is False
 
 
 def test_model_and_version_documents_round_trip():

@@ -430,6 +430,25 @@ def test_the_policy_delivers_nothing_when_off_or_for_a_version_that_is_not_bless
     assert [d["version_id"] for d in _deploy_requests(release)] == ["8"]
 
 
+def test_a_version_blessed_by_its_runs_evaluation_after_the_upload_is_delivered_then_once(release):
+    _enable(release, deploy={"preset": "development"}, promote={"alias": "production"})
+    release.world.handle(upload_cmd(MODEL, "6", at(6), labels={"training_run_id": "run-late", "blessed": "unknown"}))
+    assert _deploy_requests(release) == []  # not evaluated yet
+    done = pipeline_event("run-late", "SUCCEEDED", at(7), blessed=True, metrics={"recall_at_100": 0.5},
+                          model_type="retrieval", artifacts={"pushed_model_uri": "gs://a/run-late/pushed_model/1/"})
+    release.world.pipeline(done, message_id="run-late-done")
+    [deploy] = _deploy_requests(release)
+    assert (deploy["version_id"], deploy["requested_by"]) == ("6", actor(MODEL))
+    [promotion] = [doc for path, doc in release.store.docs.items() if path.startswith("promotions/")]
+    assert (promotion["version_id"], promotion["release_id"]) == ("6", deploy["request_id"])
+    started = [e for e in history_of(release.store, f"models/{MODEL}").values() if e["kind"] == "model.release_started"]
+    assert len(started) == 1 and started[0]["version_id"] == "6"
+    # The run's fact redelivered (a crash after its commit) carries the same release out again; nothing new starts.
+    release.world.pipeline(done, message_id="run-late-done")
+    assert [d["request_id"] for d in _deploy_requests(release)] == [deploy["request_id"]] * 2
+    assert len([p for p in release.store.docs if p.startswith("promotions/")]) == 1
+
+
 @pytest.mark.parametrize("body, field", [
     ({"enabled": "yes"}, "enabled"),
     ({"enabled": True}, "enabled"),

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from registrar.adapters.memory import InMemoryStore, InMemoryUnitOfWork
 from registrar.kernel import model as domain
 from registrar.kernel.errors import Contention, TransientError
+from registrar.registration.commands import RecordPipelineRun
 from registrar.registry import queries
 from registrar.registry.commands import DeleteModel, DeleteVersion, MergeAliases, RegisterUploadedVersion
 
@@ -734,3 +735,100 @@ def test_a_delete_handled_before_the_earlier_uploads_leaves_the_model_deleted_th
     w.handle(upload_cmd("m", "3", at(4)))
     assert transitions() == ["model.deleted", "model.registered", "model.registered"]
     assert w.live_versions("m") == {"1", "3"} and w.model("m")["is_live"]
+
+
+def _run_and_its_version(w: World) -> dict[str, Callable[[], object]]:
+    """A run whose model was pushed to Vertex AI by someone else: the upload names the run, without a blessing."""
+    _, upload = upload_entries(w.registry, "m1", "1", at(40), labels={"training_run_id": "run-1"})
+    return {
+        "running (log sink)": lambda: w.pipeline(pipeline_log_entry("run-1", "RUNNING", at(0)), message_id="r"),
+        "succeeded (log sink)": lambda: w.pipeline(_completion("log"), message_id="l"),
+        "succeeded (our event)": lambda: w.pipeline(_completion("event"), message_id="e"),
+        "upload": lambda: w.audit(upload, message_id="u"),
+    }
+
+
+def _evaluated(w: World) -> tuple:
+    doc, version = w.model("m1"), w.versions("m1")["1"]
+    run = w.store.get("training_runs/run-1")
+    return (version["blessed"], version["metrics"], version["model_type"], doc["evaluation"], doc["blessed"],
+            doc["model_type"], run["model_versions"])
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))), ids=lambda o: "-".join(map(str, o)))
+def test_a_version_learns_its_runs_evaluation_in_any_order(order):
+    """The version knows its run's blessing, metrics and type whichever arrives first: the upload, or the run's
+    facts (before, the run was recorded and linked only when it came first, and the version stayed `pending`)."""
+    w = World()
+    facts = list(_run_and_its_version(w).values())
+    for i in order:
+        facts[i]()
+    for i in order:  # every fact again: nothing changes
+        facts[i]()
+    assert _evaluated(w) == (True, {"recall_at_100": 0.41, "loss": 1.5}, "retrieval", "blessed", True, "retrieval",
+                             [{"model_id": "m1", "version_id": "1"}])
+    evaluated = [p for _, _, p in w.publisher.published if p["type"] == "model.version_evaluated"]
+    assert len(evaluated) == (1 if order.index(3) < order.index(2) else 0)  # only when the upload came first
+    assert len(w.publisher.event_ids) == len(set(w.publisher.event_ids))
+
+
+def test_a_run_recorded_after_its_version_costs_one_query_and_nothing_for_a_run_no_version_names():
+    w = World()
+    facts = _run_and_its_version(w)
+    facts["upload"]()
+    reads = w.store.reads
+    facts["running (log sink)"]()
+    # the run (absent), the models naming it (one query: the model), the model again in the unit of work
+    assert w.store.reads - reads == 3
+    reads = w.store.reads
+    w.pipeline(pipeline_log_entry("run-2", "RUNNING", at(0)), message_id="r2")
+    assert w.store.reads - reads == 2  # the run (absent), the query that finds no model
+
+
+class CommitOrderStore(InMemoryStore):
+    """Two named threads: both transactions do their reads, then they commit in `order` (first attempts only)."""
+
+    def __init__(self, order: tuple[str, str]) -> None:
+        super().__init__()
+        self.order = order
+        self.read_both = threading.Barrier(2, timeout=30)
+        self.first_committed = threading.Event()
+        self.gated: set[str] = set()
+
+    def unit_of_work(self):
+        return CommitOrderUnitOfWork(self)
+
+
+class CommitOrderUnitOfWork(InMemoryUnitOfWork):
+    def _commit(self, writes):
+        name = threading.current_thread().name
+        if name not in self.store.order or name in self.store.gated:
+            return super()._commit(writes)
+        self.store.gated.add(name)
+        self.store.read_both.wait()
+        if name == self.store.order[1]:
+            assert self.store.first_committed.wait(30)
+            return super()._commit(writes)
+        try:
+            return super()._commit(writes)
+        finally:
+            self.store.first_committed.set()
+
+
+@pytest.mark.parametrize("order", [("upload", "run"), ("run", "upload")])
+def test_an_upload_and_its_runs_first_fact_at_once_still_meet(order):
+    """Both transactions read before either commits: the upload finds no run, the run's query finds no model. The
+    second to commit sees what it read change (the run document, or the query's result) and runs again."""
+    w = World(CommitOrderStore(order), max_attempts=3, sleep=lambda s: None)
+    commands = {"upload": upload_cmd("m1", "1", at(40), labels={"training_run_id": "run-1"}),
+                "run": RecordPipelineRun(training_run_id="run-1", state="SUCCEEDED", occurred_at=at(30), route="event",
+                                         model_name="recs", blessed=True, metrics={"recall_at_100": 0.41},
+                                         model_type="retrieval")}
+    threads = [threading.Thread(target=w.handle, args=(cmd,), name=name) for name, cmd in commands.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert w.store.gated == {"upload", "run"}
+    assert _evaluated(w)[:2] == (True, {"recall_at_100": 0.41})
+    assert w.store.get("training_runs/run-1")["model_versions"] == [{"model_id": "m1", "version_id": "1"}]

@@ -53,10 +53,14 @@ def run_id_from_labels(labels: Mapping[str, str]) -> str | None:
 
 
 def blessed_from_labels(labels: Mapping[str, str]) -> bool | None:
-    value = labels.get(BLESSED_LABEL)
-    if value is None:
-        return None
-    return value.lower() in ("true", "1", "yes")
+    """The label's verdict; None (not evaluated yet) when it has none, e.g. `unknown`, which a registration writes
+    for a run whose blessing had not arrived: the run's evaluation then decides."""
+    value = (labels.get(BLESSED_LABEL) or "").lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    return None
 
 
 def with_model_labels(labels: Mapping[str, str], model_before: Mapping[str, str],

@@ -78,6 +78,15 @@ class Version:
 # What a training run's own event records beyond its state and metrics: the Evaluator's verdict, what made the
 # model, the ScaNN settings measured at export. Kept on the run and on the version it registers.
 RUN_RECORDS = ("evaluation", "lineage", "scann")
+# What a run tells the versions it made when their labels do not (registry/handlers.py `_fill_from_run`).
+RUN_FACTS_FOR_VERSIONS = ("blessed", "metrics", "model_type", "simulated", *RUN_RECORDS)
+
+
+def run_versions(run: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    """The (model id, version id) pairs a training run made, as its document (or the link kept for it) names them."""
+    return {(x["model_id"], x["version_id"]) for x in ((run or {}).get("model_versions") or [])}
+
+
 VERSION_FIELDS = ("version_id", "state", "uploaded_at", "deleted_at", "display_name", "artifact_uri", "labels",
                   "labels_at", "training_run_id", "model_type", "blessed", "metrics", "resource_name", "upload_operation",
                   "version_create_time", "model_create_time", "simulated", *RUN_RECORDS)

@@ -50,6 +50,16 @@ class Outcome:
 FollowUp = Callable[[Any, Any, Outcome], None]  # (services, command, outcome)
 
 
+def in_turn(*follow_ups: FollowUp) -> FollowUp:
+    """Several follow-ups of one command, one after the other (a failure stops the rest; the redelivery runs all)."""
+
+    def follow_up(services, command, outcome: Outcome) -> None:
+        for each in follow_ups:
+            each(services, command, outcome)
+
+    return follow_up
+
+
 @dataclasses.dataclass(frozen=True)
 class Route:
     """What a command does: `handler` inside the transaction; then `follow_up` after the commit and relay — on a

@@ -4,6 +4,7 @@ request to retry that registration, and the release of a name a run held."""
 from __future__ import annotations
 
 from registrar.kernel.changes import Change, Context
+from registrar.kernel.model import RUN_FACTS_FOR_VERSIONS
 from registrar.kernel.paths import run_path
 from registrar.kernel.store import AbstractUnitOfWork
 from registrar.registration.commands import (
@@ -13,6 +14,7 @@ from registrar.registration.commands import (
     RequestRegistration,
 )
 from registrar.registration.runs import apply_run_fact
+from registrar.registry.handlers import adopt_run_versions, evaluate_run_versions
 from registrar.schedules.statistics import count_finished_run
 
 
@@ -36,10 +38,14 @@ def record_pipeline_run(cmd: RecordPipelineRun, uow: AbstractUnitOfWork, ctx: Co
     if run.get("schedule_id"):  # a scheduled run: its schedule counts the outcome once, in this transaction
         count_finished_run(run, uow, ctx.now())
     run["updated_at"] = ctx.now()
-    uow.set(run_path(cmd.training_run_id), run)
     if not changes:
         changes.append(Change("run.updated", cmd.occurred_at, training_run_id=cmd.training_run_id,
                               details={"status": run["status"], "route": cmd.route}))
+    # Versions uploaded before this run was recorded, or before this fact brought its evaluation, learn it now.
+    adopted = existing is None and adopt_run_versions(uow, run)
+    if adopted or any((existing or {}).get(k) != run.get(k) for k in RUN_FACTS_FOR_VERSIONS):
+        changes += evaluate_run_versions(uow, run, cmd.occurred_at, ctx)
+    uow.set(run_path(cmd.training_run_id), run)
     return changes
 
 

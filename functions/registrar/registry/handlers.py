@@ -8,14 +8,17 @@ only the ledger, makes every fact idempotent.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from registrar.kernel import labels as label_rules
 from registrar.kernel.aggregate import ModelAggregate
 from registrar.kernel.changes import Change, Context
-from registrar.kernel.model import ANNOUNCED, DELETED, LIVE, RUN_RECORDS, AliasFact, Version
-from registrar.kernel.paths import run_path
-from registrar.kernel.store import AbstractUnitOfWork
+from registrar.kernel.model import ANNOUNCED, DELETED, LIVE, RUN_RECORDS, AliasFact, Version, run_versions
+from registrar.kernel.paths import MODELS, run_path
+from registrar.kernel.store import AbstractUnitOfWork, Query
 from registrar.registry.commands import (
     CorrectResourceNames,
     DeleteModel,
@@ -127,8 +130,12 @@ def _enrich_from_run(uow: AbstractUnitOfWork, version: Version) -> None:
     if not version.training_run_id:
         return
     run = uow.get(run_path(version.training_run_id))
-    if not run:
-        return
+    if run:
+        _fill_from_run(version, run)
+
+
+def _fill_from_run(version: Version, run: Mapping[str, Any]) -> None:
+    """What the version's run tells that its labels did not: blessing, metrics, type, the run's records."""
     if version.blessed is None and run.get("blessed") is not None:
         version.blessed = bool(run["blessed"])
     if not version.metrics and run.get("metrics"):
@@ -145,12 +152,52 @@ def _enrich_from_run(uow: AbstractUnitOfWork, version: Version) -> None:
 def _link_run(uow: AbstractUnitOfWork, run_id: str, model_id: str, version_id: str) -> None:
     run = uow.get(run_path(run_id))
     if run is None:
-        return  # the run may be recorded later; the version already names it, and the run picks it up then
-    # A list of maps: Firestore cannot store an array inside an array.
-    linked = {(x["model_id"], x["version_id"]) for x in (run.get("model_versions") or [])}
+        return  # the run may be recorded later: it finds the versions naming it then (`adopt_run_versions`)
+    linked = run_versions(run)
     if (model_id, version_id) not in linked:
-        run["model_versions"] = [{"model_id": m, "version_id": v} for m, v in sorted(linked | {(model_id, version_id)})]
+        run["model_versions"] = _link_list(linked | {(model_id, version_id)})
         uow.set(run_path(run_id), run)
+
+
+def _link_list(linked: set[tuple[str, str]]) -> list[dict[str, str]]:
+    # A list of maps: Firestore cannot store an array inside an array.
+    return [{"model_id": m, "version_id": v} for m, v in sorted(linked)]
+
+
+def adopt_run_versions(uow: AbstractUnitOfWork, run: dict[str, Any]) -> bool:
+    """A run recorded for the first time takes the versions uploaded before it that name it (one query on the
+    models' `training_run_ids`); True when there were any. The run document is the caller's to write."""
+    run_id = run["training_run_id"]
+    found = set()
+    for snapshot in uow.query(Query(MODELS).where("training_run_ids", "array-contains", run_id)):
+        found |= {(snapshot.id, version_id) for version_id, version in (snapshot.data.get("versions") or {}).items()
+                  if version.get("training_run_id") == run_id}
+    if not found - run_versions(run):
+        return False
+    run["model_versions"] = _link_list(run_versions(run) | found)
+    return True
+
+
+def evaluate_run_versions(uow: AbstractUnitOfWork, run: Mapping[str, Any], occurred_at: datetime,
+                             ctx: Context) -> list[Change]:
+    """A run's blessing, metrics or records arrived after the versions it made were uploaded: each live version
+    learns now what an upload after the run would have learnt (labels keep precedence), in this transaction."""
+    changes = []
+    for model_id, version_id in sorted(run_versions(run)):
+        agg = ModelAggregate.load(uow, model_id)
+        version = agg.versions.get(version_id)
+        if version is None or not version.live:
+            continue
+        before = dataclasses.replace(version)
+        _fill_from_run(version, run)
+        if version == before:
+            continue
+        agg.save(uow, ctx.now())
+        changes.append(Change("model.version_evaluated", occurred_at, model_id, version_id,
+                              training_run_id=run["training_run_id"],
+                              details={"blessed": version.blessed, "metrics": dict(version.metrics or {}),
+                                       "model_type": version.model_type}))
+    return changes
 
 
 def delete_version(cmd: DeleteVersion, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:

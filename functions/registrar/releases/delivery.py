@@ -4,8 +4,9 @@ alias still waits for an approver).
 
 The policy is kept on the model's document (`release_policy`), off unless saved with `enabled: true`. It acts as
 `release-policy:<model id>`: that is the principal its deploy requests and promotion requests name in the history.
-The facts that can make a version registered and blessed (an upload, a label update) decide, in their own
-transaction, whether they start a release (`with_release`); the follow-up carries it out. Only the model's newest
+The facts that can make a version registered and blessed (an upload, a label update, its run's evaluation arriving
+after the upload) decide, in their own transaction, whether they start a release (`with_release`); the follow-up
+carries it out. Only the model's newest
 live version is delivered, once; the request ids derive from (model, version, policy revision), so a redelivered
 fact starts nothing new.
 """
@@ -22,8 +23,8 @@ from registrar.kernel.changes import Change, Context
 from registrar.kernel.errors import InvalidField
 from registrar.kernel.ids import stable_id
 from registrar.kernel.logs import log
-from registrar.kernel.model import is_valid_alias
-from registrar.kernel.paths import model_path
+from registrar.kernel.model import is_valid_alias, run_versions
+from registrar.kernel.paths import model_path, run_path
 from registrar.kernel.store import AbstractUnitOfWork
 from registrar.messaging.bus import Handler
 from registrar.releases.commands import RequestPromotion, new_promotion_id
@@ -82,52 +83,77 @@ def parse_release_policy(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def with_release(handler: Handler) -> Handler:
-    """`handler` (an upload, a label update), then, in the same transaction, the release its fact starts: when the
-    model's release policy is enabled and the touched version is now its newest live version and blessed, a
-    `model.release_started` change naming the release, and the release kept on the model (once per version)."""
+    """`handler` (an upload, a label update, a run's evaluation), then, in the same transaction, the release its fact
+    starts: when the model's release policy is enabled and a version the fact touched is now its newest live version
+    and blessed, a `model.release_started` change naming the release, and the release kept on the model (once per
+    version)."""
 
     def handle(cmd, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
         changes = handler(cmd, uow, ctx)
-        return changes + _plan(cmd, uow, ctx)
+        started = []
+        for model_id, version_id in _touched(cmd, changes):
+            started += _plan(model_id, version_id, uow, ctx)
+        return changes + started
 
     handle.__name__ = getattr(handler, "__name__", "handle")
     return handle
 
 
-def _touched(command) -> str | None:
-    return command.version.version_id if getattr(command, "version", None) else command.version_id
+def _touched(command, changes: list[Change]) -> list[tuple[str, str]]:
+    """The versions a fact may have made registered and blessed: the one a registry fact names, and those a run's
+    late evaluation reached (`model.version_evaluated`)."""
+    touched = []
+    if hasattr(command, "model_id"):
+        version_id = command.version.version_id if getattr(command, "version", None) else command.version_id
+        touched.append((command.model_id, version_id))
+    touched += [(c.model_id, c.version_id) for c in changes if c.kind == "model.version_evaluated"]
+    return list(dict.fromkeys(touched))
 
 
-def _plan(cmd, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
-    doc = uow.get(model_path(cmd.model_id))  # read (or written) by the handler already: no second read
+def _plan(model_id: str, touched: str | None, uow: AbstractUnitOfWork, ctx: Context) -> list[Change]:
+    doc = uow.get(model_path(model_id))  # read (or written) by the handler already: no second read
     policy = (doc or {}).get("release_policy") or {}
     if not policy.get("enabled"):
         return []
     version_id = doc.get("latest_version_id")
     version = (doc.get("versions") or {}).get(version_id) or {}
-    if version_id is None or version_id != _touched(cmd) or version.get("blessed") is not True:
+    if version_id is None or version_id != touched or version.get("blessed") is not True:
         return []
     if (policy.get("last_release") or {}).get("version_id") == version_id:
         return []
-    release = {"release_id": release_id_for(cmd.model_id, version_id, int(policy.get("revision") or 0)),
+    release = {"release_id": release_id_for(model_id, version_id, int(policy.get("revision") or 0)),
                "version_id": version_id, "deploy": policy.get("deploy"), "promote": policy.get("promote"),
                "started_at": ctx.now()}
-    uow.set(model_path(cmd.model_id), {**doc, "release_policy": {**policy, "last_release": release}})
-    return [Change("model.release_started", ctx.now(), cmd.model_id, version_id,
-                   details={**release, "requested_by": actor(cmd.model_id)})]
+    uow.set(model_path(model_id), {**doc, "release_policy": {**policy, "last_release": release}})
+    return [Change("model.release_started", ctx.now(), model_id, version_id,
+                   details={**release, "requested_by": actor(model_id)})]
 
 
 def deliver(services, command, outcome) -> None:
     """The follow-up: carry out the release the transaction started (a redelivery — a duplicate — carries out the
     one kept on the model again; every step is idempotent on the release id)."""
-    started = [c.details for c in outcome.changes if c.kind == "model.release_started"]
+    started = [(c.model_id, c.details) for c in outcome.changes if c.kind == "model.release_started"]
     if not started and outcome.status == "duplicate":
-        doc = services.store.get(model_path(command.model_id)) or {}
+        started = _kept_releases(services, command)
+    for model_id, release in started:
+        _carry_out(services, model_id, release)
+
+
+def _kept_releases(services, command) -> list[tuple[str, Mapping[str, Any]]]:
+    """The releases a fact delivered again may have started: kept on the models of the versions it touches."""
+    if hasattr(command, "model_id"):
+        touched = _touched(command, [])
+    elif getattr(command, "blessed", None) is True:  # only a blessing can have made a run's version releasable
+        touched = sorted(run_versions(services.store.get(run_path(command.training_run_id))))
+    else:
+        return []
+    kept = []
+    for model_id, version_id in touched:
+        doc = services.store.get(model_path(model_id)) or {}
         release = ((doc.get("release_policy") or {}).get("last_release")) or {}
-        if release and release.get("version_id") == _touched(command):
-            started = [release]
-    for release in started:
-        _carry_out(services, command.model_id, release)
+        if release and release.get("version_id") == version_id:
+            kept.append((model_id, release))
+    return kept
 
 
 def _carry_out(services, model_id: str, release: Mapping[str, Any]) -> None:
