@@ -129,10 +129,11 @@ locals {
       read_buckets  = {}
       act_as        = {}
     }
-    # Submits PipelineJobs (registrarPipelineSubmit) that run as the pipeline account (act as it), reading the
-    # compiled template from the artifacts bucket. Scheduler jobs are changed by the API, never here.
+    # Submits PipelineJobs (registrarPipelineRuns) that run as the pipeline account (act as it), reading the
+    # compiled template from the artifacts bucket, and cancels one whose cancel came while it was being submitted.
+    # Scheduler jobs are changed by the API, never here.
     on_schedule_tick = {
-      project_roles = { pipeline_submit = google_project_iam_custom_role.pipeline_submit.id }
+      project_roles = { pipeline_runs = google_project_iam_custom_role.pipeline_runs.id }
       publish       = []
       read_buckets  = { artifacts = google_storage_bucket.artifacts.name }
       act_as        = { pipeline = google_service_account.pipeline.name }
@@ -654,8 +655,8 @@ resource "google_project_iam_custom_role" "model_registrar" {
   ]
 }
 
-# Run control submits (a rerun) and cancels PipelineJobs: only that, not roles/aiplatform.user, which could also
-# upload, deploy and delete models.
+# A schedule's tick and run control submit (and read back) and cancel PipelineJobs: only that, not
+# roles/aiplatform.user, which could also upload, deploy and delete models.
 resource "google_project_iam_custom_role" "pipeline_runs" {
   project     = var.project_id
   role_id     = "registrarPipelineRuns"
@@ -664,20 +665,6 @@ resource "google_project_iam_custom_role" "pipeline_runs" {
   permissions = [
     "aiplatform.metadataStores.get",
     "aiplatform.pipelineJobs.cancel",
-    "aiplatform.pipelineJobs.create",
-    "aiplatform.pipelineJobs.get",
-  ]
-}
-
-# A schedule's tick submits its run's PipelineJob (and reads it back when it exists already): only that, not
-# roles/aiplatform.user, which could also upload, deploy and delete models.
-resource "google_project_iam_custom_role" "pipeline_submit" {
-  project     = var.project_id
-  role_id     = "registrarPipelineSubmit"
-  title       = "Registrar pipeline submission"
-  description = "Submit the Vertex AI PipelineJobs of scheduled training runs."
-  permissions = [
-    "aiplatform.metadataStores.get",
     "aiplatform.pipelineJobs.create",
     "aiplatform.pipelineJobs.get",
   ]

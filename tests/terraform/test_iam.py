@@ -330,7 +330,7 @@ def access(tf: dict, ep: str) -> dict:
     ("on_deploy_request", "project_roles", "model_registrar", "on_deploy_request needs aiplatform.models.upload"),
     ("on_deploy_request", "read_buckets", "artifacts", "on_deploy_request needs storage.objects.get on the bucket"),
     ("on_deploy_request", "act_as", "serving", "needs iam.serviceAccounts.actAs on the service account registrar-serving"),
-    ("on_schedule_tick", "project_roles", "pipeline_submit", "on_schedule_tick needs aiplatform.pipelineJobs.create"),
+    ("on_schedule_tick", "project_roles", "pipeline_runs", "on_schedule_tick needs aiplatform.pipelineJobs.create"),
     ("on_model_audit_event", "project_roles", "vertex_viewer", "on_model_audit_event needs aiplatform.models.get"),
     ("registry_api", "project_roles", "scheduler_jobs", "registry_api needs cloudscheduler.jobs.create"),
 ])

@@ -41,8 +41,11 @@ class ControlledRunner(PipelineRunner):
         self.fail_cancel = 0
         self.fail_submit = 0
         self.logs = logs
+        self.during_submit = None  # called before the pipeline exists, as if another message came meanwhile
 
     def submit(self, training_run):
+        if self.during_submit:
+            self.during_submit()
         if self.fail_submit:
             self.fail_submit -= 1
             raise TransientError("Vertex AI: 503")
@@ -229,6 +232,29 @@ def test_a_run_cancelled_before_its_pipeline_was_submitted_is_never_submitted():
     assert new_id not in world.runner.pipelines
     assert (run["status"], run["submission"]["status"]) == ("CANCELLED", "cancelled")
     assert run["cancel_requested"]["runner"] == "not_running"
+
+
+def test_a_cancel_that_reached_the_runner_while_the_submission_was_in_flight_is_sent_again_once_submitted():
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
+    new_id = rerun_id("run-1", "req-0001")
+    cancel = world.request("cancel_run", new_id, request_id="req-0002")
+    world.runner.during_submit = lambda: world.deliver(cancel)
+    world.deliver(world.request("rerun", "run-1"))
+
+    run = world.run(new_id)
+    assert world.runner.cancels == [new_id, new_id]  # first nothing to stop yet, then the pipeline
+    assert new_id in world.runner.pipelines and new_id not in world.runner.running
+    assert (run["submission"]["status"], run["cancel_requested"]["runner"]) == ("submitted", "requested")
+    assert kinds(world.store, new_id).count("run.cancel_sent") == 1
+
+
+def test_a_submission_with_no_cancel_asks_the_runner_for_none():
+    world = Registry()
+    world.finished_run("run-1", "SUCCEEDED", training_config=CONFIG)
+    world.deliver(world.request("rerun", "run-1"))
+    assert world.run(rerun_id("run-1", "req-0001"))["submission"]["status"] == "submitted"
+    assert world.runner.cancels == []
 
 
 # ---------------------------------------------------------------------------------------------------------------

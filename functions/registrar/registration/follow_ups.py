@@ -7,22 +7,23 @@ retried; `register_run` itself is idempotent (a lease, and a lookup by the run's
 from __future__ import annotations
 
 from registrar.kernel.paths import run_path
-from registrar.kernel.ports import PipelineRunner
+from registrar.registration import cancelling
+from registrar.registration.cancelling import ask_runner_to_cancel
 from registrar.registration.commands import (
     TERMINAL_RUN_STATES,
-    RecordCancelOutcome,
     RecordPipelineRun,
     RequestRegistration,
     RequestRerun,
     RequestRunCancel,
 )
 from registrar.registration.upload import register_run
+from registrar.schedules import submission
 from registrar.schedules.submission import submit_run
 
 PENDING = ("pending", "registering")
-# What run control calls outside Firestore: the runner's cancel, and a rerun's submission.
-CANCEL_CALLS = (PipelineRunner.cancel,)
-RERUN_CALLS = (PipelineRunner.submit,)
+# What run control calls outside Firestore: the runner's cancel, and a rerun's submission (which may cancel too).
+CANCEL_CALLS = cancelling.CALLS
+RERUN_CALLS = submission.CALLS
 
 
 def register_if_pending(services, command: RecordPipelineRun, outcome) -> None:
@@ -49,14 +50,12 @@ def register_requested(services, command: RequestRegistration, outcome) -> None:
 def cancel_requested_run(services, command: RequestRunCancel, outcome) -> None:
     """Ask the runner to stop a run whose cancel is recorded and that has not ended (on every delivery: a crash
     between the record and this call is repaired by the redelivery), and record what it answered. The run's end
-    comes with its pipeline's CANCELLED event; a run never submitted is cancelled by its submission."""
+    comes with its pipeline's CANCELLED event; a run never submitted is cancelled by its submission, and one whose
+    submission was in flight is asked again once it is submitted (`registration/cancelling.py`)."""
     run = services.store.get(run_path(command.training_run_id))
     if not run or not run.get("cancel_requested") or run.get("status") in TERMINAL_RUN_STATES:
         return
-    stopping = services.runner.cancel(run)
-    services.bus.handle(RecordCancelOutcome(training_run_id=command.training_run_id,
-                                            outcome="requested" if stopping else "not_running",
-                                            occurred_at=services.now()))
+    ask_runner_to_cancel(services, run)
 
 
 def submit_rerun(services, command: RequestRerun, outcome) -> None:

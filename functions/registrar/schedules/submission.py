@@ -9,11 +9,14 @@ from registrar.kernel.errors import PermanentError
 from registrar.kernel.paths import run_path
 from registrar.kernel.ports import PipelineRunner
 from registrar.kernel.store import DocumentStore, update
+from registrar.registration import cancelling
 from registrar.registration.baseline import freeze_baseline
+from registrar.registration.cancelling import ask_runner_to_cancel, cancel_pending
 from registrar.registration.commands import RecordPipelineRun
 from registrar.schedules.commands import RunScheduledSlot
 
-CALLS = (PipelineRunner.submit,)  # what submitting a run calls outside Firestore
+# What submitting a run calls outside Firestore: the runner's submit, and its cancel when one came meanwhile.
+CALLS = (PipelineRunner.submit, *cancelling.CALLS)
 
 
 def record_submission(store: DocumentStore, run_id: str, now: datetime, *, status: str,
@@ -76,6 +79,10 @@ def submit_run(services, run_id: str) -> str | None:
         raise
     record_submission(services.store, run_id, services.now(), status="submitted", pipeline_job_name=name,
                       simulated=services.runner.simulated)
+    # A cancel recorded while this submission was in flight may have asked the runner before the pipeline existed.
+    submitted = services.store.get(run_path(run_id))
+    if cancel_pending(submitted):
+        ask_runner_to_cancel(services, submitted)
     return name
 
 
