@@ -28,7 +28,7 @@ from flow_helpers import eventually, with_events_runner
 
 from localcloud import demo
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # about 3 minutes: `make test-slow`, its own CI step
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "schemas" / "openapi.yaml"
